@@ -1,0 +1,149 @@
+//! The sealed box: the randomized AEAD used for wrapped keys, encrypted names
+//! and attribute records.
+//!
+//! `sealed = 0x01 || salt[24] || AES-256-GCM(k, n, aad, plaintext) || tag[16]`
+//! with `k || n = HKDF-SHA256(ikm = purpose key, salt = salt, info =
+//! "securevault/v1/message-key", 44 bytes)`. A fresh 192-bit salt per message
+//! gives every message its own key and nonce, so the usual 2^32-messages limit
+//! of random 96-bit GCM nonces under one key does not apply.
+
+use aes_gcm::aead::AeadInOut;
+use aes_gcm::aead::{Nonce, Tag};
+use aes_gcm::{Aes256Gcm, KeyInit};
+use zeroize::{Zeroize, Zeroizing};
+
+use super::keys::hkdf_sha256;
+use super::{CryptoError, Key32, random_array};
+
+/// Version byte of the sealed-box format.
+pub(crate) const SEALED_VERSION: u8 = 1;
+/// Length of the per-message random salt.
+pub(crate) const SALT_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+/// Bytes a sealed box adds to its plaintext.
+pub const SEALED_OVERHEAD: usize = 1 + SALT_LEN + TAG_LEN;
+const MESSAGE_KEY_INFO: &[u8] = b"securevault/v1/message-key";
+
+/// The cipher and nonce for one message.
+fn message_cipher(key: &Key32, salt: &[u8]) -> Result<(Aes256Gcm, Nonce<Aes256Gcm>), CryptoError> {
+    let mut okm = Zeroizing::new([0u8; 44]);
+    hkdf_sha256(
+        key.expose(),
+        Some(salt),
+        MESSAGE_KEY_INFO,
+        okm.as_mut_slice(),
+    )?;
+    let (k, n) = okm.split_at(32);
+    let cipher = Aes256Gcm::new_from_slice(k).map_err(|_| CryptoError::OutOfRange)?;
+    let nonce = Nonce::<Aes256Gcm>::try_from(n).map_err(|_| CryptoError::OutOfRange)?;
+    Ok((cipher, nonce))
+}
+
+/// Seals with an explicit salt: for test vectors only.
+pub(crate) fn seal_with_salt(
+    key: &Key32,
+    salt: &[u8; SALT_LEN],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    let (cipher, nonce) = message_cipher(key, salt)?;
+    let mut out = Vec::with_capacity(plaintext.len() + SEALED_OVERHEAD);
+    out.push(SEALED_VERSION);
+    out.extend_from_slice(salt);
+    out.extend_from_slice(plaintext);
+    let body = out.get_mut(1 + SALT_LEN..).ok_or(CryptoError::OutOfRange)?;
+    let tag = cipher
+        .encrypt_inout_detached(&nonce, aad, body.into())
+        .map_err(|_| CryptoError::OutOfRange)?;
+    out.extend_from_slice(&tag);
+    Ok(out)
+}
+
+/// Seals `plaintext` under `key`, bound to `aad`, with a fresh random salt.
+pub(crate) fn seal(key: &Key32, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let mut salt = random_array::<SALT_LEN>()?;
+    let out = seal_with_salt(key, &salt, aad, plaintext);
+    salt.zeroize();
+    out
+}
+
+/// Opens a sealed box; the plaintext is zeroized when dropped.
+pub(crate) fn open(
+    key: &Key32,
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let (&version, rest) = sealed.split_first().ok_or(CryptoError::Malformed {
+        what: "sealed box",
+        reason: "empty",
+    })?;
+    if version != SEALED_VERSION {
+        return Err(CryptoError::UnsupportedVersion(version));
+    }
+    if rest.len() < SALT_LEN + TAG_LEN {
+        return Err(CryptoError::Malformed {
+            what: "sealed box",
+            reason: "shorter than its overhead",
+        });
+    }
+    let (salt, rest) = rest.split_at(SALT_LEN);
+    let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let (cipher, nonce) = message_cipher(key, salt)?;
+    let tag = Tag::<Aes256Gcm>::try_from(tag).map_err(|_| CryptoError::Authentication)?;
+    let mut plaintext = Zeroizing::new(body.to_vec());
+    cipher
+        .decrypt_inout_detached(&nonce, aad, plaintext.as_mut_slice().into(), &tag)
+        .map_err(|_| CryptoError::Authentication)?;
+    Ok(plaintext)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> Key32 {
+        Key32::from_bytes([9; 32])
+    }
+
+    #[test]
+    fn round_trip_and_overhead() {
+        for len in [0usize, 1, 31, 1000] {
+            let pt = vec![0x5a; len];
+            let s = seal(&key(), b"aad", &pt).unwrap();
+            assert_eq!(s.len(), len + SEALED_OVERHEAD);
+            assert_eq!(open(&key(), b"aad", &s).unwrap().as_slice(), pt.as_slice());
+        }
+    }
+
+    #[test]
+    fn salts_are_fresh() {
+        let a = seal(&key(), b"", b"same").unwrap();
+        let b = seal(&key(), b"", b"same").unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn every_tamper_fails() {
+        let s = seal(&key(), b"aad", b"secret").unwrap();
+        assert_eq!(open(&key(), b"other", &s), Err(CryptoError::Authentication));
+        assert_eq!(
+            open(&Key32::from_bytes([8; 32]), b"aad", &s),
+            Err(CryptoError::Authentication)
+        );
+        for i in 1..s.len() {
+            let mut t = s.clone();
+            t[i] ^= 1;
+            assert_eq!(open(&key(), b"aad", &t), Err(CryptoError::Authentication));
+        }
+        let mut v = s.clone();
+        v[0] = 2;
+        assert_eq!(
+            open(&key(), b"aad", &v),
+            Err(CryptoError::UnsupportedVersion(2))
+        );
+        for cut in 0..SEALED_OVERHEAD {
+            assert!(open(&key(), b"aad", &s[..cut]).is_err());
+        }
+        assert!(open(&key(), b"aad", &s[..s.len() - 1]).is_err());
+    }
+}
