@@ -31,11 +31,13 @@ report() {
 
 for crate in "${FORBIDDEN[@]}"; do
     tree_for "$crate"
-    if ((TREE_RC == 0)); then
+    if grep -q 'did not match any packages' <<<"$TREE_OUT"; then
+        : # absent: good
+    elif ((TREE_RC == 0)) && grep -q 'nothing to print' <<<"$TREE_OUT"; then
+        : # only in Cargo.lock as an optional dependency no feature turns on
+    elif ((TREE_RC == 0)); then
         report "$crate" "$TREE_OUT"
         bad=1
-    elif grep -q 'did not match any packages' <<<"$TREE_OUT"; then
-        : # absent: good
     elif grep -q 'is ambiguous' <<<"$TREE_OUT"; then
         # Several versions are present: report each one.
         mapfile -t specs < <(grep -E "^[[:space:]]*${crate}@" <<<"$TREE_OUT" | sed -E 's/^[[:space:]]+//; s/[[:space:]]+$//')

@@ -6,7 +6,9 @@
 use std::process::ExitCode;
 
 use common::crypto::CryptoError;
-use common::crypto::attrs::{NodeAttributes, NodeKind, ObjectEntry, Timestamp, open_attributes, seal_attributes};
+use common::crypto::attrs::{
+    NodeAttributes, NodeKind, ObjectEntry, Timestamp, open_attributes, seal_attributes,
+};
 use common::crypto::content::{
     HEADER_LEN, ObjectBinding, ObjectDecryptor, ObjectDigest, ciphertext_range, encrypt_object,
     open_object, segments_for_range,
@@ -44,7 +46,10 @@ fn tour() -> Result<(), CryptoError> {
     let vault_key = VaultKey::generate()?;
     let wrapped = wrap_vault_key(&keys.kek, account, &vault_key)?;
     let recovery = RecoveryKey::generate()?;
-    println!("Wrapped vault key: {} bytes. A recovery key looks like:", wrapped.len());
+    println!(
+        "Wrapped vault key: {} bytes. A recovery key looks like:",
+        wrapped.len()
+    );
     println!("    {}", recovery.to_display_string()?.as_str());
     let keys_again = derive_account_keys(b"a demo password", &params)?;
     let vault_key = unwrap_vault_key(&keys_again.kek, account, &wrapped)?;
@@ -61,11 +66,22 @@ fn tour() -> Result<(), CryptoError> {
         enc_name.len(),
         &hex::encode(tag.as_bytes())[..16]
     );
-    let back = decrypt_name(&sub.name_encryption, &sub.name_tag, dir, file, &enc_name, &tag)?;
+    let back = decrypt_name(
+        &sub.name_encryption,
+        &sub.name_tag,
+        dir,
+        file,
+        &enc_name,
+        &tag,
+    )?;
     assert_eq!(back.as_slice(), name);
 
     let contents: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
-    let binding = ObjectBinding { file, object: ObjectId::random()?, offset: 0 };
+    let binding = ObjectBinding {
+        file,
+        object: ObjectId::random()?,
+        offset: 0,
+    };
     let object = encrypt_object(&sub.content, &binding, &contents)?;
     let entry = ObjectEntry {
         id: binding.object,
@@ -96,7 +112,10 @@ fn tour() -> Result<(), CryptoError> {
         .get(usize::try_from(range.start).unwrap_or(0)..usize::try_from(range.end).unwrap_or(0))
         .ok_or(CryptoError::OutOfRange)?;
     let part = dec.decrypt_range(500_000, 100, slice)?;
-    assert_eq!(part.as_slice(), contents.get(500_000..500_100).unwrap_or_default());
+    assert_eq!(
+        part.as_slice(),
+        contents.get(500_000..500_100).unwrap_or_default()
+    );
     println!("Read 100 bytes at offset 500000 by fetching segments {segments:?} only.");
 
     let mut tampered = object.clone();

@@ -6,6 +6,7 @@
 //! The byte formats are specified in `docs/FORMAT.md`; the test vectors under
 //! `tests/vectors/` pin them.
 
+pub mod api;
 pub mod codec;
 pub mod crypto;
 pub mod ids;

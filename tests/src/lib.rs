@@ -6,6 +6,9 @@
 //! profile that built the test, so an end-to-end test can never run a stale
 //! `vault` or `vault-server`.
 
+// A test harness: failing loudly with a message is the point.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;

@@ -341,7 +341,7 @@ impl NodeAttributes {
     }
 }
 
-fn aad(node: NodeId, version: u64) -> Vec<u8> {
+pub(crate) fn aad(node: NodeId, version: u64) -> Result<Vec<u8>, CryptoError> {
     frame(LABEL, &[node.as_bytes(), &version.to_be_bytes()])
 }
 
@@ -353,7 +353,7 @@ pub(crate) fn seal_attributes_with_salt(
     attrs: &NodeAttributes,
     salt: &[u8; sealed::SALT_LEN],
 ) -> Result<Vec<u8>, CryptoError> {
-    sealed::seal_with_salt(&key.0, salt, &aad(node, version), &attrs.encode()?)
+    sealed::seal_with_salt(&key.0, salt, &aad(node, version)?, &attrs.encode()?)
 }
 
 /// Seals the record of `node` at `version`.
@@ -363,7 +363,7 @@ pub fn seal_attributes(
     version: u64,
     attrs: &NodeAttributes,
 ) -> Result<Vec<u8>, CryptoError> {
-    sealed::seal(&key.0, &aad(node, version), &attrs.encode()?)
+    sealed::seal(&key.0, &aad(node, version)?, &attrs.encode()?)
 }
 
 /// Opens the record of `node` at `version`: fails if it was sealed for any
@@ -374,7 +374,7 @@ pub fn open_attributes(
     version: u64,
     sealed: &[u8],
 ) -> Result<NodeAttributes, CryptoError> {
-    let plain = sealed::open(&key.0, &aad(node, version), sealed)?;
+    let plain = sealed::open(&key.0, &aad(node, version)?, sealed)?;
     NodeAttributes::decode(&plain)
 }
 

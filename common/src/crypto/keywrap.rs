@@ -37,13 +37,16 @@ impl WrapPurpose {
     }
 }
 
-/// The account identity bound into wrapped keys: the e-mail address, trimmed
-/// and lower-cased.
+/// The account identity bound into wrapped keys: the e-mail address with
+/// ASCII white space trimmed and ASCII letters lower-cased (other characters
+/// are kept as they are, so every implementation agrees exactly).
 pub fn canonical_account(email: &str) -> String {
-    email.trim().to_lowercase()
+    email
+        .trim_matches(|c: char| c.is_ascii_whitespace())
+        .to_ascii_lowercase()
 }
 
-fn aad(purpose: WrapPurpose, account: &str) -> Vec<u8> {
+fn aad(purpose: WrapPurpose, account: &str) -> Result<Vec<u8>, CryptoError> {
     frame(
         LABEL,
         &[purpose.label(), canonical_account(account).as_bytes()],
@@ -58,7 +61,7 @@ pub(crate) fn wrap_with_salt(
     vault_key: &VaultKey,
     salt: &[u8; sealed::SALT_LEN],
 ) -> Result<Vec<u8>, CryptoError> {
-    sealed::seal_with_salt(key, salt, &aad(purpose, account), vault_key.expose())
+    sealed::seal_with_salt(key, salt, &aad(purpose, account)?, vault_key.expose())
 }
 
 fn wrap(
@@ -67,7 +70,7 @@ fn wrap(
     account: &str,
     vault_key: &VaultKey,
 ) -> Result<Vec<u8>, CryptoError> {
-    sealed::seal(key, &aad(purpose, account), vault_key.expose())
+    sealed::seal(key, &aad(purpose, account)?, vault_key.expose())
 }
 
 pub(crate) fn unwrap(
@@ -82,7 +85,7 @@ pub(crate) fn unwrap(
             reason: "wrong length",
         });
     }
-    let plain = sealed::open(key, &aad(purpose, account), wrapped)?;
+    let plain = sealed::open(key, &aad(purpose, account)?, wrapped)?;
     let bytes: [u8; 32] = plain
         .as_slice()
         .try_into()

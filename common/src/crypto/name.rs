@@ -82,11 +82,11 @@ pub fn name_tag(key: &NameTagKey, parent: NodeId, name: &[u8]) -> Result<NameTag
     Ok(NameTag(mac.finalize().into_bytes().into()))
 }
 
-fn aad(parent: NodeId, child: NodeId) -> Vec<u8> {
+pub(crate) fn aad(parent: NodeId, child: NodeId) -> Result<Vec<u8>, CryptoError> {
     frame(LABEL, &[parent.as_bytes(), child.as_bytes()])
 }
 
-fn pad(name: &[u8]) -> Zeroizing<Vec<u8>> {
+pub(crate) fn pad(name: &[u8]) -> Zeroizing<Vec<u8>> {
     let padded_len = (name.len() / NAME_PAD_BLOCK + 1) * NAME_PAD_BLOCK;
     let mut out = Zeroizing::new(Vec::with_capacity(padded_len));
     out.extend_from_slice(name);
@@ -119,7 +119,7 @@ pub(crate) fn encrypt_name_with_salt(
     salt: &[u8; sealed::SALT_LEN],
 ) -> Result<Vec<u8>, CryptoError> {
     validate_name(name)?;
-    sealed::seal_with_salt(&key.0, salt, &aad(parent, child), &pad(name))
+    sealed::seal_with_salt(&key.0, salt, &aad(parent, child)?, &pad(name))
 }
 
 /// Encrypts `name` for the entry in `parent` that points at `child`.
@@ -130,7 +130,7 @@ pub fn encrypt_name(
     name: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
     validate_name(name)?;
-    sealed::seal(&key.0, &aad(parent, child), &pad(name))
+    sealed::seal(&key.0, &aad(parent, child)?, &pad(name))
 }
 
 /// Decrypts an entry's name and checks it against the entry's tag.
@@ -142,7 +142,7 @@ pub fn decrypt_name(
     encrypted: &[u8],
     tag: &NameTag,
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    let padded = sealed::open(&enc_key.0, &aad(parent, child), encrypted)?;
+    let padded = sealed::open(&enc_key.0, &aad(parent, child)?, encrypted)?;
     let name = unpad(&padded)?;
     validate_name(name)?;
     let expected = name_tag(tag_key, parent, name)?;

@@ -3,7 +3,7 @@
 //! Written form: the 32 key bytes followed by a 3-byte checksum (the first
 //! three bytes of SHA-256("securevault/v1/recovery-checksum" || key)), encoded
 //! in Crockford base32 (56 symbols, no padding) and grouped in fours with
-//! dashes. Parsing ignores case, spaces and dashes and reads O as 0 and I/L as
+//! dashes. Parsing ignores case, white space and dashes and reads O as 0 and I/L as
 //! 1, so a person can type it back; a typo fails the checksum instead of
 //! producing a wrong key. The recovery key wraps the vault key through
 //! `HKDF-SHA256(recovery key, info "securevault/v1/recovery-wrap-key")`.
@@ -82,8 +82,11 @@ impl RecoveryKey {
 
     /// Parses the written form.
     pub fn parse(text: &str) -> Result<Self, CryptoError> {
-        let compact: Zeroizing<String> =
-            Zeroizing::new(text.chars().filter(|c| !matches!(c, '-' | ' ')).collect());
+        let compact: Zeroizing<String> = Zeroizing::new(
+            text.chars()
+                .filter(|c| *c != '-' && !c.is_whitespace())
+                .collect(),
+        );
         if compact.len() != RECOVERY_SYMBOLS {
             return Err(CryptoError::RecoveryKey("expected 56 symbols"));
         }
@@ -127,7 +130,7 @@ mod tests {
     fn parsing_forgives_case_spaces_and_look_alikes() {
         let rk = RecoveryKey::from_bytes([0; 32]);
         let s = rk.to_display_string().unwrap();
-        let sloppy = s.to_lowercase().replace('-', " ").replace('0', "o");
+        let sloppy = s.to_lowercase().replace('-', " ").replace('0', "o") + "\n";
         assert_eq!(RecoveryKey::parse(&sloppy).unwrap(), rk);
     }
 

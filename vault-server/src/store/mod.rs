@@ -1,0 +1,173 @@
+//! Persistent state behind one trait, [`Store`], with two sqlx
+//! implementations: SQLite (the embedded default) and MySQL/MariaDB/TiDB,
+//! each with its own migrations under `vault-server/migrations/<backend>/`.
+//!
+//! Invariants every implementation keeps:
+//! - every check-and-change that must be atomic (single-use tickets and
+//!   codes, refresh-token rotation, TOTP step replay, quota) is one statement
+//!   or one transaction, so any number of server instances can share the
+//!   database;
+//! - secrets are stored only as hashes (auth key: Argon2id PHC string; codes,
+//!   tickets and refresh tokens: keyed hashes); the store never sees a
+//!   password, a key or a plaintext file name;
+//! - times are Unix seconds (`i64`), set by the caller.
+
+mod records;
+
+pub use records::*;
+
+use async_trait::async_trait;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness constraint was violated.
+    #[error("already exists")]
+    Conflict,
+    /// The database is unreachable or failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value does not decode.
+    #[error("corrupt stored value: {0}")]
+    Corrupt(&'static str),
+}
+
+/// The server's persistent state.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Which backend this is (`sqlite` or `mysql`), for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// Succeeds when the database answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    // ---- accounts ----
+
+    /// Creates an unverified account, replacing an existing *unverified* one
+    /// with the same e-mail (its owner never proved the address). Fails with
+    /// [`StoreError::Conflict`] when a verified account has the address.
+    async fn upsert_unverified_account(&self, new: &NewAccount) -> Result<AccountId, StoreError>;
+
+    /// The account with this canonical e-mail address.
+    async fn account_by_email(&self, email: &str) -> Result<Option<Account>, StoreError>;
+
+    /// The account with this id.
+    async fn account_by_id(&self, id: AccountId) -> Result<Option<Account>, StoreError>;
+
+    /// Marks the address verified.
+    async fn mark_verified(&self, id: AccountId, now: i64) -> Result<(), StoreError>;
+
+    /// Replaces the login credentials after a password change.
+    async fn update_credentials(
+        &self,
+        id: AccountId,
+        creds: &Credentials,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Stores a TOTP secret (pending until enabled), or clears it.
+    async fn set_totp(
+        &self,
+        id: AccountId,
+        secret: Option<&[u8]>,
+        enabled: bool,
+    ) -> Result<(), StoreError>;
+
+    /// Records that TOTP time step `step` was used, only if it is later than
+    /// the last one used: returns false for a replayed (or older) code.
+    async fn advance_totp_step(&self, id: AccountId, step: i64) -> Result<bool, StoreError>;
+
+    // ---- one-time codes (e-mail verification and login) ----
+
+    /// Stores a challenge: a code hash for a purpose (`verify` or `login`)
+    /// under a key (the ticket hash, or the account for verification).
+    async fn put_challenge(&self, c: &Challenge) -> Result<(), StoreError>;
+
+    /// The challenge under `key`.
+    async fn challenge(&self, key: &[u8]) -> Result<Option<Challenge>, StoreError>;
+
+    /// Counts one wrong code; returns the attempts now recorded.
+    async fn fail_challenge(&self, key: &[u8]) -> Result<u32, StoreError>;
+
+    /// Replaces the code of an existing challenge (a resend), resetting
+    /// nothing else. Returns false if the challenge is gone.
+    async fn renew_challenge_code(
+        &self,
+        key: &[u8],
+        code_hash: &[u8],
+        code_expires_at: i64,
+        sent_at: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes the challenge if it is still there: true for exactly one caller
+    /// (single use across server instances).
+    async fn consume_challenge(&self, key: &[u8]) -> Result<bool, StoreError>;
+
+    // ---- sessions and refresh tokens ----
+
+    /// Creates a session.
+    async fn create_session(&self, s: &NewSession) -> Result<(), StoreError>;
+
+    /// The session with this id.
+    async fn session(&self, id: &str) -> Result<Option<Session>, StoreError>;
+
+    /// The sessions of an account, newest first (revoked ones excluded).
+    async fn sessions(&self, account: AccountId) -> Result<Vec<Session>, StoreError>;
+
+    /// Rotates a refresh token: if `old_hash` is the session's current token,
+    /// replaces it with `new_hash` and returns [`Rotation::Rotated`]; if it is
+    /// a spent token of a session, revokes that session and returns
+    /// [`Rotation::Reused`]; otherwise [`Rotation::Unknown`].
+    async fn rotate_refresh(
+        &self,
+        old_hash: &[u8],
+        new_hash: &[u8],
+        now: i64,
+    ) -> Result<Rotation, StoreError>;
+
+    /// Revokes one session of `account`; false if there was none.
+    async fn revoke_session(
+        &self,
+        account: AccountId,
+        id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Revokes every session of `account` except `keep`.
+    async fn revoke_sessions(
+        &self,
+        account: AccountId,
+        keep: Option<&str>,
+        now: i64,
+    ) -> Result<u64, StoreError>;
+
+    // ---- per-account throttling ----
+
+    /// The back-off state under `key` (a keyed hash of the e-mail address).
+    async fn throttle(&self, key: &[u8]) -> Result<Option<Throttle>, StoreError>;
+
+    /// Stores the back-off state under `key`.
+    async fn put_throttle(&self, key: &[u8], t: &Throttle) -> Result<(), StoreError>;
+
+    /// Forgets the back-off state under `key`.
+    async fn clear_throttle(&self, key: &[u8]) -> Result<(), StoreError>;
+
+    // ---- audit log ----
+
+    /// Appends an event.
+    async fn audit(&self, e: &NewAuditEvent) -> Result<(), StoreError>;
+
+    /// Events of an account, newest first, with ids below `before`.
+    async fn audit_events(
+        &self,
+        account: AccountId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+}
