@@ -195,9 +195,11 @@ pub fn ciphertext_range(
     if segments.start > segments.end || segments.end > segment_count(plaintext_len) {
         return Err(CryptoError::OutOfRange);
     }
-    let start = HDR + segments.start * SEG_CT;
+    // Both ends are clamped: the last segment may be short, and an empty
+    // range at the end must not point past the object.
+    let start = (HDR + segments.start * SEG_CT).min(total);
     let end = (HDR + segments.end * SEG_CT).min(total);
-    Ok(start..end.max(start))
+    Ok(start..end)
 }
 
 /// The per-object AEAD state shared by encryption and decryption.
