@@ -1,14 +1,6 @@
-//! `vault`: the entry point. Parses the command line and hands over to the
-//! library; nothing else lives here.
+//! `vault`: the entry point. Everything, argument parsing included, lives in
+//! the library (`fs_client::cli`) so it can be tested.
 
-use clap::Parser;
-
-/// SecureVault: an end-to-end encrypted folder backed by a vault server.
-#[derive(Debug, Parser)]
-#[command(name = "vault", version)]
-struct Cli {}
-
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    Ok(())
+fn main() -> std::process::ExitCode {
+    fs_client::cli::main()
 }

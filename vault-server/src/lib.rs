@@ -6,4 +6,152 @@
 //! hashes of login secrets, and enforces ownership, single use and rate
 //! limits.
 
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod mail;
+pub mod state;
 pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use lettre::message::Mailbox;
+
+use crate::auth::jwt::JwtCodec;
+use crate::auth::ratelimit::IpLimiter;
+use crate::auth::secrets::{SecretError, ServerKeys};
+use crate::config::{MailSettings, Settings};
+use crate::mail::{MailError, Mailer, OutboxMailer, SmtpMailer};
+use crate::state::AppState;
+use crate::store::{Store, StoreError};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The database.
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    /// The mail transport.
+    #[error("mail: {0}")]
+    Mail(#[from] MailError),
+    /// The server secret.
+    #[error("{0}")]
+    Secret(#[from] SecretError),
+    /// Binding or serving.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// A setting that only fails when used.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Connects the store (running migrations), the mailer and the keys.
+pub async fn build_state(settings: &Settings) -> Result<AppState, ServerError> {
+    if let Some(path) = settings.database_url.expose().strip_prefix("sqlite://")
+        && let Some(dir) = std::path::Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)?;
+    }
+    let store = store::connect(settings.database_url.expose()).await?;
+    store.migrate().await?;
+    build_state_with(settings, store, None).await
+}
+
+/// Builds the state around a given store (and optionally mailer).
+pub async fn build_state_with(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    mailer: Option<Arc<dyn Mailer>>,
+) -> Result<AppState, ServerError> {
+    let from: Mailbox = settings
+        .mail_from
+        .parse()
+        .map_err(|_| ServerError::Config("VAULT_MAIL_FROM is not a mailbox".into()))?;
+    let mailer: Arc<dyn Mailer> = match mailer {
+        Some(m) => m,
+        None => match &settings.mail {
+            MailSettings::Smtp(url) => Arc::new(SmtpMailer::new(url.expose(), from)?),
+            MailSettings::Outbox(dir) => Arc::new(OutboxMailer::new(dir.clone(), from)?),
+        },
+    };
+    let keys = Arc::new(ServerKeys::load(&settings.jwt_secret)?);
+    let issuer = settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", settings.listen));
+    let jwt = Arc::new(JwtCodec::new(
+        keys.jwt_key(),
+        issuer,
+        settings.access_token_ttl,
+    ));
+    Ok(AppState {
+        store,
+        mailer,
+        keys,
+        jwt,
+        limiter: Arc::new(IpLimiter::new(
+            settings.auth_rate_per_minute,
+            settings.auth_burst,
+        )),
+        trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
+    })
+}
+
+/// Serves on an already bound listener until `shutdown` resolves.
+pub async fn serve(
+    settings: &Settings,
+    state: AppState,
+    listener: std::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    listener.set_nonblocking(true)?;
+    let app =
+        http::router(state, settings.max_body).into_make_service_with_connect_info::<SocketAddr>();
+    match &settings.tls {
+        None => {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+        Some((cert, key)) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+            });
+            axum_server::from_tcp_rustls(listener, config)?
+                .handle(handle)
+                .serve(app)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

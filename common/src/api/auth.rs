@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Base64;
+use super::{Base64, SecretText};
 use crate::crypto::kdf::KdfParams;
 
 /// Paths of the account endpoints.
@@ -32,6 +32,9 @@ pub mod paths {
     pub const ACCOUNT: &str = "/v1/account";
     /// `POST` (bearer) [`super::ChangePasswordRequest`] → 204.
     pub const PASSWORD: &str = "/v1/account/password";
+    /// `GET` (bearer) → 200 [`super::AccountKeys`]: what unlocking the vault
+    /// needs (the mount asks for it; a password change alters it).
+    pub const ACCOUNT_KEYS: &str = "/v1/account/keys";
     /// `GET` (bearer) → 200 `Vec<`[`super::SessionInfo`]`>`.
     pub const SESSIONS: &str = "/v1/sessions";
     /// `DELETE /v1/sessions/{id}` (bearer) → 204.
@@ -84,7 +87,7 @@ pub struct VerifyEmailRequest {
     /// The address.
     pub email: String,
     /// The 6-digit code.
-    pub code: String,
+    pub code: SecretText,
 }
 
 /// Asks for an account's KDF parameters.
@@ -125,7 +128,7 @@ pub enum SecondFactor {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoginTicket {
     /// Opaque; binds step two to this step.
-    pub ticket: String,
+    pub ticket: SecretText,
     /// What the second step expects.
     pub second_factor: SecondFactor,
     /// Seconds until the ticket expires.
@@ -136,16 +139,16 @@ pub struct LoginTicket {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ResendCodeRequest {
     /// The ticket from step one.
-    pub ticket: String,
+    pub ticket: SecretText,
 }
 
 /// Step two of login.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VerifyLoginRequest {
     /// The ticket from step one.
-    pub ticket: String,
+    pub ticket: SecretText,
     /// The 6-digit code.
-    pub code: String,
+    pub code: SecretText,
     /// A label for the session list (e.g. the host name).
     #[serde(default)]
     pub device: Option<String>,
@@ -155,11 +158,11 @@ pub struct VerifyLoginRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Tokens {
     /// JWT for `Authorization: Bearer`.
-    pub access_token: String,
+    pub access_token: SecretText,
     /// Seconds the access token is valid.
     pub expires_in: u64,
     /// Opaque, single use: exchanged for new tokens at [`paths::REFRESH`].
-    pub refresh_token: String,
+    pub refresh_token: SecretText,
 }
 
 /// The answer to step two.
@@ -181,7 +184,7 @@ pub struct LoginResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RefreshRequest {
     /// The current refresh token.
-    pub refresh_token: String,
+    pub refresh_token: SecretText,
 }
 
 /// The logged-in account.
@@ -195,6 +198,15 @@ pub struct AccountInfo {
     pub totp_enabled: bool,
     /// Creation time, Unix seconds.
     pub created_at: i64,
+}
+
+/// The wrapped vault key and the KDF parameters that unwrap it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountKeys {
+    /// Parameters and salt of the password KDF.
+    pub kdf: KdfParams,
+    /// The vault key wrapped by the key-encryption key.
+    pub wrapped_vault_key: Base64,
 }
 
 /// Changes the password: the client re-wrapped the same vault key.
@@ -231,16 +243,16 @@ pub struct SessionInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TotpEnrollment {
     /// The secret in base32 (for manual entry).
-    pub secret: String,
+    pub secret: SecretText,
     /// The `otpauth://totp/...` URI to show as a QR code.
-    pub otpauth_uri: String,
+    pub otpauth_uri: SecretText,
 }
 
 /// A TOTP code.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TotpCodeRequest {
     /// The 6-digit code.
-    pub code: String,
+    pub code: SecretText,
 }
 
 /// One entry of the audit log. Never holds a secret, a code or a file name.

@@ -15,6 +15,8 @@ pub enum ErrorCode {
     Forbidden,
     /// No such thing (or not yours: the two are indistinguishable).
     NotFound,
+    /// The path exists but not with this HTTP method.
+    MethodNotAllowed,
     /// Optimistic-concurrency conflict or an existing entry.
     Conflict,
     /// A directory that must be empty is not.

@@ -12,11 +12,40 @@
 //!   password, a key or a plaintext file name;
 //! - times are Unix seconds (`i64`), set by the caller.
 
+mod mysql;
 mod records;
+mod sql;
+mod sqlite;
+#[cfg(test)]
+mod tests;
 
+pub use mysql::MySqlStore;
 pub use records::*;
+pub use sqlite::SqliteStore;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
+
+/// Opens the store a database URL names: SQLite for `sqlite:` URLs (e.g.
+/// `sqlite:///var/lib/vault/db.sqlite` or `sqlite:vault.db?mode=rwc`; the
+/// file is created if missing), MySQL/MariaDB/TiDB for `mysql://` (or
+/// `mariadb://`) URLs. Connects, and does nothing else: run
+/// [`Store::migrate`] to create or update the tables.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+        Ok(Arc::new(MySqlStore::connect(url).await?))
+    } else {
+        // Only the scheme: the rest of a URL may hold a password.
+        let scheme = url.split_once(':').map_or("none", |(scheme, _)| scheme);
+        Err(StoreError::Database(sqlx::Error::Configuration(
+            format!("unsupported database URL scheme `{scheme}` (expected sqlite: or mysql://)")
+                .into(),
+        )))
+    }
+}
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +53,10 @@ pub enum StoreError {
     /// A uniqueness constraint was violated.
     #[error("already exists")]
     Conflict,
+    /// A row the write refers to is gone (a foreign-key violation: e.g. the
+    /// account was replaced by a concurrent registration).
+    #[error("the referenced row is gone")]
+    Missing,
     /// The database is unreachable or failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -92,8 +125,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The challenge under `key`.
     async fn challenge(&self, key: &[u8]) -> Result<Option<Challenge>, StoreError>;
 
-    /// Counts one wrong code; returns the attempts now recorded.
-    async fn fail_challenge(&self, key: &[u8]) -> Result<u32, StoreError>;
+    /// Claims one attempt at the challenge's code *before* the code is
+    /// checked: atomically increments `attempts` only while it is below
+    /// `max`, and returns the attempt number claimed (1..=max), or `None` when
+    /// the challenge is gone or its attempts are used up. Concurrent callers
+    /// can never claim more than `max` attempts in total.
+    async fn claim_attempt(&self, key: &[u8], max: u32) -> Result<Option<u32>, StoreError>;
 
     /// Replaces the code of an existing challenge (a resend), resetting
     /// nothing else. Returns false if the challenge is gone.
@@ -123,7 +160,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Rotates a refresh token: if `old_hash` is the session's current token,
     /// replaces it with `new_hash` and returns [`Rotation::Rotated`]; if it is
     /// a spent token of a session, revokes that session and returns
-    /// [`Rotation::Reused`]; otherwise [`Rotation::Unknown`].
+    /// [`Rotation::Reused`]; otherwise [`Rotation::Unknown`]. A revoked
+    /// session knows no tokens: after the one `Reused`, its tokens are all
+    /// `Unknown`. Of concurrent calls with the same current token exactly one
+    /// rotates; the next one counts as reuse (the store cannot tell a racing
+    /// client from a thief). A `new_hash` already in use is a
+    /// [`StoreError::Conflict`].
     async fn rotate_refresh(
         &self,
         old_hash: &[u8],
@@ -152,8 +194,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The back-off state under `key` (a keyed hash of the e-mail address).
     async fn throttle(&self, key: &[u8]) -> Result<Option<Throttle>, StoreError>;
 
-    /// Stores the back-off state under `key`.
-    async fn put_throttle(&self, key: &[u8], t: &Throttle) -> Result<(), StoreError>;
+    /// Charges one attempt against the back-off under `key`, atomically
+    /// (a locked read-modify-write): if the stored `not_before` is in the
+    /// future the attempt is refused with [`ThrottleCharge::Blocked`] and
+    /// nothing changes; otherwise the state becomes `next(previous)` and the
+    /// attempt may proceed. Concurrent callers are serialised, so none is lost
+    /// and none slips past a back-off another one just started.
+    async fn charge_throttle(
+        &self,
+        key: &[u8],
+        now: i64,
+        next: &(dyn Fn(Option<Throttle>) -> Throttle + Send + Sync),
+    ) -> Result<ThrottleCharge, StoreError>;
 
     /// Forgets the back-off state under `key`.
     async fn clear_throttle(&self, key: &[u8]) -> Result<(), StoreError>;

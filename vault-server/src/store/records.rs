@@ -161,6 +161,18 @@ pub struct Throttle {
     pub not_before: i64,
 }
 
+/// The outcome of [`super::Store::charge_throttle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThrottleCharge {
+    /// The attempt was counted and may proceed.
+    Charged(Throttle),
+    /// A back-off is running until `not_before`: the attempt is refused.
+    Blocked {
+        /// When attempts are considered again (Unix seconds).
+        not_before: i64,
+    },
+}
+
 /// An audit event to append.
 #[derive(Debug, Clone)]
 pub struct NewAuditEvent {

@@ -347,7 +347,10 @@ fn range_math_is_exact() {
     assert!(ciphertext_range(s, 0..2).is_err());
     // Empty ranges at the end stay inside the object (found by fuzzing).
     assert_eq!(ciphertext_range(0, 1..1).unwrap(), 44..44);
-    assert_eq!(ciphertext_range(3_182_783, 49..49).unwrap(), 3_183_595..3_183_595);
+    assert_eq!(
+        ciphertext_range(3_182_783, 49..49).unwrap(),
+        3_183_595..3_183_595
+    );
 }
 
 proptest! {
