@@ -19,8 +19,22 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// Optimistic-concurrency conflict or an existing entry.
     Conflict,
-    /// A directory that must be empty is not.
+    /// A directory that must be empty is not (ENOTEMPTY).
     NotEmpty,
+    /// The name (or id) already exists (EEXIST).
+    Exists,
+    /// A directory was expected (ENOTDIR).
+    NotADirectory,
+    /// A non-directory was expected (EISDIR).
+    IsADirectory,
+    /// A directory cannot move into its own subtree, nor the root move (EINVAL).
+    InvalidMove,
+    /// The operation needs a regular file.
+    NotAFile,
+    /// An uploaded object's SHA-256 differs from the one announced.
+    DigestMismatch,
+    /// A byte range outside the object.
+    RangeNotSatisfiable,
     /// The request body is larger than allowed.
     PayloadTooLarge,
     /// Too many requests; retry after the `Retry-After` header's seconds.

@@ -10,6 +10,7 @@ mod auth;
 mod base64;
 mod error;
 mod secret;
+pub mod tree;
 
 pub use auth::*;
 pub use base64::Base64;

@@ -3,8 +3,8 @@
 //! every instance agrees).
 //!
 //! The per-account back-off never locks an account: after
-//! [`FREE_FAILURES`] wrong passwords each further one doubles the wait, up to
-//! [`MAX_BACKOFF`] seconds, and a success clears it. Unknown addresses are
+//! [`FREE_FAILURES`] wrong passwords each further one doubles the wait (from
+//! [`FIRST_BACKOFF`] up to [`MAX_BACKOFF`] seconds), and a success clears it. Unknown addresses are
 //! throttled exactly like known ones, so the limits reveal nothing.
 
 use std::net::IpAddr;
@@ -86,12 +86,17 @@ pub async fn charge_attempt(state: &AppState, key: &[u8], now: i64) -> Result<()
     }
 }
 
-/// The state after one more failure.
+/// The first back-off, in seconds (for failure `FREE_FAILURES + 1`).
+pub const FIRST_BACKOFF: i64 = 5;
+
+/// The state after one more failure: free up to [`FREE_FAILURES`], then a
+/// wait of [`FIRST_BACKOFF`] seconds doubling with each failure, capped at
+/// [`MAX_BACKOFF`].
 pub fn after_failure(t: Option<Throttle>, now: i64) -> Throttle {
     let failures = t.map_or(0, |t| t.failures).saturating_add(1);
     let not_before = if failures > FREE_FAILURES {
         let exp = (failures - FREE_FAILURES - 1).min(20);
-        now + (1i64 << exp).min(MAX_BACKOFF)
+        now + FIRST_BACKOFF.saturating_mul(1i64 << exp).min(MAX_BACKOFF)
     } else {
         now
     };
@@ -114,7 +119,7 @@ mod tests {
             waits.push(next.not_before - 1000);
             t = Some(next);
         }
-        assert_eq!(&waits[..9], &[0, 0, 0, 0, 0, 1, 2, 4, 8]);
+        assert_eq!(&waits[..9], &[0, 0, 0, 0, 0, 5, 10, 20, 40]);
         assert_eq!(*waits.last().unwrap(), MAX_BACKOFF);
     }
 

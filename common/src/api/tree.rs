@@ -1,0 +1,234 @@
+//! The encrypted tree and its objects on the wire (`/v1`, bearer token).
+//!
+//! Every id is the client's: node and object ids are random, names travel
+//! as a keyed tag (what the server indexes) plus an encrypted name, and
+//! records and objects are opaque sealed bytes. The server enforces
+//! ownership (another account's id answers 404), POSIX directory rules and
+//! optimistic concurrency (`expected_version`, 409 with the current version).
+
+use serde::{Deserialize, Serialize};
+
+use super::Base64;
+use crate::crypto::name::NameTag;
+use crate::ids::{NodeId, ObjectId};
+
+/// Paths of the tree endpoints.
+pub mod paths {
+    /// `POST` [`super::CreateNodeRequest`] → 201 [`super::NodeInfo`].
+    pub const NODES: &str = "/v1/nodes";
+    /// `POST` [`super::NodeIds`] → 200 `Vec<`[`super::NodeInfo`]`>` (missing ids left out).
+    pub const NODES_BATCH: &str = "/v1/nodes/batch";
+    /// `GET` → 200 [`super::NodeInfo`].
+    pub const NODE: &str = "/v1/nodes/{id}";
+    /// `PUT` [`super::UpdateRecordRequest`] → 200 [`super::NodeInfo`].
+    pub const NODE_RECORD: &str = "/v1/nodes/{id}/record";
+    /// `POST` [`super::CommitRequest`] → 200 [`super::NodeInfo`].
+    pub const NODE_COMMIT: &str = "/v1/nodes/{id}/commit";
+    /// `GET ?after=TAG&limit=N` → 200 [`super::EntryPage`].
+    pub const ENTRIES: &str = "/v1/dirs/{id}/entries";
+    /// `GET` → 200 [`super::EntryInfo`]; `DELETE ?dir=BOOL` → 204.
+    pub const ENTRY: &str = "/v1/dirs/{id}/entries/{tag}";
+    /// `POST` [`super::NameTags`] → 200 `Vec<`[`super::EntryInfo`]`>`.
+    pub const LOOKUP_BATCH: &str = "/v1/dirs/{id}/lookup";
+    /// `POST` [`super::LinkRequest`] → 201 [`super::NodeInfo`].
+    pub const LINKS: &str = "/v1/links";
+    /// `POST` [`super::RenameRequest`] → 204.
+    pub const RENAME: &str = "/v1/rename";
+    /// `PUT` (binary body, `X-Vault-Sha256` header) → 201; `GET` (optional
+    /// `Range: bytes=A-B`) → 200 or 206 with the ciphertext.
+    pub const OBJECT: &str = "/v1/objects/{id}";
+    /// `GET` → 200 [`super::StatFs`].
+    pub const STATFS: &str = "/v1/statfs";
+    /// `GET ?since=SEQ&limit=N` → 200 [`super::ChangePage`].
+    pub const CHANGES: &str = "/v1/changes";
+}
+
+/// The header carrying an uploaded object's SHA-256 (hex).
+pub const SHA256_HEADER: &str = "x-vault-sha256";
+
+/// Node kinds as the server sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Regular file.
+    File,
+    /// Directory.
+    Directory,
+    /// Symbolic link.
+    Symlink,
+    /// Named pipe.
+    Fifo,
+    /// Unix socket.
+    Socket,
+}
+
+/// A node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Id.
+    pub id: NodeId,
+    /// Kind.
+    pub kind: Kind,
+    /// Version of the record.
+    pub version: u64,
+    /// The sealed attribute record (bound to id and version).
+    pub record: Base64,
+    /// Ciphertext bytes of the node's objects.
+    pub size: u64,
+    /// Entries naming the node.
+    pub nlink: u32,
+    /// Unix seconds of the last change.
+    pub updated_at: i64,
+}
+
+/// Where a new node or link goes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EntrySpec {
+    /// The directory.
+    pub parent: NodeId,
+    /// The name's tag.
+    pub tag: NameTag,
+    /// The encrypted name (bound to parent and child).
+    pub encrypted_name: Base64,
+}
+
+/// Creates a node (the root: no entry, id all zero, once).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateNodeRequest {
+    /// Client-chosen id.
+    pub id: NodeId,
+    /// Kind.
+    pub kind: Kind,
+    /// Sealed record for version 1.
+    pub record: Base64,
+    /// Its entry; absent only for the root.
+    pub entry: Option<EntrySpec>,
+}
+
+/// Ids for a batch read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeIds {
+    /// At most 1000.
+    pub ids: Vec<NodeId>,
+}
+
+/// Tags for a batch lookup.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NameTags {
+    /// At most 1000.
+    pub tags: Vec<NameTag>,
+}
+
+/// Replaces a record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpdateRecordRequest {
+    /// The version the change is based on.
+    pub expected_version: u64,
+    /// The record sealed for `expected_version + 1`.
+    pub record: Base64,
+}
+
+/// Commits a new version of a file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommitRequest {
+    /// The version the change is based on.
+    pub expected_version: u64,
+    /// The record sealed for `expected_version + 1` (its object list names
+    /// exactly `objects`, with their digests).
+    pub record: Base64,
+    /// Every object of the new version (uploaded before).
+    pub objects: Vec<ObjectId>,
+}
+
+/// A hard link.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LinkRequest {
+    /// The new entry.
+    pub entry: EntrySpec,
+    /// The existing non-directory node.
+    pub child: NodeId,
+}
+
+/// How a rename treats an existing target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RenameMode {
+    /// Replace it (POSIX rename).
+    Replace,
+    /// Fail if it exists.
+    NoReplace,
+    /// Swap the two.
+    Exchange,
+}
+
+/// A rename or move.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenameRequest {
+    /// Source directory.
+    pub src_parent: NodeId,
+    /// Source tag.
+    pub src_tag: NameTag,
+    /// Target directory.
+    pub dst_parent: NodeId,
+    /// Target tag.
+    pub dst_tag: NameTag,
+    /// The source node's name encrypted for the target directory.
+    pub dst_encrypted_name: Base64,
+    /// For exchange: the target node's name encrypted for the source directory.
+    pub src_encrypted_name: Option<Base64>,
+    /// Replace, no-replace or exchange.
+    pub mode: RenameMode,
+}
+
+/// One directory entry with its node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryInfo {
+    /// The name's tag.
+    pub tag: NameTag,
+    /// The encrypted name.
+    pub encrypted_name: Base64,
+    /// The node.
+    pub node: NodeInfo,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryPage {
+    /// Entries in tag order.
+    pub entries: Vec<EntryInfo>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next: Option<NameTag>,
+}
+
+/// Usage and quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatFs {
+    /// Bytes stored.
+    pub used_bytes: u64,
+    /// Bytes allowed.
+    pub quota_bytes: u64,
+    /// Nodes.
+    pub nodes: u64,
+    /// The latest change sequence number.
+    pub seq: i64,
+}
+
+/// One change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// Sequence number.
+    pub seq: i64,
+    /// The node that changed.
+    pub node: NodeId,
+    /// The directory whose listing changed, if any.
+    pub parent: Option<NodeId>,
+}
+
+/// One page of the change feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangePage {
+    /// Changes after `since`, oldest first.
+    pub changes: Vec<Change>,
+    /// The latest sequence number (poll from here when `changes` is short).
+    pub latest: i64,
+}
