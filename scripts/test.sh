@@ -2,7 +2,7 @@
 # SecureVault: the whole test run, as CI runs it (.ci/run).
 #
 #   scripts/test.sh                  install what is missing, start private
-#                                    MariaDB + SMTP, then fmt, dependency
+#                                    MariaDB + SMTP + S3, then fmt, dependency
 #                                    check, clippy, build, tests, fuzz check,
 #                                    format cross-check
 #   scripts/test.sh --quick          the same without clippy
@@ -97,6 +97,7 @@ start_services() {
     check_fuse
     start_mariadb
     start_smtp
+    start_s3
     # Tests fail instead of skipping when a service variable is missing.
     export VAULT_TEST_REQUIRE_SERVICES=1
 }
@@ -104,7 +105,8 @@ start_services() {
 print_service_env() {
     local var
     for var in VAULT_TEST_MYSQL_URL VAULT_TEST_MYSQL_ADMIN_URL VAULT_TEST_SMTP_URL \
-        VAULT_TEST_MAILDIR VAULT_TEST_FUSE VAULT_TEST_REQUIRE_SERVICES; do
+        VAULT_TEST_MAILDIR VAULT_TEST_S3_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY \
+        VAULT_TEST_FUSE VAULT_TEST_REQUIRE_SERVICES; do
         printf 'export %s=%q\n' "$var" "${!var}"
     done
 }

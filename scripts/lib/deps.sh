@@ -9,6 +9,8 @@ SV_DEBIAN_PACKAGES=(
     mariadb-server
     mariadb-client
     python3-aiosmtpd
+    python3-pip
+    python3-venv
     sqlite3
     rsync
     git

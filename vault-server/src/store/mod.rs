@@ -11,6 +11,8 @@
 //!   tickets and refresh tokens: keyed hashes); the store never sees a
 //!   password, a key or a plaintext file name;
 //! - times are Unix seconds (`i64`), set by the caller.
+//!
+//! The tree's own invariants are listed in [`TreeStore`]'s module.
 
 mod mysql;
 mod records;
@@ -18,10 +20,15 @@ mod sql;
 mod sqlite;
 #[cfg(test)]
 mod tests;
+mod tree;
+mod tree_sql;
+#[cfg(test)]
+mod tree_tests;
 
 pub use mysql::MySqlStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
+pub use tree::*;
 
 use std::sync::Arc;
 
@@ -68,9 +75,10 @@ pub enum StoreError {
     Corrupt(&'static str),
 }
 
-/// The server's persistent state.
+/// The server's persistent state: accounts here, the encrypted tree in
+/// [`TreeStore`], so that one `Arc<dyn Store>` serves both.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+pub trait Store: TreeStore + Send + Sync + std::fmt::Debug + 'static {
     /// Which backend this is (`sqlite` or `mysql`), for logs and metrics.
     fn backend(&self) -> &'static str;
 

@@ -85,3 +85,8 @@ super::sql::impl_store! {
     lock_spent_refresh: LOCK_SPENT_REFRESH,
     lock_throttle: LOCK_THROTTLE,
 }
+
+super::tree_sql::impl_tree_store! {
+    store: MySqlStore,
+    db: MySql,
+}

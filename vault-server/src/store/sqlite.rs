@@ -100,3 +100,8 @@ super::sql::impl_store! {
     lock_spent_refresh: LOCK_SPENT_REFRESH,
     lock_throttle: LOCK_THROTTLE,
 }
+
+super::tree_sql::impl_tree_store! {
+    store: SqliteStore,
+    db: Sqlite,
+}

@@ -37,7 +37,7 @@ where
     }
 }
 
-async fn run_sqlite<F, Fut>(test: F)
+pub(super) async fn run_sqlite<F, Fut>(test: F)
 where
     F: FnOnce(Arc<dyn Store>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -52,7 +52,7 @@ where
 
 /// `admin` (a server URL, possibly with a database and parameters) with
 /// its database replaced by `db`.
-fn with_database(admin: &str, db: &str) -> String {
+pub(super) fn with_database(admin: &str, db: &str) -> String {
     let (base, params) = match admin.split_once('?') {
         Some((base, params)) => (base, Some(params)),
         None => (admin, None),
@@ -68,7 +68,7 @@ fn with_database(admin: &str, db: &str) -> String {
     }
 }
 
-async fn admin_exec(admin: &str, statement: String) {
+pub(super) async fn admin_exec(admin: &str, statement: String) {
     let mut conn = sqlx::MySqlConnection::connect(admin)
         .await
         .unwrap_or_else(|e| panic!("cannot connect with VAULT_TEST_MYSQL_ADMIN_URL: {e}"));
@@ -79,7 +79,7 @@ async fn admin_exec(admin: &str, statement: String) {
     conn.close().await.unwrap();
 }
 
-async fn run_mysql<F, Fut>(name: &str, test: F)
+pub(super) async fn run_mysql<F, Fut>(name: &str, test: F)
 where
     F: FnOnce(Arc<dyn Store>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -235,7 +235,7 @@ fn new_account(email: &str, seed: u8) -> NewAccount {
     }
 }
 
-async fn register(s: &dyn Store, email: &str) -> AccountId {
+pub(super) async fn register(s: &dyn Store, email: &str) -> AccountId {
     s.upsert_unverified_account(&new_account(email, 1))
         .await
         .unwrap()
@@ -1091,7 +1091,7 @@ async fn sql_metacharacters_round_trip(s: &dyn Store) {
 
 /// Runs `n` copies of `task` (given their index) at once on the runtime's
 /// worker threads, and returns their results in index order.
-async fn concurrently<T, F, Fut>(n: usize, task: F) -> Vec<T>
+pub(super) async fn concurrently<T, F, Fut>(n: usize, task: F) -> Vec<T>
 where
     T: Send + 'static,
     F: Fn(usize) -> Fut,
@@ -1131,7 +1131,7 @@ async fn consume_challenge_once_concurrently(s: Arc<dyn Store>) {
 /// Opens the pool's connections, so that the tasks [`concurrently`] starts
 /// next run their statements at once instead of waiting for connections
 /// to be opened one after another.
-async fn open_connections(s: &Arc<dyn Store>) {
+pub(super) async fn open_connections(s: &Arc<dyn Store>) {
     concurrently(20, |_| {
         let s = s.clone();
         async move { s.ping().await.unwrap() }

@@ -1,0 +1,293 @@
+//! [`FileStore`]: one file per object in a local directory (`file:DIR`).
+//!
+//! Layout: `DIR/<owner>/<first 2 hex of id>/<id hex>` (owner in decimal);
+//! files are 0600 and directories 0700, created on demand. Uploads are
+//! written to `DIR/.tmp/<owner>-<id hex>-<random>` (the same filesystem),
+//! hashed and counted as they stream, fsynced, and only then made visible
+//! with `link(2)` to the final name. `link` fails if the name exists, so it
+//! is the atomic write-once check: it never replaces an object, and of
+//! concurrent puts exactly one links. The temp name is then removed and the
+//! directories fsynced, so a visible object survives a crash.
+//!
+//! A failed or abandoned put only ever leaves a temp file, removed by a drop
+//! guard at once or by [`BlobStore::sweep`] (temp files older than the
+//! grace; run at open). Reads open the file and seek, so a range read
+//! touches only its bytes, and an open read keeps working if the object is
+//! deleted meanwhile (Unix unlink semantics). Deletion removes the file and
+//! leaves the (possibly empty) directories: removing them would race with a
+//! put that just created them.
+
+use std::io::{ErrorKind, SeekFrom};
+use std::ops::Range;
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use common::ObjectId;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
+use tokio_util::io::ReaderStream;
+
+use super::{BlobError, BlobStore, BlobStream, Intake, PutBody, random_token, resolve_range};
+use crate::store::AccountId;
+
+/// Name of the directory of temp files, under the root.
+const TMP_DIR: &str = ".tmp";
+/// Size of the reads that feed a download stream.
+const READ_BUF: usize = 64 * 1024;
+
+/// Objects as files under a root directory.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    root: PathBuf,
+    tmp: PathBuf,
+}
+
+impl FileStore {
+    /// Opens (creating with mode 0700 if missing) the store rooted at `root`
+    /// and its temp directory. Does not sweep: [`super::open`] does.
+    pub async fn open(root: &Path) -> Result<Self, BlobError> {
+        let root = root.to_path_buf();
+        let tmp = root.join(TMP_DIR);
+        let dirs = tmp.clone();
+        blocking(move || {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dirs)
+        })
+        .await?;
+        Ok(Self { root, tmp })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn owner_dir(&self, owner: AccountId) -> PathBuf {
+        self.root.join(owner.0.to_string())
+    }
+
+    fn prefix_dir(&self, owner: AccountId, id: ObjectId) -> PathBuf {
+        let [first, ..] = *id.as_bytes();
+        self.owner_dir(owner).join(format!("{first:02x}"))
+    }
+
+    /// Where object `id` of `owner` lives.
+    pub fn object_path(&self, owner: AccountId, id: ObjectId) -> PathBuf {
+        self.prefix_dir(owner, id).join(id.to_string())
+    }
+
+    /// Writes the body to a new temp file; returns the guard that owns the
+    /// file's name and the length, once the body is complete, within the
+    /// limit, matches the digest and is on disk.
+    async fn stage(
+        &self,
+        owner: AccountId,
+        id: ObjectId,
+        mut body: PutBody,
+        max_len: u64,
+        expected_sha256: &[u8; 32],
+    ) -> Result<(TempFile, u64), BlobError> {
+        let name = format!("{}-{id}-{}", owner.0, hex::encode(random_token()?));
+        let temp = TempFile(Some(self.tmp.join(name)));
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(temp.path())
+            .await?;
+        let mut intake = Intake::new(max_len);
+        while let Some(chunk) = body.try_next().await? {
+            intake.feed(&chunk)?;
+            file.write_all(&chunk).await?;
+        }
+        let len = intake.finish(expected_sha256)?;
+        file.flush().await?;
+        file.sync_all().await?;
+        drop(file);
+        Ok((temp, len))
+    }
+
+    /// Links the staged file to the object's name (failing if it exists)
+    /// and makes the new name durable.
+    async fn publish(
+        &self,
+        temp: &TempFile,
+        owner: AccountId,
+        id: ObjectId,
+    ) -> Result<(), BlobError> {
+        let root = self.root.clone();
+        let owner_dir = self.owner_dir(owner);
+        let prefix_dir = self.prefix_dir(owner, id);
+        let target = self.object_path(owner, id);
+        let source = temp.path().to_path_buf();
+        blocking(move || {
+            let made_owner = make_dir(&owner_dir)?;
+            let made_prefix = make_dir(&prefix_dir)?;
+            match std::fs::hard_link(&source, &target) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    return Ok(Err(BlobError::Exists));
+                }
+                Err(e) => return Err(e),
+            }
+            // The new directory entries, from the leaf up to what existed.
+            sync_dir(&prefix_dir)?;
+            if made_prefix {
+                sync_dir(&owner_dir)?;
+            }
+            if made_owner {
+                sync_dir(&root)?;
+            }
+            Ok(Ok(()))
+        })
+        .await?
+    }
+}
+
+#[async_trait]
+impl BlobStore for FileStore {
+    fn backend(&self) -> &'static str {
+        "file"
+    }
+
+    async fn put(
+        &self,
+        owner: AccountId,
+        id: ObjectId,
+        body: PutBody,
+        max_len: u64,
+        expected_sha256: [u8; 32],
+    ) -> Result<u64, BlobError> {
+        if self.exists(owner, id).await? {
+            return Err(BlobError::Exists);
+        }
+        let (temp, len) = self
+            .stage(owner, id, body, max_len, &expected_sha256)
+            .await?;
+        let published = self.publish(&temp, owner, id).await;
+        temp.remove().await;
+        published.map(|()| len)
+    }
+
+    async fn get(
+        &self,
+        owner: AccountId,
+        id: ObjectId,
+        range: Option<Range<u64>>,
+    ) -> Result<(u64, BlobStream), BlobError> {
+        let mut file = match tokio::fs::File::open(self.object_path(owner, id)).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(BlobError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let len = file.metadata().await?.len();
+        let range = resolve_range(range, len)?;
+        if range.start > 0 {
+            file.seek(SeekFrom::Start(range.start)).await?;
+        }
+        let reader = file.take(range.end - range.start);
+        let stream = ReaderStream::with_capacity(reader, READ_BUF).map_err(BlobError::Io);
+        Ok((len, stream.boxed()))
+    }
+
+    async fn delete(&self, owner: AccountId, id: ObjectId) -> Result<(), BlobError> {
+        match tokio::fs::remove_file(self.object_path(owner, id)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn exists(&self, owner: AccountId, id: ObjectId) -> Result<bool, BlobError> {
+        match tokio::fs::metadata(self.object_path(owner, id)).await {
+            Ok(meta) => Ok(meta.is_file()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn sweep(&self, older_than: Duration) -> Result<u64, BlobError> {
+        let tmp = self.tmp.clone();
+        blocking(move || {
+            let cutoff = SystemTime::now()
+                .checked_sub(older_than)
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            let mut removed = 0;
+            for entry in std::fs::read_dir(&tmp)? {
+                let entry = entry?;
+                let modified = match entry.metadata() {
+                    Ok(meta) => meta.modified()?,
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                if modified <= cutoff {
+                    match std::fs::remove_file(entry.path()) {
+                        Ok(()) => removed += 1,
+                        Err(e) if e.kind() == ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
+}
+
+/// Owns a temp file's name: removes the file when dropped (a failed or
+/// cancelled put), unless [`TempFile::remove`] already did.
+#[derive(Debug)]
+struct TempFile(Option<PathBuf>);
+
+impl TempFile {
+    fn path(&self) -> &Path {
+        self.0.as_deref().unwrap_or(Path::new(""))
+    }
+
+    /// Removes the file now (it is either linked to its final name or not
+    /// wanted). A failure leaves it to the sweep.
+    async fn remove(mut self) {
+        if let Some(path) = self.0.take()
+            && let Err(e) = tokio::fs::remove_file(&path).await
+            && e.kind() != ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove a temp file");
+        }
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            // One unlink: cheap enough to do inline, even on a runtime thread.
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Creates one directory (0700); true if it was created, false if it existed.
+fn make_dir(path: &Path) -> std::io::Result<bool> {
+    match std::fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
+}
+
+/// Runs blocking filesystem work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, BlobError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BlobError::Backend(format!("filesystem task failed: {e}")))?
+        .map_err(BlobError::Io)
+}

@@ -1,0 +1,266 @@
+//! Ciphertext objects behind one trait, [`BlobStore`], with three backends
+//! chosen by `VAULT_BLOB_STORE` through [`open`]:
+//!
+//! - `file:DIR` ([`FileStore`], the embedded default): one file per object
+//!   under `DIR/<owner>/<first 2 hex of id>/<id hex>`;
+//! - `db` ([`DbStore`]): 1 MiB chunks in rows of the server's own SQLite or
+//!   MySQL/MariaDB/TiDB database;
+//! - `s3://BUCKET?endpoint=URL&region=R` ([`S3Store`]): one S3 object per
+//!   object under `<owner>/<id hex>`, through the object_store crate.
+//!
+//! The server cannot read an object: it is ciphertext the client made, and
+//! the client authenticates every byte it reads back. The store's job is to
+//! keep it intact, separate per owner, and never visible half-written.
+//!
+//! Invariants every backend keeps (the contract suite in `tests.rs` runs
+//! them all against each backend):
+//! - **owner namespaces**: an object is named by (owner, id); the same id
+//!   under two owners is two objects, and no call made for one owner ever
+//!   reaches another's;
+//! - **write-once**: [`BlobStore::put`] never replaces an object. Of any
+//!   number of concurrent puts of one name exactly one succeeds, the others
+//!   get [`BlobError::Exists`] (or fail), and the object is the winner's
+//!   bytes. (S3 across server instances: only if the server honours
+//!   `If-None-Match`; [`S3Store::open`] probes for it and warns if not.)
+//! - **atomic visibility**: an object is either absent or complete and
+//!   verified. A put that fails for any reason — too large, digest mismatch,
+//!   a broken body stream, the caller dropping the future — leaves nothing
+//!   visible; what it staged is removed at once or by [`BlobStore::sweep`];
+//! - **bounded memory**: bodies are streamed in both directions; no backend
+//!   holds more than a few MiB of one object at a time (file: 64 KiB
+//!   reads; db: one 1 MiB chunk; S3: up to three 8 MiB parts);
+//! - **verified uploads**: the length limit and the SHA-256 are computed
+//!   over the bytes as they stream, before the object becomes visible.
+
+mod db;
+mod file;
+mod s3;
+#[cfg(test)]
+mod tests;
+
+pub use db::{DbPool, DbStore};
+pub use file::FileStore;
+pub use s3::S3Store;
+
+use std::fmt::Debug;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use common::ObjectId;
+use futures_util::stream::BoxStream;
+use sha2::{Digest as _, Sha256};
+
+use crate::store::AccountId;
+
+/// A body to store: chunks of any size, in order. An error ends the upload
+/// (nothing is stored).
+pub type PutBody = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// An object's bytes as they are read.
+pub type BlobStream = BoxStream<'static, Result<Bytes, BlobError>>;
+
+/// How long staged leftovers of unfinished uploads (temp files, unclaimed
+/// chunk rows, staging keys) are kept before [`open`] sweeps them: long
+/// enough that an upload still running in another server instance that
+/// shares the store is never swept.
+pub const SWEEP_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Why an object operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// No object of this owner has this id.
+    #[error("object not found")]
+    NotFound,
+    /// The owner already has an object with this id (objects are write-once).
+    #[error("object already exists")]
+    Exists,
+    /// The body is longer than the limit the caller set.
+    #[error("object larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// The body's SHA-256 is not the one the caller declared.
+    #[error("object digest does not match the declared SHA-256")]
+    DigestMismatch,
+    /// The range starts past the end of the object, or ends before it starts.
+    #[error("range not satisfiable (object is {len} bytes)")]
+    RangeNotSatisfiable {
+        /// The object's length.
+        len: u64,
+    },
+    /// A `VAULT_BLOB_STORE` value that cannot be used.
+    #[error("VAULT_BLOB_STORE: {0}")]
+    Config(String),
+    /// The backend (database, object store) failed.
+    #[error("object store backend: {0}")]
+    Backend(String),
+    /// Reading the body, or the local filesystem, failed.
+    #[error("object store I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The store of ciphertext objects.
+#[async_trait]
+pub trait BlobStore: Send + Sync + Debug + 'static {
+    /// Which backend this is (`file`, `db` or `s3`), for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// Stores `body` as object `id` of `owner`, and returns its length.
+    ///
+    /// Streams: at most a few MiB of the body are held at a time. Fails with
+    /// [`BlobError::TooLarge`] as soon as more than `max_len` bytes arrive,
+    /// with [`BlobError::DigestMismatch`] when the body's SHA-256 is not
+    /// `expected_sha256`, and with [`BlobError::Exists`] when the object
+    /// already exists (checked before reading the body, and again,
+    /// atomically, when the object is made visible). On any error nothing
+    /// is visible and nothing is left behind except what [`Self::sweep`]
+    /// removes.
+    async fn put(
+        &self,
+        owner: AccountId,
+        id: ObjectId,
+        body: PutBody,
+        max_len: u64,
+        expected_sha256: [u8; 32],
+    ) -> Result<u64, BlobError>;
+
+    /// Reads object `id` of `owner`: its total length and a stream of the
+    /// bytes in `range` (all of them for `None`).
+    ///
+    /// The range's end is clamped to the length, so the stream carries
+    /// `start..min(end, len)`; a range that starts past the end
+    /// (`start > len`) or ends before it starts is
+    /// [`BlobError::RangeNotSatisfiable`]. An empty range (`start == end`,
+    /// or `start == len`) is an empty stream. Only the requested bytes are
+    /// read from the backend.
+    async fn get(
+        &self,
+        owner: AccountId,
+        id: ObjectId,
+        range: Option<Range<u64>>,
+    ) -> Result<(u64, BlobStream), BlobError>;
+
+    /// Deletes the object; deleting a missing object succeeds. A stream
+    /// already returned by [`Self::get`] may end early with an error.
+    async fn delete(&self, owner: AccountId, id: ObjectId) -> Result<(), BlobError>;
+
+    /// Whether the object exists (complete and visible).
+    async fn exists(&self, owner: AccountId, id: ObjectId) -> Result<bool, BlobError>;
+
+    /// Removes what uploads that never finished (a crash, a dropped
+    /// connection) left staged for longer than `older_than`, and returns how
+    /// many items it removed. Never touches a visible object. [`open`] runs
+    /// it once with [`SWEEP_GRACE`].
+    async fn sweep(&self, older_than: Duration) -> Result<u64, BlobError>;
+}
+
+/// Opens the object store a `VAULT_BLOB_STORE` value names:
+///
+/// - `file:DIR` — files under `DIR` (created 0700 if missing); a bare `file:`
+///   means `<data_dir>/objects`;
+/// - `db` — chunk rows in the database behind `db` (required then);
+/// - `s3://BUCKET?endpoint=URL&region=R` — an S3-compatible bucket, see
+///   [`S3Store::open`].
+///
+/// Then sweeps what unfinished uploads left behind longer than
+/// [`SWEEP_GRACE`] ago.
+pub async fn open(
+    spec: &str,
+    data_dir: &Path,
+    db: Option<DbPool>,
+) -> Result<Arc<dyn BlobStore>, BlobError> {
+    let store: Arc<dyn BlobStore> = if spec == "db" {
+        let pool = db.ok_or_else(|| {
+            BlobError::Config("`db` needs the server's database, but none was given".into())
+        })?;
+        Arc::new(DbStore::new(pool))
+    } else if let Some(dir) = spec.strip_prefix("file:") {
+        let dir = if dir.is_empty() {
+            data_dir.join("objects")
+        } else {
+            Path::new(dir).to_path_buf()
+        };
+        Arc::new(FileStore::open(&dir).await?)
+    } else if spec.starts_with("s3://") {
+        Arc::new(S3Store::open(spec).await?)
+    } else {
+        return Err(BlobError::Config(
+            "must be `db`, `file:DIR` or `s3://BUCKET?endpoint=URL&region=R`".into(),
+        ));
+    };
+    let swept = store.sweep(SWEEP_GRACE).await?;
+    if swept > 0 {
+        tracing::info!(
+            backend = store.backend(),
+            swept,
+            "removed leftovers of unfinished uploads"
+        );
+    }
+    Ok(store)
+}
+
+/// The effective byte range of a read of an object of `len` bytes (see
+/// [`BlobStore::get`]).
+pub fn resolve_range(range: Option<Range<u64>>, len: u64) -> Result<Range<u64>, BlobError> {
+    match range {
+        None => Ok(0..len),
+        Some(r) if r.start > r.end || r.start > len => Err(BlobError::RangeNotSatisfiable { len }),
+        Some(r) => Ok(r.start..r.end.min(len)),
+    }
+}
+
+/// What every backend does with the bytes of a put as they stream: counts
+/// them against the limit and hashes them.
+#[derive(Debug, Clone)]
+struct Intake {
+    hasher: Sha256,
+    len: u64,
+    max_len: u64,
+}
+
+impl Intake {
+    fn new(max_len: u64) -> Self {
+        Self {
+            hasher: Sha256::new(),
+            len: 0,
+            max_len,
+        }
+    }
+
+    /// Takes the next piece of the body; fails once the total exceeds the
+    /// limit (before the piece is written anywhere).
+    fn feed(&mut self, chunk: &[u8]) -> Result<(), BlobError> {
+        let n = u64::try_from(chunk.len()).unwrap_or(u64::MAX);
+        self.len = self.len.saturating_add(n);
+        if self.len > self.max_len {
+            return Err(BlobError::TooLarge {
+                limit: self.max_len,
+            });
+        }
+        self.hasher.update(chunk);
+        Ok(())
+    }
+
+    /// The length, if the digest is the expected one.
+    fn finish(self, expected_sha256: &[u8; 32]) -> Result<u64, BlobError> {
+        let digest = self.hasher.finalize();
+        if digest.as_slice() == expected_sha256.as_slice() {
+            Ok(self.len)
+        } else {
+            Err(BlobError::DigestMismatch)
+        }
+    }
+}
+
+/// A fresh random 128-bit name for staged data (temp files, uploads).
+fn random_token() -> Result<[u8; 16], BlobError> {
+    let mut token = [0u8; 16];
+    getrandom::fill(&mut token)
+        .map_err(|e| BlobError::Backend(format!("no randomness for a staging name: {e}")))?;
+    Ok(token)
+}

@@ -1,0 +1,1611 @@
+//! What the SQLite and MySQL stores share for the tree: every statement both
+//! backends run verbatim (the tables of `migrations/*/0003_tree.sql`), the
+//! bookkeeping of a locked account, and [`impl_tree_store!`], which writes
+//! the one implementation of [`super::TreeStore`] for each backend.
+//!
+//! Each statement's comment names the key it uses: every one is a lookup or
+//! a range scan on a primary key or index, never a scan of an account's tree
+//! (`tree_tests.rs` checks the plans on SQLite and MariaDB).
+//!
+//! Concurrency: every method is one transaction. Every change to an account
+//! starts with [`BUMP_SEQ`], which increments the account's change sequence
+//! and so takes the row lock of its `account_usage` row (on SQLite, `BEGIN
+//! IMMEDIATE` already holds the database's write lock). Changes to one
+//! account are therefore serialised, and the plain reads after that lock see
+//! everything the previous holder committed: no other locking read is needed
+//! on either backend. The sequence handed out is gap-free: a change writes
+//! one feed row per number it uses, and a transaction that writes none puts
+//! the number back before it commits (or rolls back).
+
+use common::{NodeId, ObjectId};
+
+use super::sql::db_err;
+use super::{AccountId, StoreError, TreeError};
+
+/// The columns of a node, from `nodes n`.
+macro_rules! node_columns {
+    () => {
+        "n.node_id, n.kind, n.version, n.record, n.size, n.nlink, n.created_at, n.updated_at"
+    };
+}
+
+/// The columns of an entry, from `entries e`.
+macro_rules! entry_columns {
+    () => {
+        "e.parent_id, e.name_tag, e.encrypted_name, e.child_id"
+    };
+}
+
+// ---- account usage and the change sequence ----
+
+/// The first statement of every change: `(account)`. Key: `account_usage`
+/// primary key. Matches no row before the account's first change.
+pub(super) const BUMP_SEQ: &str = "UPDATE account_usage SET seq = seq + 1 WHERE account_id = ?";
+/// After [`BUMP_SEQ`] matched nothing: `(account)`. Fails with a foreign-key
+/// violation when the account does not exist, and with a uniqueness
+/// violation when a concurrent first change inserted the row (that change
+/// runs again).
+pub(super) const INSERT_USAGE: &str = "INSERT INTO account_usage \
+     (account_id, seq, used_bytes, quota_bytes, node_count) VALUES (?, 1, 0, NULL, 0)";
+/// Key: `account_usage` primary key.
+pub(super) const USAGE: &str =
+    "SELECT seq, used_bytes, quota_bytes, node_count FROM account_usage WHERE account_id = ?";
+/// The last statement of every change: `(seq, used, nodes, account)`. Key:
+/// `account_usage` primary key.
+pub(super) const SAVE_USAGE: &str = "UPDATE account_usage SET seq = ?, used_bytes = ?, \
+     node_count = ? WHERE account_id = ?";
+/// `(owner, seq, node, parent, now)`.
+pub(super) const INSERT_CHANGE: &str = "INSERT INTO changes \
+     (owner_id, seq, node_id, parent_id, changed_at) VALUES (?, ?, ?, ?, ?)";
+/// `(owner, since, limit)`. Key: `changes` primary key (owner, seq), range.
+pub(super) const CHANGES: &str = "SELECT seq, node_id, parent_id FROM changes \
+     WHERE owner_id = ? AND seq > ? ORDER BY seq LIMIT ?";
+
+// ---- nodes ----
+
+/// `(owner, node)`. Key: `nodes` primary key.
+pub(super) const NODE: &str = concat!(
+    "SELECT ",
+    node_columns!(),
+    " FROM nodes n WHERE n.owner_id = ? AND n.node_id = ?"
+);
+/// What the checks need, without the (possibly large) record: `(owner,
+/// node)`. Key: `nodes` primary key.
+pub(super) const NODE_HEAD: &str =
+    "SELECT kind, version, nlink FROM nodes WHERE owner_id = ? AND node_id = ?";
+/// The start of [`TreeStore::nodes`](super::TreeStore::nodes)'s query, to
+/// which `(?, ?, ...)` and `)` are appended: `(owner, node...)`. Key: `nodes`
+/// primary key, one lookup per id.
+pub(super) const NODES_IN: &str = concat!(
+    "SELECT ",
+    node_columns!(),
+    " FROM nodes n WHERE n.owner_id = ? AND n.node_id IN "
+);
+/// `(owner, node, kind, record, nlink, now, now)`.
+pub(super) const INSERT_NODE: &str = "INSERT INTO nodes (owner_id, node_id, kind, version, \
+     record, size, nlink, created_at, updated_at) VALUES (?, ?, ?, 1, ?, 0, ?, ?, ?)";
+/// `(record, now, owner, node, expected version)`. Key: `nodes` primary key.
+pub(super) const UPDATE_RECORD: &str = "UPDATE nodes SET record = ?, version = version + 1, \
+     updated_at = ? WHERE owner_id = ? AND node_id = ? AND version = ?";
+/// `(record, size, now, owner, node, expected version)`. Key: `nodes`
+/// primary key.
+pub(super) const COMMIT_RECORD: &str = "UPDATE nodes SET record = ?, version = version + 1, \
+     size = ?, updated_at = ? WHERE owner_id = ? AND node_id = ? AND version = ?";
+/// `(nlink, now, owner, node)`. Key: `nodes` primary key.
+pub(super) const SET_NLINK: &str =
+    "UPDATE nodes SET nlink = ?, updated_at = ? WHERE owner_id = ? AND node_id = ?";
+/// A node whose entries changed: `(now, owner, node)`. Key: `nodes` primary
+/// key.
+pub(super) const TOUCH_NODE: &str =
+    "UPDATE nodes SET updated_at = ? WHERE owner_id = ? AND node_id = ?";
+/// `(owner, node)`, after its last entry went. Key: `nodes` primary key.
+pub(super) const DELETE_NODE: &str = "DELETE FROM nodes WHERE owner_id = ? AND node_id = ?";
+
+// ---- entries ----
+
+/// `(owner, parent, tag)`. Key: `entries` primary key.
+pub(super) const ENTRY: &str = concat!(
+    "SELECT ",
+    entry_columns!(),
+    " FROM entries e WHERE e.owner_id = ? AND e.parent_id = ? AND e.name_tag = ?"
+);
+/// An entry and its node: `(owner, parent, tag)`. Keys: `entries` primary
+/// key, then `nodes` primary key.
+pub(super) const LOOKUP: &str = concat!(
+    "SELECT ",
+    entry_columns!(),
+    ", ",
+    node_columns!(),
+    " FROM entries e JOIN nodes n ON n.owner_id = e.owner_id AND n.node_id = e.child_id",
+    " WHERE e.owner_id = ? AND e.parent_id = ? AND e.name_tag = ?"
+);
+/// The first page of a listing: `(owner, parent, limit)`. Keys: `entries`
+/// primary key, a range in key order (no sort), then `nodes` primary key per
+/// entry.
+pub(super) const LIST_FIRST: &str = concat!(
+    "SELECT ",
+    entry_columns!(),
+    ", ",
+    node_columns!(),
+    " FROM entries e JOIN nodes n ON n.owner_id = e.owner_id AND n.node_id = e.child_id",
+    " WHERE e.owner_id = ? AND e.parent_id = ?",
+    " ORDER BY e.name_tag LIMIT ?"
+);
+/// A further page: `(owner, parent, after, limit)`. Keys as [`LIST_FIRST`].
+pub(super) const LIST_AFTER: &str = concat!(
+    "SELECT ",
+    entry_columns!(),
+    ", ",
+    node_columns!(),
+    " FROM entries e JOIN nodes n ON n.owner_id = e.owner_id AND n.node_id = e.child_id",
+    " WHERE e.owner_id = ? AND e.parent_id = ? AND e.name_tag > ?",
+    " ORDER BY e.name_tag LIMIT ?"
+);
+/// Whether a directory has entries: `(owner, parent)`. Key: `entries`
+/// primary key, first row of a prefix.
+pub(super) const HAS_ENTRIES: &str =
+    "SELECT 1 FROM entries WHERE owner_id = ? AND parent_id = ? LIMIT 1";
+/// The directory holding a directory (which has exactly one entry): `(owner,
+/// child)`. Key: `entries_child`.
+pub(super) const PARENT_OF: &str =
+    "SELECT parent_id FROM entries WHERE owner_id = ? AND child_id = ? LIMIT 1";
+/// `(owner, parent, tag, encrypted name, child)`.
+pub(super) const INSERT_ENTRY: &str = "INSERT INTO entries \
+     (owner_id, parent_id, name_tag, encrypted_name, child_id) VALUES (?, ?, ?, ?, ?)";
+/// Moves an entry: `(new parent, new tag, encrypted name, owner, parent,
+/// tag)`. Key: `entries` primary key.
+pub(super) const MOVE_ENTRY: &str = "UPDATE entries SET parent_id = ?, name_tag = ?, \
+     encrypted_name = ? WHERE owner_id = ? AND parent_id = ? AND name_tag = ?";
+/// Points an entry at another node (exchange): `(child, encrypted name,
+/// owner, parent, tag)`. Key: `entries` primary key.
+pub(super) const SET_ENTRY_CHILD: &str = "UPDATE entries SET child_id = ?, encrypted_name = ? \
+     WHERE owner_id = ? AND parent_id = ? AND name_tag = ?";
+/// `(owner, parent, tag)`. Key: `entries` primary key.
+pub(super) const DELETE_ENTRY: &str =
+    "DELETE FROM entries WHERE owner_id = ? AND parent_id = ? AND name_tag = ?";
+
+// ---- objects ----
+
+/// `(owner, object)`. Key: `objects` primary key.
+pub(super) const OBJECT: &str = "SELECT object_id, node_id, size, digest, state, created_at \
+     FROM objects WHERE owner_id = ? AND object_id = ?";
+/// `(owner, object, size, digest, now)`.
+pub(super) const INSERT_OBJECT: &str = "INSERT INTO objects \
+     (owner_id, object_id, node_id, size, digest, state, created_at) \
+     VALUES (?, ?, NULL, ?, ?, 'pending', ?)";
+/// `(node, owner, object)`. Key: `objects` primary key.
+pub(super) const COMMIT_OBJECT: &str = "UPDATE objects SET state = 'committed', node_id = ? \
+     WHERE owner_id = ? AND object_id = ? AND state = 'pending'";
+/// A node's objects: `(owner, node)`. Key: `objects_node`. Only committed
+/// objects have a `node_id` (a CHECK in the schema), so no condition on
+/// `state`: one would tempt SQLite, given statistics, onto `objects_state`.
+pub(super) const NODE_OBJECTS: &str =
+    "SELECT object_id, size FROM objects WHERE owner_id = ? AND node_id = ?";
+/// `(owner, object)`. Key: `objects` primary key.
+pub(super) const RELEASE_OBJECT: &str = "UPDATE objects SET state = 'released', node_id = NULL \
+     WHERE owner_id = ? AND object_id = ? AND state <> 'released'";
+/// Every object of a node: `(owner, node)`. Key: `objects_node` (see
+/// [`NODE_OBJECTS`]).
+pub(super) const RELEASE_NODE_OBJECTS: &str = "UPDATE objects SET state = 'released', \
+     node_id = NULL WHERE owner_id = ? AND node_id = ?";
+/// The collector's candidates: `(cutoff, limit)`. Key: `objects_state`,
+/// range `('pending', < cutoff)`.
+pub(super) const STALE_PENDING: &str = "SELECT owner_id, object_id FROM objects \
+     WHERE state = 'pending' AND created_at < ? ORDER BY created_at LIMIT ?";
+/// Re-checked under the account's lock: `(owner, object, cutoff)`. Key:
+/// `objects` primary key.
+pub(super) const STALE_PENDING_SIZE: &str = "SELECT size FROM objects \
+     WHERE owner_id = ? AND object_id = ? AND state = 'pending' AND created_at < ?";
+/// `(limit)`. Key: `objects_state`, range `('released')`.
+pub(super) const PURGE_QUEUE: &str = "SELECT owner_id, object_id FROM objects \
+     WHERE state = 'released' ORDER BY created_at LIMIT ?";
+/// `(owner, object)`. Key: `objects` primary key.
+pub(super) const FORGET_OBJECT: &str =
+    "DELETE FROM objects WHERE owner_id = ? AND object_id = ? AND state = 'released'";
+
+/// The stored object states.
+pub(super) const PENDING: &str = "pending";
+pub(super) const COMMITTED: &str = "committed";
+
+/// How many ids one [`NODES_IN`] query takes.
+pub(super) const NODES_CHUNK: usize = 100;
+
+/// The steps a walk up the tree takes before it calls the tree corrupt (a
+/// path of 4096 bytes has at most 2048 components).
+pub(super) const MAX_DEPTH: u32 = 1 << 16;
+
+// ---- helpers ----
+
+/// How a tree transaction failed: a database error (which a retry may cure)
+/// or a refusal.
+#[derive(Debug)]
+pub(super) enum Fail {
+    /// The database failed (or a race was lost: see [`super::sql::is_retryable`]).
+    Db(sqlx::Error),
+    /// The operation is refused (or a stored value is corrupt).
+    Tree(TreeError),
+}
+
+impl From<sqlx::Error> for Fail {
+    fn from(e: sqlx::Error) -> Self {
+        Fail::Db(e)
+    }
+}
+
+impl From<TreeError> for Fail {
+    fn from(e: TreeError) -> Self {
+        Fail::Tree(e)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail::Tree(TreeError::Store(e))
+    }
+}
+
+impl Fail {
+    /// The error the caller sees.
+    pub(super) fn into_tree(self) -> TreeError {
+        match self {
+            Fail::Db(e) => TreeError::Store(db_err(e)),
+            Fail::Tree(e) => e,
+        }
+    }
+}
+
+/// Runs `$attempt` (an expression yielding a future of `Result<T, Fail>`)
+/// again while it fails with a retryable database error (a deadlock, or the
+/// uniqueness violation of two first changes of an account racing to create
+/// its usage row); yields `Result<T, TreeError>`.
+macro_rules! retry_tree {
+    ($attempt:expr) => {{
+        let mut tries = 0u32;
+        loop {
+            match $attempt.await {
+                Err($crate::store::tree_sql::Fail::Db(e))
+                    if tries < $crate::store::sql::RETRIES
+                        && $crate::store::sql::is_retryable(&e, true) =>
+                {
+                    tries += 1;
+                }
+                other => break other.map_err($crate::store::tree_sql::Fail::into_tree),
+            }
+        }
+    }};
+}
+pub(super) use retry_tree;
+
+/// An account's `account_usage` row, locked by this transaction, and what
+/// the transaction changes in it.
+#[derive(Debug)]
+pub(super) struct Locked {
+    /// The account.
+    pub owner: AccountId,
+    /// Its sequence number before this transaction.
+    pub prev_seq: i64,
+    /// Bytes of live objects.
+    pub used: u64,
+    /// Its own quota, if set.
+    pub quota: Option<u64>,
+    /// Number of nodes.
+    pub nodes: u64,
+    /// Feed records to write, in order, without duplicates.
+    pub changes: Vec<(NodeId, Option<NodeId>)>,
+}
+
+impl Locked {
+    /// Notes that `node` changed (in the listing of `parent`).
+    pub(super) fn changed(&mut self, node: NodeId, parent: Option<NodeId>) {
+        if !self.changes.contains(&(node, parent)) {
+            self.changes.push((node, parent));
+        }
+    }
+
+    /// The sequence number the account ends at.
+    pub(super) fn final_seq(&self) -> Result<i64, StoreError> {
+        i64::try_from(self.changes.len())
+            .ok()
+            .and_then(|n| self.prev_seq.checked_add(n))
+            .ok_or(StoreError::Corrupt("change sequence"))
+    }
+
+    /// Reserves `size` more bytes, if they fit in the quota.
+    pub(super) fn reserve(&mut self, size: u64, default_quota: u64) -> Result<(), TreeError> {
+        let quota = self.quota.unwrap_or(default_quota);
+        match self.used.checked_add(size) {
+            Some(used) if used <= quota && i64::try_from(used).is_ok() => {
+                self.used = used;
+                Ok(())
+            }
+            _ => Err(TreeError::QuotaExceeded),
+        }
+    }
+
+    /// Returns `size` bytes to the quota.
+    pub(super) fn release(&mut self, size: u64) -> Result<(), StoreError> {
+        self.used = self
+            .used
+            .checked_sub(size)
+            .ok_or(StoreError::Corrupt("used bytes below zero"))?;
+        Ok(())
+    }
+}
+
+/// A stored non-negative integer as `u64`.
+pub(super) fn to_u64(v: i64, what: &'static str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(what))
+}
+
+/// A `u64` to store (every stored size fits: the quota check keeps sums
+/// within `i64`).
+pub(super) fn to_i64(v: u64, what: &'static str) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Corrupt(what))
+}
+
+/// A stored node id.
+pub(super) fn node_id(bytes: &[u8]) -> Result<NodeId, StoreError> {
+    NodeId::from_slice(bytes).ok_or(StoreError::Corrupt("node id"))
+}
+
+/// A stored object id.
+pub(super) fn object_id(bytes: &[u8]) -> Result<ObjectId, StoreError> {
+    ObjectId::from_slice(bytes).ok_or(StoreError::Corrupt("object id"))
+}
+
+/// `(?, ?, ..., ?)` with `n` placeholders, for [`NODES_IN`].
+pub(super) fn placeholders(n: usize) -> String {
+    let mut s = String::with_capacity(2 + 3 * n);
+    s.push('(');
+    for i in 0..n {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push('?');
+    }
+    s.push(')');
+    s
+}
+
+/// Implements [`super::TreeStore`] for a backend's store type.
+///
+/// The type must have a field `pool` (a `sqlx::Pool` of the backend) and an
+/// inherent method `begin_write(&self) -> Result<Transaction, sqlx::Error>`
+/// (a transaction that may write). The tree needs no backend-specific
+/// statements: see the module note on locking.
+macro_rules! impl_tree_store {
+    (store: $store:ty, db: $db:ty $(,)?) => {
+        // In a module of its own so its imports cannot clash with the
+        // backend's.
+        mod tree_store_impl {
+            use super::*;
+            use ::common::crypto::attrs::NodeKind;
+            use ::common::crypto::name::NameTag;
+            use ::common::{NodeId, ObjectId};
+            use ::sqlx::Row as _;
+            use $crate::store::sql::to_u32;
+            use $crate::store::tree_sql::{
+                self as q, Fail, Locked, node_id, object_id, retry_tree, to_i64, to_u64,
+            };
+            use $crate::store::{
+                AccountId, ChangeRow, EntryRow, NewEntry, NewNode, NodeRow, ObjectRow, Released,
+                Rename, RenameMode, StoreError, TreeError, TreeStore, Usage,
+            };
+
+            type DbRow = <$db as ::sqlx::Database>::Row;
+            type Tx = ::sqlx::Transaction<'static, $db>;
+
+            fn node_from_row(row: &DbRow) -> Result<NodeRow, StoreError> {
+                let id: Vec<u8> = row.try_get("node_id")?;
+                let kind: i64 = row.try_get("kind")?;
+                Ok(NodeRow {
+                    id: node_id(&id)?,
+                    kind: u8::try_from(kind)
+                        .ok()
+                        .and_then(NodeKind::from_code)
+                        .ok_or(StoreError::Corrupt("node kind"))?,
+                    version: to_u64(row.try_get("version")?, "node version")?,
+                    record: row.try_get("record")?,
+                    size: to_u64(row.try_get("size")?, "node size")?,
+                    nlink: to_u32(row.try_get("nlink")?, "node nlink")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            }
+
+            fn entry_from_row(row: &DbRow) -> Result<EntryRow, StoreError> {
+                let parent: Vec<u8> = row.try_get("parent_id")?;
+                let tag: Vec<u8> = row.try_get("name_tag")?;
+                let child: Vec<u8> = row.try_get("child_id")?;
+                Ok(EntryRow {
+                    parent: node_id(&parent)?,
+                    tag: NameTag::from_bytes(
+                        tag.try_into()
+                            .map_err(|_| StoreError::Corrupt("name tag"))?,
+                    ),
+                    encrypted_name: row.try_get("encrypted_name")?,
+                    child: node_id(&child)?,
+                })
+            }
+
+            fn object_from_row(row: &DbRow) -> Result<ObjectRow, StoreError> {
+                let id: Vec<u8> = row.try_get("object_id")?;
+                let node: Option<Vec<u8>> = row.try_get("node_id")?;
+                let digest: Vec<u8> = row.try_get("digest")?;
+                Ok(ObjectRow {
+                    id: object_id(&id)?,
+                    node: node.as_deref().map(node_id).transpose()?,
+                    size: to_u64(row.try_get("size")?, "object size")?,
+                    digest: digest
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("object digest"))?,
+                    created_at: row.try_get("created_at")?,
+                })
+            }
+
+            fn change_from_row(row: &DbRow) -> Result<ChangeRow, StoreError> {
+                let node: Vec<u8> = row.try_get("node_id")?;
+                let parent: Option<Vec<u8>> = row.try_get("parent_id")?;
+                Ok(ChangeRow {
+                    seq: row.try_get("seq")?,
+                    node: node_id(&node)?,
+                    parent: parent.as_deref().map(node_id).transpose()?,
+                })
+            }
+
+            fn account_object_from_row(row: &DbRow) -> Result<(AccountId, ObjectId), StoreError> {
+                let id: Vec<u8> = row.try_get("object_id")?;
+                Ok((AccountId(row.try_get("owner_id")?), object_id(&id)?))
+            }
+
+            /// Kind, version and nlink of a node.
+            struct Head {
+                kind: NodeKind,
+                version: u64,
+                nlink: u32,
+            }
+
+            fn head_from_row(row: &DbRow) -> Result<Head, StoreError> {
+                let kind: i64 = row.try_get("kind")?;
+                Ok(Head {
+                    kind: u8::try_from(kind)
+                        .ok()
+                        .and_then(NodeKind::from_code)
+                        .ok_or(StoreError::Corrupt("node kind"))?,
+                    version: to_u64(row.try_get("version")?, "node version")?,
+                    nlink: to_u32(row.try_get("nlink")?, "node nlink")?,
+                })
+            }
+
+            /// Takes the account's lock (see the module note): increments its
+            /// sequence, creating its usage row on its first change. `None`
+            /// when there is no such account.
+            async fn lock(tx: &mut Tx, owner: AccountId) -> Result<Option<Locked>, Fail> {
+                let bumped = ::sqlx::query(q::BUMP_SEQ)
+                    .bind(owner.0)
+                    .execute(&mut **tx)
+                    .await?;
+                if bumped.rows_affected() == 0 {
+                    match ::sqlx::query(q::INSERT_USAGE)
+                        .bind(owner.0)
+                        .execute(&mut **tx)
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(::sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
+                            return Ok(None);
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                let row = ::sqlx::query(q::USAGE)
+                    .bind(owner.0)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                let seq: i64 = row.try_get("seq")?;
+                let quota: Option<i64> = row.try_get("quota_bytes")?;
+                Ok(Some(Locked {
+                    owner,
+                    prev_seq: seq - 1,
+                    used: to_u64(row.try_get("used_bytes")?, "used bytes")?,
+                    quota: quota.map(|q| to_u64(q, "quota")).transpose()?,
+                    nodes: to_u64(row.try_get("node_count")?, "node count")?,
+                    changes: Vec::new(),
+                }))
+            }
+
+            /// [`lock`], with a missing account reported as `NotFound`: it
+            /// owns nothing.
+            async fn lock_owner(tx: &mut Tx, owner: AccountId) -> Result<Locked, Fail> {
+                lock(tx, owner)
+                    .await?
+                    .ok_or(Fail::Tree(TreeError::NotFound))
+            }
+
+            /// Writes the feed records and the usage row, and commits.
+            async fn finish(mut tx: Tx, acct: Locked, now: i64) -> Result<(), Fail> {
+                let mut seq = acct.prev_seq;
+                for (node, parent) in &acct.changes {
+                    seq += 1;
+                    ::sqlx::query(q::INSERT_CHANGE)
+                        .bind(acct.owner.0)
+                        .bind(seq)
+                        .bind(node.as_bytes().as_slice())
+                        .bind(parent.as_ref().map(|p| p.as_bytes().as_slice()))
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                ::sqlx::query(q::SAVE_USAGE)
+                    .bind(acct.final_seq()?)
+                    .bind(to_i64(acct.used, "used bytes")?)
+                    .bind(to_i64(acct.nodes, "node count")?)
+                    .bind(acct.owner.0)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn head(tx: &mut Tx, owner: AccountId, id: NodeId) -> Result<Option<Head>, Fail> {
+                let row = ::sqlx::query(q::NODE_HEAD)
+                    .bind(owner.0)
+                    .bind(id.as_bytes().as_slice())
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                Ok(row.as_ref().map(head_from_row).transpose()?)
+            }
+
+            async fn full_node(tx: &mut Tx, owner: AccountId, id: NodeId) -> Result<NodeRow, Fail> {
+                let row = ::sqlx::query(q::NODE)
+                    .bind(owner.0)
+                    .bind(id.as_bytes().as_slice())
+                    .fetch_one(&mut **tx)
+                    .await?;
+                Ok(node_from_row(&row)?)
+            }
+
+            /// Checks that `id` is a directory of the owner.
+            async fn directory(tx: &mut Tx, owner: AccountId, id: NodeId) -> Result<(), Fail> {
+                match head(tx, owner, id).await? {
+                    None => Err(TreeError::NotFound.into()),
+                    Some(h) if h.kind != NodeKind::Directory => {
+                        Err(TreeError::NotADirectory.into())
+                    }
+                    Some(_) => Ok(()),
+                }
+            }
+
+            async fn find_entry(
+                tx: &mut Tx,
+                owner: AccountId,
+                parent: NodeId,
+                tag: &NameTag,
+            ) -> Result<Option<EntryRow>, Fail> {
+                let row = ::sqlx::query(q::ENTRY)
+                    .bind(owner.0)
+                    .bind(parent.as_bytes().as_slice())
+                    .bind(tag.as_bytes().as_slice())
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                Ok(row.as_ref().map(entry_from_row).transpose()?)
+            }
+
+            async fn has_entries(tx: &mut Tx, owner: AccountId, dir: NodeId) -> Result<bool, Fail> {
+                let row = ::sqlx::query(q::HAS_ENTRIES)
+                    .bind(owner.0)
+                    .bind(dir.as_bytes().as_slice())
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                Ok(row.is_some())
+            }
+
+            async fn insert_entry(
+                tx: &mut Tx,
+                owner: AccountId,
+                entry: &NewEntry,
+                child: NodeId,
+            ) -> Result<(), Fail> {
+                ::sqlx::query(q::INSERT_ENTRY)
+                    .bind(owner.0)
+                    .bind(entry.parent.as_bytes().as_slice())
+                    .bind(entry.tag.as_bytes().as_slice())
+                    .bind(entry.encrypted_name.as_slice())
+                    .bind(child.as_bytes().as_slice())
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn delete_entry(
+                tx: &mut Tx,
+                owner: AccountId,
+                parent: NodeId,
+                tag: &NameTag,
+            ) -> Result<(), Fail> {
+                ::sqlx::query(q::DELETE_ENTRY)
+                    .bind(owner.0)
+                    .bind(parent.as_bytes().as_slice())
+                    .bind(tag.as_bytes().as_slice())
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn touch(
+                tx: &mut Tx,
+                owner: AccountId,
+                id: NodeId,
+                now: i64,
+            ) -> Result<(), Fail> {
+                ::sqlx::query(q::TOUCH_NODE)
+                    .bind(now)
+                    .bind(owner.0)
+                    .bind(id.as_bytes().as_slice())
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            /// Whether `ancestor` (a directory) is `start` or above it: walks
+            /// up from `start` through the entries naming each directory
+            /// (`entries_child`) until the root.
+            async fn is_at_or_above(
+                tx: &mut Tx,
+                owner: AccountId,
+                ancestor: NodeId,
+                start: NodeId,
+            ) -> Result<bool, Fail> {
+                let mut current = start;
+                for _ in 0..q::MAX_DEPTH {
+                    if current == ancestor {
+                        return Ok(true);
+                    }
+                    if current == NodeId::ROOT {
+                        return Ok(false);
+                    }
+                    let row = ::sqlx::query(q::PARENT_OF)
+                        .bind(owner.0)
+                        .bind(current.as_bytes().as_slice())
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                    let Some(row) = row else {
+                        // Detached (cannot happen to a directory an entry
+                        // names): not below `ancestor`.
+                        return Ok(false);
+                    };
+                    let parent: Vec<u8> = row.try_get("parent_id")?;
+                    current = node_id(&parent)?;
+                }
+                Err(StoreError::Corrupt("directory cycle").into())
+            }
+
+            /// A node just lost the entry that was one of its `nlink`: it is
+            /// deleted with its objects when that was its last, otherwise its
+            /// count goes down.
+            async fn drop_link(
+                tx: &mut Tx,
+                acct: &mut Locked,
+                id: NodeId,
+                nlink: u32,
+                now: i64,
+                released: &mut Released,
+            ) -> Result<(), Fail> {
+                let owner = acct.owner;
+                if nlink > 1 {
+                    ::sqlx::query(q::SET_NLINK)
+                        .bind(i64::from(nlink - 1))
+                        .bind(now)
+                        .bind(owner.0)
+                        .bind(id.as_bytes().as_slice())
+                        .execute(&mut **tx)
+                        .await?;
+                    return Ok(());
+                }
+                let objects = ::sqlx::query(q::NODE_OBJECTS)
+                    .bind(owner.0)
+                    .bind(id.as_bytes().as_slice())
+                    .fetch_all(&mut **tx)
+                    .await?;
+                for row in &objects {
+                    let object: Vec<u8> = row.try_get("object_id")?;
+                    released.objects.push(object_id(&object)?);
+                    acct.release(to_u64(row.try_get("size")?, "object size")?)?;
+                }
+                ::sqlx::query(q::RELEASE_NODE_OBJECTS)
+                    .bind(owner.0)
+                    .bind(id.as_bytes().as_slice())
+                    .execute(&mut **tx)
+                    .await?;
+                ::sqlx::query(q::DELETE_NODE)
+                    .bind(owner.0)
+                    .bind(id.as_bytes().as_slice())
+                    .execute(&mut **tx)
+                    .await?;
+                acct.nodes = acct.nodes.saturating_sub(1);
+                released.nodes.push(id);
+                Ok(())
+            }
+
+            impl $store {
+                async fn try_create_node(
+                    &self,
+                    owner: AccountId,
+                    new: &NewNode,
+                    now: i64,
+                ) -> Result<NodeRow, Fail> {
+                    let mut tx = self.begin_write().await?;
+                    let mut acct = lock_owner(&mut tx, owner).await?;
+                    match &new.entry {
+                        None => {
+                            if new.id != NodeId::ROOT {
+                                return Err(TreeError::InvalidMove.into());
+                            }
+                            if new.kind != NodeKind::Directory {
+                                return Err(TreeError::NotADirectory.into());
+                            }
+                        }
+                        Some(entry) => {
+                            if new.id == NodeId::ROOT {
+                                return Err(TreeError::InvalidMove.into());
+                            }
+                            directory(&mut tx, owner, entry.parent).await?;
+                            if find_entry(&mut tx, owner, entry.parent, &entry.tag)
+                                .await?
+                                .is_some()
+                            {
+                                return Err(TreeError::EntryExists.into());
+                            }
+                        }
+                    }
+                    if head(&mut tx, owner, new.id).await?.is_some() {
+                        return Err(TreeError::EntryExists.into());
+                    }
+                    ::sqlx::query(q::INSERT_NODE)
+                        .bind(owner.0)
+                        .bind(new.id.as_bytes().as_slice())
+                        .bind(i64::from(new.kind.code()))
+                        .bind(new.record.as_slice())
+                        .bind(i64::from(new.entry.is_some()))
+                        .bind(now)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    acct.nodes += 1;
+                    if let Some(entry) = &new.entry {
+                        insert_entry(&mut tx, owner, entry, new.id).await?;
+                    }
+                    acct.changed(new.id, new.entry.as_ref().map(|e| e.parent));
+                    let node = full_node(&mut tx, owner, new.id).await?;
+                    finish(tx, acct, now).await?;
+                    Ok(node)
+                }
+
+                async fn try_link(
+                    &self,
+                    owner: AccountId,
+                    entry: &NewEntry,
+                    child: NodeId,
+                    now: i64,
+                ) -> Result<NodeRow, Fail> {
+                    let mut tx = self.begin_write().await?;
+                    let mut acct = lock_owner(&mut tx, owner).await?;
+                    let Some(node) = head(&mut tx, owner, child).await? else {
+                        return Err(TreeError::NotFound.into());
+                    };
+                    if node.kind == NodeKind::Directory {
+                        return Err(TreeError::IsADirectory.into());
+                    }
+                    directory(&mut tx, owner, entry.parent).await?;
+                    if find_entry(&mut tx, owner, entry.parent, &entry.tag)
+                        .await?
+                        .is_some()
+                    {
+                        return Err(TreeError::EntryExists.into());
+                    }
+                    insert_entry(&mut tx, owner, entry, child).await?;
+                    ::sqlx::query(q::SET_NLINK)
+                        .bind(i64::from(node.nlink) + 1)
+                        .bind(now)
+                        .bind(owner.0)
+                        .bind(child.as_bytes().as_slice())
+                        .execute(&mut *tx)
+                        .await?;
+                    acct.changed(child, Some(entry.parent));
+                    let node = full_node(&mut tx, owner, child).await?;
+                    finish(tx, acct, now).await?;
+                    Ok(node)
+                }
+
+                async fn try_list(
+                    &self,
+                    owner: AccountId,
+                    parent: NodeId,
+                    after: Option<&NameTag>,
+                    limit: u32,
+                ) -> Result<Vec<(EntryRow, NodeRow)>, Fail> {
+                    // A read transaction: on SQLite the check and the page
+                    // see one snapshot.
+                    let mut tx = self.pool.begin().await?;
+                    directory(&mut tx, owner, parent).await?;
+                    let query = match after {
+                        None => ::sqlx::query(q::LIST_FIRST)
+                            .bind(owner.0)
+                            .bind(parent.as_bytes().as_slice()),
+                        Some(after) => ::sqlx::query(q::LIST_AFTER)
+                            .bind(owner.0)
+                            .bind(parent.as_bytes().as_slice())
+                            .bind(after.as_bytes().as_slice()),
+                    };
+                    let rows = query.bind(i64::from(limit)).fetch_all(&mut *tx).await?;
+                    tx.commit().await?;
+                    let mut page = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        page.push((entry_from_row(row)?, node_from_row(row)?));
+                    }
+                    Ok(page)
+                }
+
+                async fn try_update_record(
+                    &self,
+                    owner: AccountId,
+                    id: NodeId,
+                    expected_version: u64,
+                    record: &[u8],
+                    now: i64,
+                ) -> Result<NodeRow, Fail> {
+                    let mut tx = self.begin_write().await?;
+                    let mut acct = lock_owner(&mut tx, owner).await?;
+                    let Some(node) = head(&mut tx, owner, id).await? else {
+                        return Err(TreeError::NotFound.into());
+                    };
+                    if node.version != expected_version {
+                        return Err(TreeError::VersionConflict {
+                            current: node.version,
+                        }
+                        .into());
+                    }
+                    ::sqlx::query(q::UPDATE_RECORD)
+                        .bind(record)
+                        .bind(now)
+                        .bind(owner.0)
+                        .bind(id.as_bytes().as_slice())
+                        .bind(to_i64(expected_version, "node version")?)
+                        .execute(&mut *tx)
+                        .await?;
+                    acct.changed(id, None);
+                    let node = full_node(&mut tx, owner, id).await?;
+                    finish(tx, acct, now).await?;
+                    Ok(node)
+                }
+
+                async fn try_commit_version(
+                    &self,
+                    owner: AccountId,
+                    id: NodeId,
+                    expected_version: u64,
+                    record: &[u8],
+                    objects: &[ObjectId],
+                    now: i64,
+                ) -> Result<(NodeRow, Released), Fail> {
+                    let mut tx = self.begin_write().await?;
+                    let mut acct = lock_owner(&mut tx, owner).await?;
+                    let Some(node) = head(&mut tx, owner, id).await? else {
+                        return Err(TreeError::NotFound.into());
+                    };
+                    if node.kind != NodeKind::File {
+                        return Err(TreeError::NotAFile.into());
+                    }
+                    if node.version != expected_version {
+                        return Err(TreeError::VersionConflict {
+                            current: node.version,
+                        }
+                        .into());
+                    }
+                    // The listed set: each the owner's, and pending or
+                    // already this node's.
+                    let mut listed = ::std::collections::HashSet::with_capacity(objects.len());
+                    let mut size = 0u64;
+                    for object in objects {
+                        if !listed.insert(*object) {
+                            continue;
+                        }
+                        let row = ::sqlx::query(q::OBJECT)
+                            .bind(owner.0)
+                            .bind(object.as_bytes().as_slice())
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        let Some(row) = row else {
+                            return Err(TreeError::NotFound.into());
+                        };
+                        let state: String = row.try_get("state")?;
+                        let found = object_from_row(&row)?;
+                        let usable = state == q::PENDING
+                            || (state == q::COMMITTED && found.node == Some(id));
+                        if !usable {
+                            return Err(TreeError::NotFound.into());
+                        }
+                        if state == q::PENDING {
+                            ::sqlx::query(q::COMMIT_OBJECT)
+                                .bind(id.as_bytes().as_slice())
+                                .bind(owner.0)
+                                .bind(object.as_bytes().as_slice())
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        size = size
+                            .checked_add(found.size)
+                            .ok_or(StoreError::Corrupt("file size"))?;
+                    }
+                    // What the node had and the list leaves out.
+                    let mut released = Released::default();
+                    let had = ::sqlx::query(q::NODE_OBJECTS)
+                        .bind(owner.0)
+                        .bind(id.as_bytes().as_slice())
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    for row in &had {
+                        let object: Vec<u8> = row.try_get("object_id")?;
+                        let object = object_id(&object)?;
+                        if listed.contains(&object) {
+                            continue;
+                        }
+                        ::sqlx::query(q::RELEASE_OBJECT)
+                            .bind(owner.0)
+                            .bind(object.as_bytes().as_slice())
+                            .execute(&mut *tx)
+                            .await?;
+                        acct.release(to_u64(row.try_get("size")?, "object size")?)?;
+                        released.objects.push(object);
+                    }
+                    ::sqlx::query(q::COMMIT_RECORD)
+                        .bind(record)
+                        .bind(to_i64(size, "file size")?)
+                        .bind(now)
+                        .bind(owner.0)
+                        .bind(id.as_bytes().as_slice())
+                        .bind(to_i64(expected_version, "node version")?)
+                        .execute(&mut *tx)
+                        .await?;
+                    acct.changed(id, None);
+                    let node = full_node(&mut tx, owner, id).await?;
+                    finish(tx, acct, now).await?;
+                    Ok((node, released))
+                }
+
+                async fn try_rename(
+                    &self,
+                    owner: AccountId,
+                    op: &Rename,
+                    now: i64,
+                ) -> Result<Released, Fail> {
+                    let mut tx = self.begin_write().await?;
+                    let mut acct = lock_owner(&mut tx, owner).await?;
+                    directory(&mut tx, owner, op.src_parent).await?;
+                    directory(&mut tx, owner, op.dst_parent).await?;
+                    let Some(src) = find_entry(&mut tx, owner, op.src_parent, &op.src_tag).await?
+                    else {
+                        return Err(TreeError::NotFound.into());
+                    };
+                    let Some(src_node) = head(&mut tx, owner, src.child).await? else {
+                        return Err(StoreError::Corrupt("entry without node").into());
+                    };
+                    let dst = find_entry(&mut tx, owner, op.dst_parent, &op.dst_tag).await?;
+                    let target = match &dst {
+                        None => None,
+                        Some(dst) => match head(&mut tx, owner, dst.child).await? {
+                            Some(node) => Some(node),
+                            None => return Err(StoreError::Corrupt("entry without node").into()),
+                        },
+                    };
+
+                    match (op.mode, &dst) {
+                        (RenameMode::NoReplace, Some(_)) => {
+                            return Err(TreeError::EntryExists.into());
+                        }
+                        (RenameMode::Exchange, None) => return Err(TreeError::NotFound.into()),
+                        // Onto itself, or onto another link of the same node:
+                        // POSIX rename does nothing and succeeds (so does an
+                        // exchange of a node with itself).
+                        (_, Some(dst)) if dst.child == src.child => {
+                            return Ok(Released::default());
+                        }
+                        _ => {}
+                    }
+                    let src_is_dir = src_node.kind == NodeKind::Directory;
+                    let moves_dir = src_is_dir && op.src_parent != op.dst_parent;
+                    if moves_dir && is_at_or_above(&mut tx, owner, src.child, op.dst_parent).await?
+                    {
+                        return Err(TreeError::InvalidMove.into());
+                    }
+
+                    let mut released = Released::default();
+                    match (&dst, target) {
+                        (Some(dst), Some(target)) if op.mode == RenameMode::Exchange => {
+                            let Some(src_name) = &op.src_encrypted_name else {
+                                return Err(TreeError::InvalidMove.into());
+                            };
+                            let target_is_dir = target.kind == NodeKind::Directory;
+                            if target_is_dir
+                                && op.src_parent != op.dst_parent
+                                && is_at_or_above(&mut tx, owner, dst.child, op.src_parent).await?
+                            {
+                                return Err(TreeError::InvalidMove.into());
+                            }
+                            ::sqlx::query(q::SET_ENTRY_CHILD)
+                                .bind(dst.child.as_bytes().as_slice())
+                                .bind(src_name.as_slice())
+                                .bind(owner.0)
+                                .bind(op.src_parent.as_bytes().as_slice())
+                                .bind(op.src_tag.as_bytes().as_slice())
+                                .execute(&mut *tx)
+                                .await?;
+                            ::sqlx::query(q::SET_ENTRY_CHILD)
+                                .bind(src.child.as_bytes().as_slice())
+                                .bind(op.dst_encrypted_name.as_slice())
+                                .bind(owner.0)
+                                .bind(op.dst_parent.as_bytes().as_slice())
+                                .bind(op.dst_tag.as_bytes().as_slice())
+                                .execute(&mut *tx)
+                                .await?;
+                            touch(&mut tx, owner, src.child, now).await?;
+                            touch(&mut tx, owner, dst.child, now).await?;
+                            acct.changed(src.child, Some(op.src_parent));
+                            acct.changed(src.child, Some(op.dst_parent));
+                            acct.changed(dst.child, Some(op.dst_parent));
+                            acct.changed(dst.child, Some(op.src_parent));
+                            finish(tx, acct, now).await?;
+                            return Ok(released);
+                        }
+                        (Some(dst), Some(target)) => {
+                            // Replace: POSIX type rules, then the target
+                            // loses this entry.
+                            let target_is_dir = target.kind == NodeKind::Directory;
+                            match (src_is_dir, target_is_dir) {
+                                (false, true) => return Err(TreeError::IsADirectory.into()),
+                                (true, false) => return Err(TreeError::NotADirectory.into()),
+                                (true, true) if has_entries(&mut tx, owner, dst.child).await? => {
+                                    return Err(TreeError::NotEmpty.into());
+                                }
+                                _ => {}
+                            }
+                            delete_entry(&mut tx, owner, op.dst_parent, &op.dst_tag).await?;
+                            drop_link(
+                                &mut tx,
+                                &mut acct,
+                                dst.child,
+                                target.nlink,
+                                now,
+                                &mut released,
+                            )
+                            .await?;
+                            acct.changed(dst.child, Some(op.dst_parent));
+                        }
+                        _ => {}
+                    }
+                    ::sqlx::query(q::MOVE_ENTRY)
+                        .bind(op.dst_parent.as_bytes().as_slice())
+                        .bind(op.dst_tag.as_bytes().as_slice())
+                        .bind(op.dst_encrypted_name.as_slice())
+                        .bind(owner.0)
+                        .bind(op.src_parent.as_bytes().as_slice())
+                        .bind(op.src_tag.as_bytes().as_slice())
+                        .execute(&mut *tx)
+                        .await?;
+                    touch(&mut tx, owner, src.child, now).await?;
+                    acct.changed(src.child, Some(op.src_parent));
+                    acct.changed(src.child, Some(op.dst_parent));
+                    finish(tx, acct, now).await?;
+                    Ok(released)
+                }
+
+                async fn try_remove(
+                    &self,
+                    owner: AccountId,
+                    parent: NodeId,
+                    tag: &NameTag,
+                    dir: bool,
+                    now: i64,
+                ) -> Result<Released, Fail> {
+                    let mut tx = self.begin_write().await?;
+                    let mut acct = lock_owner(&mut tx, owner).await?;
+                    directory(&mut tx, owner, parent).await?;
+                    let Some(found) = find_entry(&mut tx, owner, parent, tag).await? else {
+                        return Err(TreeError::NotFound.into());
+                    };
+                    let Some(node) = head(&mut tx, owner, found.child).await? else {
+                        return Err(StoreError::Corrupt("entry without node").into());
+                    };
+                    let is_dir = node.kind == NodeKind::Directory;
+                    match (dir, is_dir) {
+                        (true, false) => return Err(TreeError::NotADirectory.into()),
+                        (false, true) => return Err(TreeError::IsADirectory.into()),
+                        (true, true) if has_entries(&mut tx, owner, found.child).await? => {
+                            return Err(TreeError::NotEmpty.into());
+                        }
+                        _ => {}
+                    }
+                    delete_entry(&mut tx, owner, parent, tag).await?;
+                    let mut released = Released::default();
+                    drop_link(
+                        &mut tx,
+                        &mut acct,
+                        found.child,
+                        node.nlink,
+                        now,
+                        &mut released,
+                    )
+                    .await?;
+                    acct.changed(found.child, Some(parent));
+                    finish(tx, acct, now).await?;
+                    Ok(released)
+                }
+
+                async fn try_reserve_object(
+                    &self,
+                    owner: AccountId,
+                    id: ObjectId,
+                    size: u64,
+                    digest: &[u8; 32],
+                    default_quota: u64,
+                    now: i64,
+                ) -> Result<(), Fail> {
+                    let mut tx = self.begin_write().await?;
+                    let mut acct = lock_owner(&mut tx, owner).await?;
+                    let taken = ::sqlx::query(q::OBJECT)
+                        .bind(owner.0)
+                        .bind(id.as_bytes().as_slice())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if taken.is_some() {
+                        return Err(TreeError::EntryExists.into());
+                    }
+                    // Checked and charged under the account's lock.
+                    acct.reserve(size, default_quota)?;
+                    ::sqlx::query(q::INSERT_OBJECT)
+                        .bind(owner.0)
+                        .bind(id.as_bytes().as_slice())
+                        .bind(to_i64(size, "object size")?)
+                        .bind(digest.as_slice())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    finish(tx, acct, now).await
+                }
+
+                async fn try_abandon_object(
+                    &self,
+                    owner: AccountId,
+                    id: ObjectId,
+                ) -> Result<(), Fail> {
+                    let mut tx = self.begin_write().await?;
+                    let mut acct = lock_owner(&mut tx, owner).await?;
+                    let row = ::sqlx::query(q::OBJECT)
+                        .bind(owner.0)
+                        .bind(id.as_bytes().as_slice())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let Some(row) = row else {
+                        return Err(TreeError::NotFound.into());
+                    };
+                    let state: String = row.try_get("state")?;
+                    if state != q::PENDING {
+                        return Err(TreeError::NotFound.into());
+                    }
+                    ::sqlx::query(q::RELEASE_OBJECT)
+                        .bind(owner.0)
+                        .bind(id.as_bytes().as_slice())
+                        .execute(&mut *tx)
+                        .await?;
+                    acct.release(object_from_row(&row)?.size)?;
+                    // No change to the tree: no feed record (`finish` puts
+                    // the sequence number back).
+                    finish(tx, acct, 0).await
+                }
+
+                async fn try_release_stale_pending(
+                    &self,
+                    cutoff: i64,
+                    limit: u32,
+                ) -> Result<Vec<(AccountId, ObjectId)>, Fail> {
+                    let candidates = ::sqlx::query(q::STALE_PENDING)
+                        .bind(cutoff)
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.pool)
+                        .await?
+                        .iter()
+                        .map(account_object_from_row)
+                        .collect::<Result<Vec<_>, StoreError>>()?;
+                    // One lock per account, taken in account order (no
+                    // deadlock with another collector).
+                    let mut by_account: ::std::collections::BTreeMap<AccountId, Vec<ObjectId>> =
+                        ::std::collections::BTreeMap::new();
+                    for (owner, object) in candidates {
+                        by_account.entry(owner).or_default().push(object);
+                    }
+                    let mut tx = self.begin_write().await?;
+                    let mut released = Vec::new();
+                    for (owner, objects) in by_account {
+                        let Some(mut acct) = lock(&mut tx, owner).await? else {
+                            continue;
+                        };
+                        for object in objects {
+                            // Still pending now that the account is locked?
+                            let row = ::sqlx::query(q::STALE_PENDING_SIZE)
+                                .bind(owner.0)
+                                .bind(object.as_bytes().as_slice())
+                                .bind(cutoff)
+                                .fetch_optional(&mut *tx)
+                                .await?;
+                            let Some(row) = row else { continue };
+                            ::sqlx::query(q::RELEASE_OBJECT)
+                                .bind(owner.0)
+                                .bind(object.as_bytes().as_slice())
+                                .execute(&mut *tx)
+                                .await?;
+                            acct.release(to_u64(row.try_get("size")?, "object size")?)?;
+                            released.push((owner, object));
+                        }
+                        ::sqlx::query(q::SAVE_USAGE)
+                            .bind(acct.final_seq()?)
+                            .bind(to_i64(acct.used, "used bytes")?)
+                            .bind(to_i64(acct.nodes, "node count")?)
+                            .bind(owner.0)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(released)
+                }
+            }
+
+            #[::async_trait::async_trait]
+            impl TreeStore for $store {
+                async fn create_node(
+                    &self,
+                    owner: AccountId,
+                    new: &NewNode,
+                    now: i64,
+                ) -> Result<NodeRow, TreeError> {
+                    retry_tree!(self.try_create_node(owner, new, now))
+                }
+
+                async fn link(
+                    &self,
+                    owner: AccountId,
+                    entry: &NewEntry,
+                    child: NodeId,
+                    now: i64,
+                ) -> Result<NodeRow, TreeError> {
+                    retry_tree!(self.try_link(owner, entry, child, now))
+                }
+
+                async fn node(
+                    &self,
+                    owner: AccountId,
+                    id: NodeId,
+                ) -> Result<Option<NodeRow>, TreeError> {
+                    let row = ::sqlx::query(q::NODE)
+                        .bind(owner.0)
+                        .bind(id.as_bytes().as_slice())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(StoreError::from)?;
+                    Ok(row.as_ref().map(node_from_row).transpose()?)
+                }
+
+                async fn nodes(
+                    &self,
+                    owner: AccountId,
+                    ids: &[NodeId],
+                ) -> Result<Vec<NodeRow>, TreeError> {
+                    let mut seen = ::std::collections::HashSet::with_capacity(ids.len());
+                    let unique: Vec<NodeId> =
+                        ids.iter().copied().filter(|id| seen.insert(*id)).collect();
+                    let mut found = ::std::collections::HashMap::with_capacity(unique.len());
+                    for chunk in unique.chunks(q::NODES_CHUNK) {
+                        // Only placeholders are appended to the statement.
+                        let sql = format!("{}{}", q::NODES_IN, q::placeholders(chunk.len()));
+                        let mut query = ::sqlx::query(::sqlx::AssertSqlSafe(sql)).bind(owner.0);
+                        for id in chunk {
+                            query = query.bind(id.as_bytes().as_slice());
+                        }
+                        let rows = query
+                            .fetch_all(&self.pool)
+                            .await
+                            .map_err(StoreError::from)?;
+                        for row in &rows {
+                            let node = node_from_row(row)?;
+                            found.insert(node.id, node);
+                        }
+                    }
+                    // In the order asked for, each once.
+                    Ok(unique.iter().filter_map(|id| found.remove(id)).collect())
+                }
+
+                async fn lookup(
+                    &self,
+                    owner: AccountId,
+                    parent: NodeId,
+                    tag: &NameTag,
+                ) -> Result<Option<(EntryRow, NodeRow)>, TreeError> {
+                    let row = ::sqlx::query(q::LOOKUP)
+                        .bind(owner.0)
+                        .bind(parent.as_bytes().as_slice())
+                        .bind(tag.as_bytes().as_slice())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(StoreError::from)?;
+                    match row {
+                        None => Ok(None),
+                        Some(row) => Ok(Some((entry_from_row(&row)?, node_from_row(&row)?))),
+                    }
+                }
+
+                async fn list(
+                    &self,
+                    owner: AccountId,
+                    parent: NodeId,
+                    after: Option<&NameTag>,
+                    limit: u32,
+                ) -> Result<Vec<(EntryRow, NodeRow)>, TreeError> {
+                    self.try_list(owner, parent, after, limit)
+                        .await
+                        .map_err(Fail::into_tree)
+                }
+
+                async fn update_record(
+                    &self,
+                    owner: AccountId,
+                    id: NodeId,
+                    expected_version: u64,
+                    record: &[u8],
+                    now: i64,
+                ) -> Result<NodeRow, TreeError> {
+                    retry_tree!(self.try_update_record(owner, id, expected_version, record, now))
+                }
+
+                async fn commit_version(
+                    &self,
+                    owner: AccountId,
+                    id: NodeId,
+                    expected_version: u64,
+                    record: &[u8],
+                    objects: &[ObjectId],
+                    now: i64,
+                ) -> Result<(NodeRow, Released), TreeError> {
+                    retry_tree!(self.try_commit_version(
+                        owner,
+                        id,
+                        expected_version,
+                        record,
+                        objects,
+                        now
+                    ))
+                }
+
+                async fn rename(
+                    &self,
+                    owner: AccountId,
+                    op: &Rename,
+                    now: i64,
+                ) -> Result<Released, TreeError> {
+                    retry_tree!(self.try_rename(owner, op, now))
+                }
+
+                async fn remove(
+                    &self,
+                    owner: AccountId,
+                    parent: NodeId,
+                    tag: &NameTag,
+                    dir: bool,
+                    now: i64,
+                ) -> Result<Released, TreeError> {
+                    retry_tree!(self.try_remove(owner, parent, tag, dir, now))
+                }
+
+                async fn reserve_object(
+                    &self,
+                    owner: AccountId,
+                    id: ObjectId,
+                    size: u64,
+                    digest: &[u8; 32],
+                    default_quota: u64,
+                    now: i64,
+                ) -> Result<(), TreeError> {
+                    retry_tree!(self.try_reserve_object(
+                        owner,
+                        id,
+                        size,
+                        digest,
+                        default_quota,
+                        now
+                    ))
+                }
+
+                async fn abandon_object(
+                    &self,
+                    owner: AccountId,
+                    id: ObjectId,
+                ) -> Result<(), TreeError> {
+                    retry_tree!(self.try_abandon_object(owner, id))
+                }
+
+                async fn object(
+                    &self,
+                    owner: AccountId,
+                    id: ObjectId,
+                ) -> Result<Option<ObjectRow>, TreeError> {
+                    let row = ::sqlx::query(q::OBJECT)
+                        .bind(owner.0)
+                        .bind(id.as_bytes().as_slice())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(StoreError::from)?;
+                    let Some(row) = row else {
+                        return Ok(None);
+                    };
+                    let state: String = row.try_get("state").map_err(StoreError::from)?;
+                    if state != q::PENDING && state != q::COMMITTED {
+                        return Ok(None);
+                    }
+                    Ok(Some(object_from_row(&row)?))
+                }
+
+                async fn release_stale_pending(
+                    &self,
+                    cutoff: i64,
+                    limit: u32,
+                ) -> Result<Vec<(AccountId, ObjectId)>, TreeError> {
+                    retry_tree!(self.try_release_stale_pending(cutoff, limit))
+                }
+
+                async fn purge_queue(
+                    &self,
+                    limit: u32,
+                ) -> Result<Vec<(AccountId, ObjectId)>, TreeError> {
+                    let rows = ::sqlx::query(q::PURGE_QUEUE)
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(StoreError::from)?;
+                    Ok(rows
+                        .iter()
+                        .map(account_object_from_row)
+                        .collect::<Result<Vec<_>, StoreError>>()?)
+                }
+
+                async fn purged(&self, owner: AccountId, id: ObjectId) -> Result<(), TreeError> {
+                    ::sqlx::query(q::FORGET_OBJECT)
+                        .bind(owner.0)
+                        .bind(id.as_bytes().as_slice())
+                        .execute(&self.pool)
+                        .await
+                        .map_err(|e| TreeError::Store($crate::store::sql::db_err(e)))?;
+                    Ok(())
+                }
+
+                async fn usage(
+                    &self,
+                    owner: AccountId,
+                    default_quota: u64,
+                ) -> Result<Usage, TreeError> {
+                    let row = ::sqlx::query(q::USAGE)
+                        .bind(owner.0)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(StoreError::from)?;
+                    let Some(row) = row else {
+                        return Ok(Usage {
+                            used_bytes: 0,
+                            quota_bytes: default_quota,
+                            nodes: 0,
+                            seq: 0,
+                        });
+                    };
+                    let quota: Option<i64> =
+                        row.try_get("quota_bytes").map_err(StoreError::from)?;
+                    Ok(Usage {
+                        used_bytes: to_u64(
+                            row.try_get("used_bytes").map_err(StoreError::from)?,
+                            "used bytes",
+                        )?,
+                        quota_bytes: match quota {
+                            Some(q) => to_u64(q, "quota")?,
+                            None => default_quota,
+                        },
+                        nodes: to_u64(
+                            row.try_get("node_count").map_err(StoreError::from)?,
+                            "node count",
+                        )?,
+                        seq: row.try_get("seq").map_err(StoreError::from)?,
+                    })
+                }
+
+                async fn changes(
+                    &self,
+                    owner: AccountId,
+                    since: i64,
+                    limit: u32,
+                ) -> Result<Vec<ChangeRow>, TreeError> {
+                    let rows = ::sqlx::query(q::CHANGES)
+                        .bind(owner.0)
+                        .bind(since)
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(StoreError::from)?;
+                    Ok(rows
+                        .iter()
+                        .map(change_from_row)
+                        .collect::<Result<Vec<_>, StoreError>>()?)
+                }
+
+                #[cfg(test)]
+                async fn insert_nodes_for_test(
+                    &self,
+                    owner: AccountId,
+                    new: &[NewNode],
+                    now: i64,
+                ) -> Result<(), TreeError> {
+                    self.try_insert_nodes_for_test(owner, new, now)
+                        .await
+                        .map_err(Fail::into_tree)
+                }
+            }
+
+            #[cfg(test)]
+            impl $store {
+                /// Multi-row inserts of nodes with their entries, in one
+                /// transaction, without checks or feed records.
+                async fn try_insert_nodes_for_test(
+                    &self,
+                    owner: AccountId,
+                    new: &[NewNode],
+                    now: i64,
+                ) -> Result<(), Fail> {
+                    const CHUNK: usize = 500;
+                    let mut tx = self.begin_write().await?;
+                    let mut acct = lock_owner(&mut tx, owner).await?;
+                    for chunk in new.chunks(CHUNK) {
+                        let rows = vec!["(?, ?, ?, 1, ?, 0, 1, ?, ?)"; chunk.len()].join(", ");
+                        let sql = format!(
+                            "INSERT INTO nodes (owner_id, node_id, kind, version, record, size, \
+                             nlink, created_at, updated_at) VALUES {rows}"
+                        );
+                        let mut query = ::sqlx::query(::sqlx::AssertSqlSafe(sql));
+                        for n in chunk {
+                            query = query
+                                .bind(owner.0)
+                                .bind(n.id.as_bytes().as_slice())
+                                .bind(i64::from(n.kind.code()))
+                                .bind(n.record.as_slice())
+                                .bind(now)
+                                .bind(now);
+                        }
+                        query.execute(&mut *tx).await?;
+                        let rows = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+                        let sql = format!(
+                            "INSERT INTO entries (owner_id, parent_id, name_tag, encrypted_name, \
+                             child_id) VALUES {rows}"
+                        );
+                        let mut query = ::sqlx::query(::sqlx::AssertSqlSafe(sql));
+                        for n in chunk {
+                            let e = n.entry.as_ref().ok_or(TreeError::InvalidMove)?;
+                            query = query
+                                .bind(owner.0)
+                                .bind(e.parent.as_bytes().as_slice())
+                                .bind(e.tag.as_bytes().as_slice())
+                                .bind(e.encrypted_name.as_slice())
+                                .bind(n.id.as_bytes().as_slice());
+                        }
+                        query.execute(&mut *tx).await?;
+                    }
+                    acct.nodes += new.len() as u64;
+                    finish(tx, acct, now).await
+                }
+            }
+        }
+    };
+}
+pub(super) use impl_tree_store;
