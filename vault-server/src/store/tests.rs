@@ -168,6 +168,8 @@ macro_rules! suite {
     };
 }
 
+pub(super) use suite;
+
 suite! {
     plain: [
         migrate_is_idempotent,

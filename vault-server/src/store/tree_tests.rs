@@ -15,7 +15,8 @@ use common::{NodeId, ObjectId};
 use sha2::{Digest as _, Sha256};
 
 use super::tests::{
-    admin_exec, concurrently, open_connections, register, run_mysql, run_sqlite, with_database,
+    admin_exec, concurrently, open_connections, register, run_mysql, run_sqlite, suite,
+    with_database,
 };
 use super::tree_sql as q;
 use super::*;
@@ -24,44 +25,7 @@ use super::*;
 // Fixtures
 // ---------------------------------------------------------------------------
 
-/// Runs every listed suite function on both backends, as `tests.rs` does.
-macro_rules! tree_suite {
-    (plain: [$($plain:ident),* $(,)?], shared: [$($shared:ident),* $(,)?] $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $plain() {
-                    super::run_sqlite(|s| async move { super::$plain(&*s).await }).await;
-                }
-            )*
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $shared() {
-                    super::run_sqlite(super::$shared).await;
-                }
-            )*
-        }
-        mod mysql {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $plain() {
-                    super::run_mysql(stringify!($plain), |s| async move {
-                        super::$plain(&*s).await
-                    })
-                    .await;
-                }
-            )*
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $shared() {
-                    super::run_mysql(stringify!($shared), super::$shared).await;
-                }
-            )*
-        }
-    };
-}
-
-tree_suite! {
+suite! {
     plain: [
         root_is_created_once,
         crud_of_every_kind,
