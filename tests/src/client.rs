@@ -160,10 +160,26 @@ impl Api {
         body: Option<(Vec<u8>, &str)>,
         bearer: Option<&str>,
     ) -> Resp {
+        self.send_with_headers(method, path, body, bearer, &[])
+            .await
+    }
+
+    /// [`Self::send`] with more request headers.
+    pub async fn send_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(Vec<u8>, &str)>,
+        bearer: Option<&str>,
+        headers: &[(&str, String)],
+    ) -> Resp {
         let request = format!("{method} {path}");
         let mut rb = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = bearer {
             rb = rb.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            rb = rb.header(*name, value);
         }
         if let Some((bytes, content_type)) = body {
             rb = rb.header(CONTENT_TYPE, content_type).body(bytes);

@@ -14,6 +14,7 @@
 //! - [`mysql`]: a fresh MariaDB database per test, dropped at the end;
 //! - [`mail`]: one-time codes read from the SMTP server's Maildir;
 //! - [`client`]: a small typed HTTP client over the `common::api` types;
+//! - [`tree`]: the tree endpoints for one logged-in account, typed;
 //! - [`account`]: test accounts with the real client-side crypto, and the
 //!   register / login flows;
 //! - [`forge`]: access tokens made outside the server (alg=none, other keys,
@@ -27,8 +28,10 @@ pub mod client;
 pub mod forge;
 pub mod mail;
 pub mod mysql;
+pub mod objects;
 pub mod server;
 pub mod services;
+pub mod tree;
 
 pub use account::{LoggedIn, TestAccount};
 pub use client::{Api, Resp};

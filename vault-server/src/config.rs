@@ -155,6 +155,24 @@ pub struct SettingsArgs {
     /// Largest JSON request body in bytes [default: 65536].
     #[arg(long, env = "VAULT_MAX_BODY", value_name = "BYTES", global = true)]
     pub max_body: Option<usize>,
+    /// Storage quota of an account without one of its own, in bytes of
+    /// ciphertext [default: 10737418240 (10 GiB)].
+    #[arg(long, env = "VAULT_QUOTA_BYTES", value_name = "BYTES", global = true)]
+    pub quota_bytes: Option<u64>,
+    /// Largest ciphertext object one upload may store, in bytes (object
+    /// bodies are streamed: VAULT_MAX_BODY does not apply to them)
+    /// [default: 1073741824 (1 GiB)].
+    #[arg(
+        long,
+        env = "VAULT_MAX_OBJECT_BYTES",
+        value_name = "BYTES",
+        global = true
+    )]
+    pub max_object_bytes: Option<u64>,
+    /// Seconds an uploaded object may stay uncommitted (not part of any file
+    /// version) before the collector deletes it [default: 3600].
+    #[arg(long, env = "VAULT_GC_GRACE_SECS", value_name = "SECS", global = true)]
+    pub gc_grace_secs: Option<u64>,
 }
 
 /// The TOML file: the same keys, all optional.
@@ -179,6 +197,9 @@ struct TomlSettings {
     auth_burst: Option<u32>,
     access_token_ttl: Option<u64>,
     max_body: Option<usize>,
+    quota_bytes: Option<u64>,
+    max_object_bytes: Option<u64>,
+    gc_grace_secs: Option<u64>,
 }
 
 /// A secret setting: zeroized on drop, `<redacted>` in Debug.
@@ -266,6 +287,12 @@ pub struct Settings {
     pub access_token_ttl: u64,
     /// Largest JSON body.
     pub max_body: usize,
+    /// Default per-account quota in bytes.
+    pub quota_bytes: u64,
+    /// Largest object in bytes.
+    pub max_object_bytes: u64,
+    /// Seconds before an uncommitted upload is collected.
+    pub gc_grace_secs: u64,
 }
 
 fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, ConfigError> {
@@ -484,6 +511,29 @@ impl Settings {
             ));
         }
 
+        let quota_bytes = args
+            .quota_bytes
+            .or(file.quota_bytes)
+            .unwrap_or(10 * 1024 * 1024 * 1024);
+        // Sizes are stored as signed 64-bit integers.
+        if quota_bytes > i64::MAX as u64 {
+            return Err(invalid("VAULT_QUOTA_BYTES", "too large"));
+        }
+        let max_object_bytes = args
+            .max_object_bytes
+            .or(file.max_object_bytes)
+            .unwrap_or(1024 * 1024 * 1024);
+        if max_object_bytes == 0 || max_object_bytes > i64::MAX as u64 {
+            return Err(invalid(
+                "VAULT_MAX_OBJECT_BYTES",
+                "must be between 1 byte and 2^63-1",
+            ));
+        }
+        let gc_grace_secs = args.gc_grace_secs.or(file.gc_grace_secs).unwrap_or(3600);
+        if gc_grace_secs > 365 * 24 * 3600 {
+            return Err(invalid("VAULT_GC_GRACE_SECS", "must be at most a year"));
+        }
+
         Ok(Self {
             listen,
             data_dir,
@@ -499,6 +549,9 @@ impl Settings {
             auth_burst,
             access_token_ttl,
             max_body,
+            quota_bytes,
+            max_object_bytes,
+            gc_grace_secs,
         })
     }
 }
@@ -535,6 +588,9 @@ mod tests {
         assert!(matches!(s.mail, MailSettings::Outbox(ref p) if p.ends_with("outbox")));
         assert_eq!(s.blob_store, "file:./vault-data/objects");
         assert_eq!(s.access_token_ttl, 900);
+        assert_eq!(s.quota_bytes, 10 << 30);
+        assert_eq!(s.max_object_bytes, 1 << 30);
+        assert_eq!(s.gc_grace_secs, 3600);
     }
 
     #[test]
@@ -613,6 +669,8 @@ mod tests {
                 |a| a.tls_cert = Some("/nonexistent".into()),
                 "VAULT_TLS_CERT",
             ),
+            (|a| a.max_object_bytes = Some(0), "VAULT_MAX_OBJECT_BYTES"),
+            (|a| a.quota_bytes = Some(u64::MAX), "VAULT_QUOTA_BYTES"),
         ];
         for (mutate, setting) in cases {
             let mut a = args();

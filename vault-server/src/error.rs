@@ -8,7 +8,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use common::api::{ErrorBody, ErrorCode};
 
-use crate::store::StoreError;
+use crate::blob::BlobError;
+use crate::store::{StoreError, TreeError};
 
 /// An error answer.
 #[derive(Debug, thiserror::Error)]
@@ -49,9 +50,26 @@ pub enum ApiError {
     /// The body is too large.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// A tree operation was refused (never [`TreeError::Store`], which
+    /// becomes [`ApiError::Store`], nor [`TreeError::NotFound`], which
+    /// becomes [`ApiError::NotFound`] so that the two answers are identical).
+    #[error("{0}")]
+    Tree(TreeError),
     /// The database failed.
     #[error("storage error")]
     Store(#[from] StoreError),
+    /// An upload without `Content-Length`.
+    #[error("Content-Length is required (chunked uploads are not accepted)")]
+    LengthRequired,
+    /// An uploaded body's SHA-256 is not the announced one.
+    #[error("object digest does not match the declared SHA-256")]
+    DigestMismatch,
+    /// A `Range` that cannot be served.
+    #[error("range not satisfiable (object is {len} bytes)")]
+    RangeNotSatisfiable {
+        /// The object's length.
+        len: u64,
+    },
     /// Anything else that is the server's fault.
     #[error("internal error")]
     Internal(String),
@@ -75,6 +93,13 @@ impl ApiError {
             ApiError::PayloadTooLarge => {
                 (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge)
             }
+            ApiError::LengthRequired => (StatusCode::LENGTH_REQUIRED, ErrorCode::LengthRequired),
+            ApiError::DigestMismatch => (StatusCode::BAD_REQUEST, ErrorCode::DigestMismatch),
+            ApiError::RangeNotSatisfiable { .. } => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                ErrorCode::RangeNotSatisfiable,
+            ),
+            ApiError::Tree(e) => tree_status_and_code(e),
             ApiError::Store(StoreError::Database(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
             }
@@ -86,10 +111,66 @@ impl ApiError {
     }
 }
 
+/// The tree's refusals. Each has its own code, so a client maps the code to
+/// one errno without looking at the status: 404 for what is missing (or not
+/// the caller's), 409 for what conflicts with the current state of the tree,
+/// 422 for a move no state allows, 507 for a full account.
+fn tree_status_and_code(e: &TreeError) -> (StatusCode, ErrorCode) {
+    match e {
+        TreeError::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+        TreeError::EntryExists => (StatusCode::CONFLICT, ErrorCode::Exists),
+        TreeError::NotADirectory => (StatusCode::CONFLICT, ErrorCode::NotADirectory),
+        TreeError::IsADirectory => (StatusCode::CONFLICT, ErrorCode::IsADirectory),
+        TreeError::NotEmpty => (StatusCode::CONFLICT, ErrorCode::NotEmpty),
+        TreeError::NotAFile => (StatusCode::CONFLICT, ErrorCode::NotAFile),
+        TreeError::VersionConflict { .. } => (StatusCode::CONFLICT, ErrorCode::Conflict),
+        TreeError::InvalidMove => (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidMove),
+        TreeError::QuotaExceeded => (StatusCode::INSUFFICIENT_STORAGE, ErrorCode::QuotaExceeded),
+        TreeError::Store(StoreError::Database(_)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
+        }
+        TreeError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
+    }
+}
+
+impl From<TreeError> for ApiError {
+    fn from(e: TreeError) -> Self {
+        match e {
+            TreeError::NotFound => ApiError::NotFound,
+            TreeError::Store(e) => ApiError::Store(e),
+            e => ApiError::Tree(e),
+        }
+    }
+}
+
+/// The closest answer for each object-store failure.
+impl From<BlobError> for ApiError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::NotFound => ApiError::NotFound,
+            BlobError::Exists => ApiError::Tree(TreeError::EntryExists),
+            BlobError::TooLarge { .. } => ApiError::PayloadTooLarge,
+            BlobError::DigestMismatch => ApiError::DigestMismatch,
+            BlobError::RangeNotSatisfiable { len } => ApiError::RangeNotSatisfiable { len },
+            e @ (BlobError::Config(_) | BlobError::Backend(_) | BlobError::Io(_)) => {
+                ApiError::Internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl ApiError {
+    /// The stable code of this error (for the audit log).
+    pub fn code(&self) -> ErrorCode {
+        self.status_and_code().1
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if status.is_server_error() {
+        // A full account (507) is the caller's condition, not a fault.
+        if status.is_server_error() && status != StatusCode::INSUFFICIENT_STORAGE {
             tracing::error!(error = ?self, "request failed");
         }
         let mut response = (status, Json(ErrorBody::new(code, self.to_string()))).into_response();
@@ -97,6 +178,11 @@ impl IntoResponse for ApiError {
             && let Ok(v) = HeaderValue::from_str(&retry_after.max(1).to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        if let ApiError::RangeNotSatisfiable { len } = self
+            && let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}"))
+        {
+            response.headers_mut().insert(header::CONTENT_RANGE, v);
         }
         response
     }

@@ -10,10 +10,13 @@ pub mod auth;
 pub mod blob;
 pub mod config;
 pub mod error;
+pub mod gc;
 pub mod http;
 pub mod mail;
+pub mod objects;
 pub mod state;
 pub mod store;
+pub mod tree;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,6 +27,7 @@ use lettre::message::Mailbox;
 use crate::auth::jwt::JwtCodec;
 use crate::auth::ratelimit::IpLimiter;
 use crate::auth::secrets::{SecretError, ServerKeys};
+use crate::blob::{BlobError, BlobStore, DbPool};
 use crate::config::{MailSettings, Settings};
 use crate::mail::{MailError, Mailer, OutboxMailer, SmtpMailer};
 use crate::state::AppState;
@@ -35,6 +39,9 @@ pub enum ServerError {
     /// The database.
     #[error("database: {0}")]
     Store(#[from] StoreError),
+    /// The object store.
+    #[error("object store: {0}")]
+    Blob(#[from] BlobError),
     /// The mail transport.
     #[error("mail: {0}")]
     Mail(#[from] MailError),
@@ -57,15 +64,38 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, ServerError> {
     {
         std::fs::create_dir_all(dir)?;
     }
-    let store = store::connect(settings.database_url.expose()).await?;
-    store.migrate().await?;
-    build_state_with(settings, store, None).await
+    let connected = store::connect_with_pool(settings.database_url.expose()).await?;
+    connected.store.migrate().await?;
+    let blobs = open_blobs(settings, Some(connected.pool)).await?;
+    assemble(settings, connected.store, blobs, None).await
 }
 
-/// Builds the state around a given store (and optionally mailer).
+/// Builds the state around a given store (and optionally mailer). The
+/// object store is opened from `VAULT_BLOB_STORE`; `db` is refused here (it
+/// needs the store's pool: use [`build_state`]).
 pub async fn build_state_with(
     settings: &Settings,
     store: Arc<dyn Store>,
+    mailer: Option<Arc<dyn Mailer>>,
+) -> Result<AppState, ServerError> {
+    let blobs = open_blobs(settings, None).await?;
+    assemble(settings, store, blobs, mailer).await
+}
+
+/// Opens the object store `VAULT_BLOB_STORE` names (`db` in `pool`).
+async fn open_blobs(
+    settings: &Settings,
+    pool: Option<DbPool>,
+) -> Result<Arc<dyn BlobStore>, ServerError> {
+    let blobs = blob::open(&settings.blob_store, &settings.data_dir, pool).await?;
+    tracing::info!(backend = blobs.backend(), "object store opened");
+    Ok(blobs)
+}
+
+async fn assemble(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    blobs: Arc<dyn BlobStore>,
     mailer: Option<Arc<dyn Mailer>>,
 ) -> Result<AppState, ServerError> {
     let from: Mailbox = settings
@@ -99,11 +129,28 @@ pub async fn build_state_with(
             settings.auth_burst,
         )),
         trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
+        blobs,
+        quota_bytes: settings.quota_bytes,
+        max_object_bytes: settings.max_object_bytes,
+        gc_grace_secs: settings.gc_grace_secs,
     })
 }
 
-/// Serves on an already bound listener until `shutdown` resolves.
+/// Serves on an already bound listener until `shutdown` resolves; runs the
+/// object collector ([`gc`]) meanwhile and stops it afterwards.
 pub async fn serve(
+    settings: &Settings,
+    state: AppState,
+    listener: std::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let collector = gc::spawn(state.clone(), gc::PERIOD);
+    let served = serve_http(settings, state, listener, shutdown).await;
+    collector.stop().await;
+    served
+}
+
+async fn serve_http(
     settings: &Settings,
     state: AppState,
     listener: std::net::TcpListener,

@@ -82,7 +82,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let state = vault_server::build_state(&settings).await?;
             vault_server::http::health::prometheus();
             println!("vault-server listening on {scheme}://{addr}");
-            tracing::info!(%addr, backend = state.store.backend(), "listening");
+            tracing::info!(
+                %addr,
+                backend = state.store.backend(),
+                objects = state.blobs.backend(),
+                "listening"
+            );
             vault_server::serve(&settings, state, listener, vault_server::shutdown_signal())
                 .await?;
             Ok(())

@@ -1,5 +1,6 @@
-//! What every handler shares: the store, the mailer, the server keys, the
-//! token codec, the rate limiter and the settings that matter per request.
+//! What every handler shares: the store, the object store, the mailer, the
+//! server keys, the token codec, the rate limiter and the settings that
+//! matter per request.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use crate::auth::jwt::JwtCodec;
 use crate::auth::ratelimit::IpLimiter;
 use crate::auth::secrets::ServerKeys;
+use crate::blob::BlobStore;
 use crate::mail::Mailer;
 use crate::store::Store;
 
@@ -25,6 +27,15 @@ pub struct AppState {
     pub limiter: Arc<IpLimiter>,
     /// Proxies whose X-Forwarded-For is believed.
     pub trusted_proxies: Arc<Vec<IpAddr>>,
+    /// Ciphertext objects (`VAULT_BLOB_STORE`).
+    pub blobs: Arc<dyn BlobStore>,
+    /// Quota of an account without one of its own (`VAULT_QUOTA_BYTES`).
+    pub quota_bytes: u64,
+    /// Largest object one upload may store (`VAULT_MAX_OBJECT_BYTES`).
+    pub max_object_bytes: u64,
+    /// Seconds before an uncommitted upload is collected
+    /// (`VAULT_GC_GRACE_SECS`).
+    pub gc_grace_secs: u64,
 }
 
 /// The current time in Unix seconds.

@@ -37,6 +37,8 @@ pub enum ErrorCode {
     RangeNotSatisfiable,
     /// The request body is larger than allowed.
     PayloadTooLarge,
+    /// An upload without `Content-Length` (chunked bodies are refused).
+    LengthRequired,
     /// Too many requests; retry after the `Retry-After` header's seconds.
     RateLimited,
     /// The account's storage quota would be exceeded.

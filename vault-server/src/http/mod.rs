@@ -25,6 +25,8 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .merge(crate::auth::routes(&state))
+        .merge(crate::objects::routes())
+        .merge(crate::tree::routes())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))

@@ -34,16 +34,43 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::blob::DbPool;
+
 /// Opens the store a database URL names: SQLite for `sqlite:` URLs (e.g.
 /// `sqlite:///var/lib/vault/db.sqlite` or `sqlite:vault.db?mode=rwc`; the
 /// file is created if missing), MySQL/MariaDB/TiDB for `mysql://` (or
 /// `mariadb://`) URLs. Connects, and does nothing else: run
 /// [`Store::migrate`] to create or update the tables.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(connect_with_pool(url).await?.store)
+}
+
+/// A connected store together with its connection pool, which the `db`
+/// object store ([`crate::blob::DbStore`]) shares.
+#[derive(Debug, Clone)]
+pub struct Connected {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Its pool.
+    pub pool: DbPool,
+}
+
+/// [`connect`], also answering the store's pool.
+pub async fn connect_with_pool(url: &str) -> Result<Connected, StoreError> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
+        let store = SqliteStore::connect(url).await?;
+        let pool = DbPool::from(&store);
+        Ok(Connected {
+            store: Arc::new(store),
+            pool,
+        })
     } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
-        Ok(Arc::new(MySqlStore::connect(url).await?))
+        let store = MySqlStore::connect(url).await?;
+        let pool = DbPool::from(&store);
+        Ok(Connected {
+            store: Arc::new(store),
+            pool,
+        })
     } else {
         // Only the scheme: the rest of a URL may hold a password.
         let scheme = url.split_once(':').map_or("none", |(scheme, _)| scheme);

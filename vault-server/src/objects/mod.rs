@@ -1,0 +1,289 @@
+//! Ciphertext objects over HTTP: `PUT` and `GET /v1/objects/{id}` (bearer
+//! token), streamed in both directions between the client and the
+//! [`BlobStore`](crate::blob::BlobStore) without holding an object in
+//! memory.
+//!
+//! An upload is checked before a byte of its body is read: it must announce
+//! its length (`Content-Length`, 411 without; at most
+//! `VAULT_MAX_OBJECT_BYTES`, 413 above) and its SHA-256
+//! (`x-vault-sha256`, 64 hex digits). Then
+//! [`TreeStore::reserve_object`](crate::store::TreeStore::reserve_object)
+//! records the object as pending and reserves its size against the quota,
+//! atomically (409 `exists` for a taken id, 507 `quota_exceeded`), and only
+//! then does the body stream into the blob store, which verifies length and
+//! digest before the object becomes visible (400 `digest_mismatch`). Any
+//! failure after the reservation abandons it (the size returns to the quota,
+//! the id is queued for purge); the blob store leaves nothing visible. A
+//! client that disconnects mid-upload drops the handler: a guard then
+//! abandons the reservation from a spawned task (and should even that be
+//! lost, the collector releases the pending row after the grace period).
+//!
+//! A download answers only objects of the caller that exist and are not
+//! released: another account's id is the same 404 as a missing one (objects
+//! are named by (owner, id) everywhere, so no call can even reach another
+//! account's object). One range is supported (206, `Content-Range`; 416
+//! with `Content-Range: bytes */LEN` for an unsatisfiable or malformed one),
+//! and only the requested bytes are read from the store.
+//!
+//! The JSON body limit (`VAULT_MAX_BODY`) does not apply to these routes.
+
+mod range;
+
+pub use range::{Wanted, resolve as resolve_range};
+
+use std::str::FromStr as _;
+
+use axum::Router;
+use axum::body::{Body, HttpBody as _};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::put;
+use common::ObjectId;
+use common::api::tree::{SHA256_HEADER, paths};
+use futures_util::{StreamExt as _, TryStreamExt as _};
+
+use crate::auth::audit;
+use crate::auth::session::AuthSession;
+use crate::blob::PutBody;
+use crate::error::ApiError;
+use crate::http::client_ip::ClientIp;
+use crate::state::{AppState, now};
+use crate::store::AccountId;
+
+/// The object routes (merged into the `/v1` router).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(paths::OBJECT, put(upload).get(download))
+        // Object bodies stream to the blob store, limited by
+        // VAULT_MAX_OBJECT_BYTES instead.
+        .layer(DefaultBodyLimit::disable())
+}
+
+fn parse_id(raw: &str) -> Result<ObjectId, ApiError> {
+    ObjectId::from_str(raw)
+        .map_err(|_| ApiError::BadRequest("an object id is 32 hexadecimal digits".into()))
+}
+
+/// The announced length: `Content-Length`, or an exactly known empty body
+/// (a request without `Content-Length` nor `Transfer-Encoding` has none,
+/// RFC 9112 §6.3); a body of unknown length (chunked) is refused.
+fn content_length(headers: &HeaderMap, body: &Body) -> Result<u64, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_LENGTH) else {
+        return match body.size_hint().exact() {
+            Some(0) => Ok(0),
+            _ => Err(ApiError::LengthRequired),
+        };
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or_else(|| ApiError::BadRequest("Content-Length is not a number".into()))
+}
+
+/// The announced SHA-256: 64 hex digits.
+fn announced_digest(headers: &HeaderMap) -> Result<[u8; 32], ApiError> {
+    let bad = || -> ApiError {
+        ApiError::BadRequest(format!(
+            "{SHA256_HEADER} must be the SHA-256 as 64 hex digits"
+        ))
+    };
+    let value = headers
+        .get(SHA256_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(bad)?;
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(value.trim(), &mut digest).map_err(|_| bad())?;
+    Ok(digest)
+}
+
+/// `PUT /v1/objects/{id}`: 201 once the object is stored and verified.
+async fn upload(
+    State(state): State<AppState>,
+    session: AuthSession,
+    ClientIp(ip): ClientIp,
+    Path(raw_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    let owner = session.account;
+    let result = match parse_id(&raw_id) {
+        Ok(id) => store_object(&state, owner, id, &headers, body).await,
+        Err(e) => Err(e),
+    };
+    let detail = match &result {
+        Ok(len) => format!("{raw_id} ({len} bytes)"),
+        Err(e) => format!("{raw_id}: {}", failure_code(e)),
+    };
+    audit(
+        &state,
+        Some(owner),
+        "object.upload",
+        ip,
+        result.is_ok(),
+        Some(detail),
+    )
+    .await;
+    result.map(|_| StatusCode::CREATED)
+}
+
+/// A short reason for the audit log: the error's stable code.
+fn failure_code(e: &ApiError) -> String {
+    serde_json::to_value(e.code())
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "refused".into())
+}
+
+/// Abandons a reservation if the upload does not complete: on an error
+/// explicitly, and when the handler is dropped (the client went away) from a
+/// spawned task.
+struct Reservation {
+    state: AppState,
+    owner: AccountId,
+    id: ObjectId,
+    armed: bool,
+}
+
+impl Reservation {
+    async fn abandon(mut self) {
+        self.armed = false;
+        abandon(&self.state, self.owner, self.id).await;
+    }
+
+    fn keep(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.armed
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            let (state, owner, id) = (self.state.clone(), self.owner, self.id);
+            handle.spawn(async move { abandon(&state, owner, id).await });
+        }
+    }
+}
+
+async fn abandon(state: &AppState, owner: AccountId, id: ObjectId) {
+    if let Err(e) = state.store.abandon_object(owner, id).await {
+        // NotFound: already released (e.g. by the collector). Otherwise the
+        // collector releases the pending row after the grace period.
+        tracing::debug!(error = %e, object = %id, "abandoning a failed upload");
+    }
+}
+
+async fn store_object(
+    state: &AppState,
+    owner: AccountId,
+    id: ObjectId,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<u64, ApiError> {
+    let len = content_length(headers, &body)?;
+    if len > state.max_object_bytes {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let digest = announced_digest(headers)?;
+    state
+        .store
+        .reserve_object(owner, id, len, &digest, state.quota_bytes, now())
+        .await?;
+    let reservation = Reservation {
+        state: state.clone(),
+        owner,
+        id,
+        armed: true,
+    };
+    let stream: PutBody = body
+        .into_data_stream()
+        .map_err(std::io::Error::other)
+        .boxed();
+    let stored = match state.blobs.put(owner, id, stream, len, digest).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            reservation.abandon().await;
+            return Err(e.into());
+        }
+    };
+    if stored != len {
+        // hyper ends a body at Content-Length and fails a short one, so this
+        // is only a guard.
+        let _ = state.blobs.delete(owner, id).await;
+        reservation.abandon().await;
+        return Err(ApiError::BadRequest(format!(
+            "the body was {stored} bytes, Content-Length said {len}"
+        )));
+    }
+    // An upload slower than VAULT_GC_GRACE_SECS may have been released (and
+    // even purged) by the collector while it streamed: then the object must
+    // not stay behind in the blob store, unaccounted for.
+    if state.store.object(owner, id).await?.is_none() {
+        let _ = state.blobs.delete(owner, id).await;
+        reservation.keep();
+        return Err(ApiError::Conflict(
+            "the upload took longer than the server keeps an uncommitted object; retry with a new id",
+        ));
+    }
+    reservation.keep();
+    metrics::counter!("vault_object_upload_bytes_total").increment(len);
+    Ok(len)
+}
+
+/// `GET /v1/objects/{id}`: 200 with the object, or 206 with one range.
+async fn download(
+    State(state): State<AppState>,
+    session: AuthSession,
+    Path(raw_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let owner = session.account;
+    let id = parse_id(&raw_id)?;
+    let row = state
+        .store
+        .object(owner, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let range = match resolve_range(range_header, row.size) {
+        Wanted::Whole => None,
+        Wanted::Part(r) => Some(r),
+        Wanted::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable { len: row.size }),
+    };
+    let (total, stream) = state.blobs.get(owner, id, range.clone()).await?;
+    if total != row.size {
+        return Err(ApiError::Internal(format!(
+            "object {id} is {total} bytes in the blob store but {} in the database",
+            row.size
+        )));
+    }
+    let (status, body_len) = match &range {
+        None => (StatusCode::OK, total),
+        Some(r) => (StatusCode::PARTIAL_CONTENT, r.end - r.start),
+    };
+    let mut response = (status, Body::from_stream(stream)).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&hex::encode(row.digest)) {
+        h.insert(SHA256_HEADER, v);
+    }
+    if let Some(r) = &range
+        && let Ok(v) = HeaderValue::from_str(&format!(
+            "bytes {}-{}/{total}",
+            r.start,
+            r.end.saturating_sub(1)
+        ))
+    {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    metrics::counter!("vault_object_download_bytes_total").increment(body_len);
+    Ok(response)
+}

@@ -1,0 +1,135 @@
+//! Directories: paged listing, lookup of one or many names, and removal of
+//! an entry (`unlink` / `rmdir`).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use common::api::tree::{EntryInfo, EntryPage, NameTags};
+use common::crypto::attrs::NodeKind;
+use serde::Deserialize;
+
+use super::{EntryPath, NodePath, audit_outcome, check_batch, entry_info, page_limit, parse_tag};
+use crate::auth::session::AuthSession;
+use crate::error::{ApiError, ApiResult};
+use crate::http::client_ip::ClientIp;
+use crate::http::json::{ApiJson, ApiQuery};
+use crate::state::{AppState, now};
+use crate::store::TreeError;
+
+/// `?after=TAG&limit=N`.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// The last tag of the previous page (64 hex digits).
+    after: Option<String>,
+    /// Page size, 1 to 1000 (500 when absent).
+    limit: Option<u32>,
+}
+
+/// `GET /v1/dirs/{id}/entries`: one page of entries in tag order; `next` is
+/// set exactly when more entries follow.
+pub async fn list(
+    State(state): State<AppState>,
+    auth: AuthSession,
+    NodePath(dir): NodePath,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<EntryPage>> {
+    let limit = page_limit(q.limit)?;
+    let after = q.after.as_deref().map(parse_tag).transpose()?;
+    // One more than asked tells whether another page follows.
+    let mut rows = state
+        .store
+        .list(auth.account, dir, after.as_ref(), limit + 1)
+        .await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next = if more {
+        rows.last().map(|(e, _)| e.tag)
+    } else {
+        None
+    };
+    Ok(Json(EntryPage {
+        entries: rows.into_iter().map(|(e, n)| entry_info(e, n)).collect(),
+        next,
+    }))
+}
+
+/// `GET /v1/dirs/{id}/entries/{tag}`.
+pub async fn lookup(
+    State(state): State<AppState>,
+    auth: AuthSession,
+    EntryPath(dir, tag): EntryPath,
+) -> ApiResult<Json<EntryInfo>> {
+    let (entry, node) = state
+        .store
+        .lookup(auth.account, dir, &tag)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(entry_info(entry, node)))
+}
+
+/// `POST /v1/dirs/{id}/lookup`: up to 1000 names of one directory, in the
+/// order asked, each once; missing names left out (a missing directory is
+/// 404).
+pub async fn lookup_batch(
+    State(state): State<AppState>,
+    auth: AuthSession,
+    NodePath(dir): NodePath,
+    ApiJson(req): ApiJson<NameTags>,
+) -> ApiResult<Json<Vec<EntryInfo>>> {
+    check_batch(req.tags.len())?;
+    // A missing directory is 404, as for one lookup, not an empty answer.
+    let parent = state
+        .store
+        .node(auth.account, dir)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if parent.kind != NodeKind::Directory {
+        return Err(TreeError::NotADirectory.into());
+    }
+    let mut seen = std::collections::HashSet::with_capacity(req.tags.len());
+    let mut out = Vec::with_capacity(req.tags.len());
+    for tag in &req.tags {
+        if !seen.insert(*tag) {
+            continue;
+        }
+        if let Some((entry, node)) = state.store.lookup(auth.account, dir, tag).await? {
+            out.push(entry_info(entry, node));
+        }
+    }
+    Ok(Json(out))
+}
+
+/// `?dir=BOOL`.
+#[derive(Debug, Deserialize)]
+pub struct RemoveQuery {
+    /// `true` for `rmdir`, `false` (the default) for `unlink`.
+    #[serde(default)]
+    dir: bool,
+}
+
+/// `DELETE /v1/dirs/{id}/entries/{tag}?dir=BOOL`: `rmdir` (`not_empty`,
+/// `not_a_directory`) or `unlink` (`is_a_directory`). A node whose last
+/// entry goes is deleted with its objects.
+pub async fn remove(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    auth: AuthSession,
+    EntryPath(dir, tag): EntryPath,
+    ApiQuery(q): ApiQuery<RemoveQuery>,
+) -> ApiResult<StatusCode> {
+    let result = state
+        .store
+        .remove(auth.account, dir, &tag, q.dir, now())
+        .await;
+    let detail = match &result {
+        Ok(released) => {
+            let deleted: Vec<String> = released.nodes.iter().map(ToString::to_string).collect();
+            format!("parent={dir} deleted=[{}]", deleted.join(","))
+        }
+        Err(_) => format!("parent={dir}"),
+    };
+    let event = if q.dir { "tree.rmdir" } else { "tree.unlink" };
+    audit_outcome(&state, auth.account, event, ip, &result, detail).await;
+    result?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,139 @@
+//! Nodes: create (or the root), read one or many, replace the record, and
+//! commit a new version of a file.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use common::NodeId;
+use common::api::tree::{CommitRequest, CreateNodeRequest, NodeIds, NodeInfo, UpdateRecordRequest};
+
+use super::{
+    NodePath, audit_outcome, check_batch, check_objects, kind_from_wire, new_entry, node_info,
+    take_record,
+};
+use crate::auth::session::AuthSession;
+use crate::error::{ApiError, ApiResult};
+use crate::http::client_ip::ClientIp;
+use crate::http::json::ApiJson;
+use crate::state::{AppState, now};
+use crate::store::NewNode;
+
+/// `POST /v1/nodes`: a node and its entry, or the root (no entry, id all
+/// zero, a directory, once).
+pub async fn create(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    auth: AuthSession,
+    ApiJson(mut req): ApiJson<CreateNodeRequest>,
+) -> ApiResult<(StatusCode, Json<NodeInfo>)> {
+    let kind = kind_from_wire(req.kind);
+    match (&req.entry, req.id == NodeId::ROOT) {
+        (None, false) => {
+            return Err(ApiError::BadRequest(
+                "only the root (id all zero) has no entry".into(),
+            ));
+        }
+        (Some(_), true) => {
+            return Err(ApiError::BadRequest("the root has no entry".into()));
+        }
+        (None, true) if kind != common::crypto::attrs::NodeKind::Directory => {
+            return Err(ApiError::BadRequest("the root is a directory".into()));
+        }
+        _ => {}
+    }
+    let entry = req.entry.as_mut().map(new_entry).transpose()?;
+    let new = NewNode {
+        id: req.id,
+        kind,
+        record: take_record(&mut req.record)?,
+        entry,
+    };
+    let result = state.store.create_node(auth.account, &new, now()).await;
+    let detail = match &new.entry {
+        Some(e) => format!("node={} parent={}", new.id, e.parent),
+        None => format!("node={}", new.id),
+    };
+    audit_outcome(&state, auth.account, "tree.create", ip, &result, detail).await;
+    Ok((StatusCode::CREATED, Json(node_info(result?))))
+}
+
+/// `POST /v1/nodes/batch`: up to 1000 nodes, in the order asked, missing
+/// (or another account's) ids left out.
+pub async fn batch(
+    State(state): State<AppState>,
+    auth: AuthSession,
+    ApiJson(req): ApiJson<NodeIds>,
+) -> ApiResult<Json<Vec<NodeInfo>>> {
+    check_batch(req.ids.len())?;
+    let rows = state.store.nodes(auth.account, &req.ids).await?;
+    Ok(Json(rows.into_iter().map(node_info).collect()))
+}
+
+/// `GET /v1/nodes/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    auth: AuthSession,
+    NodePath(id): NodePath,
+) -> ApiResult<Json<NodeInfo>> {
+    let row = state
+        .store
+        .node(auth.account, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(node_info(row)))
+}
+
+/// `PUT /v1/nodes/{id}/record`: replaces the record if the node is at
+/// `expected_version` (409 `conflict` naming the current version otherwise).
+pub async fn update_record(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    auth: AuthSession,
+    NodePath(id): NodePath,
+    ApiJson(mut req): ApiJson<UpdateRecordRequest>,
+) -> ApiResult<Json<NodeInfo>> {
+    let record = take_record(&mut req.record)?;
+    let result = state
+        .store
+        .update_record(auth.account, id, req.expected_version, &record, now())
+        .await;
+    let detail = format!("node={id}");
+    audit_outcome(&state, auth.account, "tree.record", ip, &result, detail).await;
+    Ok(Json(node_info(result?)))
+}
+
+/// `POST /v1/nodes/{id}/commit`: a new version of a file, its record and
+/// exactly `objects` (uploaded before); objects it no longer names are
+/// released for purge.
+pub async fn commit(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    auth: AuthSession,
+    NodePath(id): NodePath,
+    ApiJson(mut req): ApiJson<CommitRequest>,
+) -> ApiResult<Json<NodeInfo>> {
+    check_objects(&req.objects)?;
+    let record = take_record(&mut req.record)?;
+    let result = state
+        .store
+        .commit_version(
+            auth.account,
+            id,
+            req.expected_version,
+            &record,
+            &req.objects,
+            now(),
+        )
+        .await;
+    let detail = match &result {
+        Ok((_, released)) => format!(
+            "node={id} objects={} released={}",
+            req.objects.len(),
+            released.objects.len()
+        ),
+        Err(_) => format!("node={id}"),
+    };
+    audit_outcome(&state, auth.account, "tree.commit", ip, &result, detail).await;
+    let (row, _released) = result?;
+    Ok(Json(node_info(row)))
+}
