@@ -53,6 +53,7 @@ pub mod paths {
 
 /// A request the server took on without saying more (no enumeration).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Accepted {
     /// Always `"accepted"`.
     pub status: String,
@@ -68,6 +69,7 @@ impl Default for Accepted {
 
 /// Creates an account; its e-mail must then be verified.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterRequest {
     /// The account's e-mail address.
     pub email: String,
@@ -83,6 +85,7 @@ pub struct RegisterRequest {
 
 /// Confirms an e-mail address with the code sent to it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerifyEmailRequest {
     /// The address.
     pub email: String,
@@ -92,6 +95,7 @@ pub struct VerifyEmailRequest {
 
 /// Asks for an account's KDF parameters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PreloginRequest {
     /// The address.
     pub email: String,
@@ -100,6 +104,7 @@ pub struct PreloginRequest {
 /// The KDF parameters: real ones, or deterministic fake ones for an unknown
 /// address, indistinguishable to the caller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PreloginResponse {
     /// Parameters and salt.
     pub kdf: KdfParams,
@@ -107,6 +112,7 @@ pub struct PreloginResponse {
 
 /// Step one of login.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginRequest {
     /// The address.
     pub email: String,
@@ -116,6 +122,7 @@ pub struct LoginRequest {
 
 /// Which second factor a ticket waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SecondFactor {
     /// A 6-digit code was e-mailed.
@@ -126,6 +133,7 @@ pub enum SecondFactor {
 
 /// The answer to step one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginTicket {
     /// Opaque; binds step two to this step.
     pub ticket: SecretText,
@@ -137,6 +145,7 @@ pub struct LoginTicket {
 
 /// Asks for a (new) e-mailed code for a ticket.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResendCodeRequest {
     /// The ticket from step one.
     pub ticket: SecretText,
@@ -144,6 +153,7 @@ pub struct ResendCodeRequest {
 
 /// Step two of login.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerifyLoginRequest {
     /// The ticket from step one.
     pub ticket: SecretText,
@@ -156,6 +166,7 @@ pub struct VerifyLoginRequest {
 
 /// An access token and its refresh token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tokens {
     /// JWT for `Authorization: Bearer`.
     pub access_token: SecretText,
@@ -167,6 +178,7 @@ pub struct Tokens {
 
 /// The answer to step two.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginResponse {
     /// The session's tokens.
     pub tokens: Tokens,
@@ -182,6 +194,7 @@ pub struct LoginResponse {
 
 /// Exchanges a refresh token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefreshRequest {
     /// The current refresh token.
     pub refresh_token: SecretText,
@@ -189,6 +202,7 @@ pub struct RefreshRequest {
 
 /// The logged-in account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountInfo {
     /// Account id.
     pub id: String,
@@ -202,6 +216,7 @@ pub struct AccountInfo {
 
 /// The wrapped vault key and the KDF parameters that unwrap it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountKeys {
     /// Parameters and salt of the password KDF.
     pub kdf: KdfParams,
@@ -211,6 +226,7 @@ pub struct AccountKeys {
 
 /// Changes the password: the client re-wrapped the same vault key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChangePasswordRequest {
     /// The auth key from the current password.
     pub current_auth_key: Base64,
@@ -224,6 +240,7 @@ pub struct ChangePasswordRequest {
 
 /// One session of the account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionInfo {
     /// Session id.
     pub id: String,
@@ -241,6 +258,7 @@ pub struct SessionInfo {
 
 /// A TOTP secret waiting for its first code.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TotpEnrollment {
     /// The secret in base32 (for manual entry).
     pub secret: SecretText,
@@ -250,6 +268,7 @@ pub struct TotpEnrollment {
 
 /// A TOTP code.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TotpCodeRequest {
     /// The 6-digit code.
     pub code: SecretText,
@@ -257,6 +276,7 @@ pub struct TotpCodeRequest {
 
 /// One entry of the audit log. Never holds a secret, a code or a file name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEvent {
     /// Monotonic id (for paging).
     pub id: i64,

@@ -9,6 +9,8 @@
 mod auth;
 mod base64;
 mod error;
+#[cfg(feature = "openapi")]
+mod openapi;
 mod secret;
 pub mod tree;
 

@@ -48,6 +48,7 @@ pub const SHA256_HEADER: &str = "x-vault-sha256";
 
 /// Node kinds as the server sees them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// Regular file.
@@ -64,6 +65,7 @@ pub enum Kind {
 
 /// A node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeInfo {
     /// Id.
     pub id: NodeId,
@@ -83,6 +85,7 @@ pub struct NodeInfo {
 
 /// Where a new node or link goes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EntrySpec {
     /// The directory.
     pub parent: NodeId,
@@ -94,6 +97,7 @@ pub struct EntrySpec {
 
 /// Creates a node (the root: no entry, id all zero, once).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateNodeRequest {
     /// Client-chosen id.
     pub id: NodeId,
@@ -107,6 +111,7 @@ pub struct CreateNodeRequest {
 
 /// Ids for a batch read.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeIds {
     /// At most 1000.
     pub ids: Vec<NodeId>,
@@ -114,6 +119,7 @@ pub struct NodeIds {
 
 /// Tags for a batch lookup.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NameTags {
     /// At most 1000.
     pub tags: Vec<NameTag>,
@@ -121,6 +127,7 @@ pub struct NameTags {
 
 /// Replaces a record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateRecordRequest {
     /// The version the change is based on.
     pub expected_version: u64,
@@ -130,6 +137,7 @@ pub struct UpdateRecordRequest {
 
 /// Commits a new version of a file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommitRequest {
     /// The version the change is based on.
     pub expected_version: u64,
@@ -142,6 +150,7 @@ pub struct CommitRequest {
 
 /// A hard link.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LinkRequest {
     /// The new entry.
     pub entry: EntrySpec,
@@ -151,6 +160,7 @@ pub struct LinkRequest {
 
 /// How a rename treats an existing target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RenameMode {
     /// Replace it (POSIX rename).
@@ -163,6 +173,7 @@ pub enum RenameMode {
 
 /// A rename or move.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RenameRequest {
     /// Source directory.
     pub src_parent: NodeId,
@@ -182,6 +193,7 @@ pub struct RenameRequest {
 
 /// One directory entry with its node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EntryInfo {
     /// The name's tag.
     pub tag: NameTag,
@@ -193,6 +205,7 @@ pub struct EntryInfo {
 
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EntryPage {
     /// Entries in tag order.
     pub entries: Vec<EntryInfo>,
@@ -202,6 +215,7 @@ pub struct EntryPage {
 
 /// Usage and quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatFs {
     /// Bytes stored.
     pub used_bytes: u64,
@@ -215,6 +229,7 @@ pub struct StatFs {
 
 /// One change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Change {
     /// Sequence number.
     pub seq: i64,
@@ -226,6 +241,7 @@ pub struct Change {
 
 /// One page of the change feed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChangePage {
     /// Changes after `since`, oldest first.
     pub changes: Vec<Change>,

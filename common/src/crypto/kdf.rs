@@ -41,6 +41,7 @@ const KEK_INFO: &[u8] = b"securevault/v1/key-encryption-key";
 
 /// Argon2id parameters and salt, stored with the account (not secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KdfParams {
     /// Memory cost in KiB.
     pub memory_kib: u32,
@@ -48,8 +49,12 @@ pub struct KdfParams {
     pub iterations: u32,
     /// Number of lanes.
     pub parallelism: u32,
-    /// Per-account random salt.
+    /// Per-account random salt (16 bytes as 32 hex digits).
     #[serde(with = "hex::serde")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = String, pattern = "^[0-9a-fA-F]{32}$")
+    )]
     pub salt: [u8; SALT_LEN],
 }
 

@@ -30,6 +30,20 @@ async fn account_of(state: &AppState, auth: &AuthSession) -> ApiResult<Account> 
 }
 
 /// `GET /v1/account`
+#[utoipa::path(
+    get,
+    operation_id = "get_account",
+    path = common::api::paths::ACCOUNT,
+    tag = "account",
+    summary = "The logged-in account",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The account", body = AccountInfo),
+        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn info(
     State(state): State<AppState>,
     auth: AuthSession,
@@ -38,6 +52,20 @@ pub async fn info(
 }
 
 /// `GET /v1/account/keys`
+#[utoipa::path(
+    get,
+    operation_id = "get_account_keys",
+    path = common::api::paths::ACCOUNT_KEYS,
+    tag = "account",
+    summary = "The wrapped vault key and the KDF parameters that unwrap it",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The keys", body = AccountKeys),
+        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn keys(
     State(state): State<AppState>,
     auth: AuthSession,
@@ -52,6 +80,24 @@ pub async fn keys(
 /// `POST /v1/account/password`: proves the current password, stores the new
 /// credentials (the same vault key, re-wrapped by the client) and ends every
 /// other session.
+#[utoipa::path(
+    post,
+    path = common::api::paths::PASSWORD,
+    tag = "account",
+    summary = "Changes the password (the client re-wrapped the same vault key); ends every other session",
+    request_body = ChangePasswordRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 400, description = "Invalid body, KDF parameters or key sizes (`bad_request`)", body = common::api::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 403, description = "The current password is wrong (`forbidden`)", body = common::api::ErrorBody),
+        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
+        (status = 429, description = "Too many wrong passwords: back-off running (`rate_limited`)", body = common::api::ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn change_password(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -119,6 +165,20 @@ pub async fn change_password(
 }
 
 /// `GET /v1/sessions`
+#[utoipa::path(
+    get,
+    operation_id = "list_sessions",
+    path = common::api::paths::SESSIONS,
+    tag = "sessions",
+    summary = "The sessions of the account",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The sessions", body = Vec<SessionInfo>),
+        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn sessions(
     State(state): State<AppState>,
     auth: AuthSession,
@@ -139,6 +199,21 @@ pub async fn sessions(
 }
 
 /// `DELETE /v1/sessions/{id}`
+#[utoipa::path(
+    delete,
+    path = common::api::paths::SESSION,
+    tag = "sessions",
+    summary = "Revokes one session of the account",
+    params(("id" = String, Path, description = "The session id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 404, description = "No such session of this account (`not_found`)", body = common::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn revoke_session(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -161,6 +236,19 @@ pub async fn revoke_session(
 }
 
 /// `POST /v1/sessions/revoke-all`: log out everywhere, this session included.
+#[utoipa::path(
+    post,
+    path = common::api::paths::SESSIONS_REVOKE_ALL,
+    tag = "sessions",
+    summary = "Revokes every session of the account, this one included",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn revoke_all(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -183,6 +271,20 @@ pub async fn revoke_all(
 }
 
 /// `POST /v1/totp/enroll`: a new pending secret (refused while TOTP is on).
+#[utoipa::path(
+    post,
+    path = common::api::paths::TOTP_ENROLL,
+    tag = "totp",
+    summary = "A new pending TOTP secret (activated by its first code)",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The secret and its otpauth URI", body = TotpEnrollment),
+        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 409, description = "TOTP is already enabled (`conflict`)", body = common::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn totp_enroll(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -208,6 +310,23 @@ pub async fn totp_enroll(
 }
 
 /// `POST /v1/totp/activate`: the first code turns TOTP on.
+#[utoipa::path(
+    post,
+    path = common::api::paths::TOTP_ACTIVATE,
+    tag = "totp",
+    summary = "The first code of the pending secret turns TOTP on",
+    request_body = TotpCodeRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "TOTP is on"),
+        (status = 400, description = "Invalid body (`bad_request`)", body = common::api::ErrorBody),
+        (status = 401, description = "Wrong or reused code (`invalid_code`); or a missing, invalid or expired access token or an ended session (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 409, description = "Already enabled, or nothing enrolled (`conflict`)", body = common::api::ErrorBody),
+        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn totp_activate(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -233,6 +352,23 @@ pub async fn totp_activate(
 }
 
 /// `POST /v1/totp/disable`: needs a fresh code.
+#[utoipa::path(
+    post,
+    path = common::api::paths::TOTP_DISABLE,
+    tag = "totp",
+    summary = "Turns TOTP off (needs a fresh code)",
+    request_body = TotpCodeRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "TOTP is off"),
+        (status = 400, description = "Invalid body (`bad_request`)", body = common::api::ErrorBody),
+        (status = 401, description = "Wrong or reused code (`invalid_code`); or a missing, invalid or expired access token or an ended session (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 409, description = "TOTP is not enabled (`conflict`)", body = common::api::ErrorBody),
+        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn totp_disable(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -253,7 +389,8 @@ pub async fn totp_disable(
 }
 
 /// Paging of the audit log.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only events with ids below this.
     pub before: Option<i64>,
@@ -262,6 +399,22 @@ pub struct AuditQuery {
 }
 
 /// `GET /v1/audit`
+#[utoipa::path(
+    get,
+    operation_id = "get_audit_log",
+    path = common::api::paths::AUDIT,
+    tag = "audit",
+    summary = "The account's audit log, newest first",
+    params(AuditQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Events (never a secret, code or file name)", body = Vec<AuditEvent>),
+        (status = 400, description = "Invalid query (`bad_request`)", body = common::api::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn audit_log(
     State(state): State<AppState>,
     auth: AuthSession,

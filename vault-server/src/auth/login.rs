@@ -56,6 +56,23 @@ pub fn account_info(a: &Account) -> AccountInfo {
 }
 
 /// `POST /v1/auth/login`: e-mail and auth key → a ticket.
+#[utoipa::path(
+    post,
+    path = common::api::paths::LOGIN,
+    tag = "auth",
+    summary = "Login step one: e-mail address and auth key give a ticket for the second factor",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "The ticket; a code was mailed unless TOTP is on", body = LoginTicket),
+        (status = 400, description = "Invalid body, address or auth key (`bad_request`)", body = common::api::ErrorBody),
+        (status = 401, description = "Wrong e-mail address or password (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 403, description = "The address is not verified yet (`email_not_verified`)", body = common::api::ErrorBody),
+        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
+        (status = 429, description = "Too many requests from this address for this endpoint (`rate_limited`)", body = common::api::ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -150,6 +167,23 @@ async fn live_ticket(state: &AppState, ticket: &str, t: i64) -> ApiResult<Challe
 
 /// `POST /v1/auth/login/resend`: a new e-mailed code (also the fallback for
 /// TOTP accounts), at most one a minute.
+#[utoipa::path(
+    post,
+    operation_id = "login_resend",
+    path = common::api::paths::LOGIN_RESEND,
+    tag = "auth",
+    summary = "Mails a (new) code for a login ticket, at most one a minute",
+    request_body = ResendCodeRequest,
+    responses(
+        (status = 202, description = "A code was mailed", body = Accepted),
+        (status = 400, description = "Invalid body (`bad_request`)", body = common::api::ErrorBody),
+        (status = 401, description = "Unknown, expired or used-up ticket (`invalid_ticket`)", body = common::api::ErrorBody),
+        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
+        (status = 429, description = "Too many requests from this address for this endpoint (`rate_limited`)", body = common::api::ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn resend(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -207,6 +241,23 @@ pub async fn totp_accepts(
 }
 
 /// `POST /v1/auth/login/verify`: ticket and code → a session.
+#[utoipa::path(
+    post,
+    operation_id = "login_verify",
+    path = common::api::paths::LOGIN_VERIFY,
+    tag = "auth",
+    summary = "Login step two: ticket and code give a session",
+    request_body = VerifyLoginRequest,
+    responses(
+        (status = 200, description = "The session: tokens, the wrapped vault key and the KDF parameters", body = LoginResponse),
+        (status = 400, description = "Invalid body (`bad_request`)", body = common::api::ErrorBody),
+        (status = 401, description = "Wrong, expired or used code (`invalid_code`), or an unknown, expired or used-up ticket (`invalid_ticket`)", body = common::api::ErrorBody),
+        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
+        (status = 429, description = "Too many requests from this address for this endpoint (`rate_limited`)", body = common::api::ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn verify(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -284,6 +335,22 @@ pub async fn verify(
 
 /// `POST /v1/auth/refresh`: a refresh token → new tokens (the old refresh
 /// token is spent).
+#[utoipa::path(
+    post,
+    path = common::api::paths::REFRESH,
+    tag = "auth",
+    summary = "Exchanges a refresh token (single use) for new tokens",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "New tokens", body = Tokens),
+        (status = 400, description = "Invalid body (`bad_request`)", body = common::api::ErrorBody),
+        (status = 401, description = "Unknown or already used refresh token; reuse revokes the session (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
+        (status = 429, description = "Too many requests from this address for this endpoint (`rate_limited`)", body = common::api::ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn refresh(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -327,6 +394,19 @@ pub async fn refresh(
 }
 
 /// `POST /v1/auth/logout`: ends the calling session.
+#[utoipa::path(
+    post,
+    path = common::api::paths::LOGOUT,
+    tag = "auth",
+    summary = "Ends the calling session",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The session is ended"),
+        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn logout(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,

@@ -17,11 +17,11 @@ pub mod secrets;
 pub mod session;
 pub mod totp;
 
-use axum::Router;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{delete, get, post};
-use common::api::{Base64, paths};
+use common::api::Base64;
 use common::crypto::keywrap::canonical_account;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::state::{AppState, now};
@@ -36,28 +36,30 @@ pub const MAX_CODE_ATTEMPTS: u32 = 5;
 pub const RESEND_INTERVAL: i64 = 60;
 
 /// The account routes. The unauthenticated ones are rate limited per IP.
-pub fn routes(state: &AppState) -> Router<AppState> {
-    let public = Router::new()
-        .route(paths::REGISTER, post(register::register))
-        .route(paths::VERIFY_EMAIL, post(register::verify_email))
-        .route(paths::PRELOGIN, post(register::prelogin))
-        .route(paths::LOGIN, post(login::login))
-        .route(paths::LOGIN_RESEND, post(login::resend))
-        .route(paths::LOGIN_VERIFY, post(login::verify))
-        .route(paths::REFRESH, post(login::refresh))
+/// Each handler's `#[utoipa::path]` gives both its route and its OpenAPI
+/// operation ([`routes!`]), so the two cannot differ.
+pub fn routes(state: &AppState) -> OpenApiRouter<AppState> {
+    let public = OpenApiRouter::new()
+        .routes(routes!(register::register))
+        .routes(routes!(register::verify_email))
+        .routes(routes!(register::prelogin))
+        .routes(routes!(login::login))
+        .routes(routes!(login::resend))
+        .routes(routes!(login::verify))
+        .routes(routes!(login::refresh))
         .route_layer(from_fn_with_state(state.clone(), ratelimit::limit_by_ip));
-    let private = Router::new()
-        .route(paths::LOGOUT, post(login::logout))
-        .route(paths::ACCOUNT, get(account::info))
-        .route(paths::PASSWORD, post(account::change_password))
-        .route(paths::ACCOUNT_KEYS, get(account::keys))
-        .route(paths::SESSIONS, get(account::sessions))
-        .route(paths::SESSION, delete(account::revoke_session))
-        .route(paths::SESSIONS_REVOKE_ALL, post(account::revoke_all))
-        .route(paths::TOTP_ENROLL, post(account::totp_enroll))
-        .route(paths::TOTP_ACTIVATE, post(account::totp_activate))
-        .route(paths::TOTP_DISABLE, post(account::totp_disable))
-        .route(paths::AUDIT, get(account::audit_log));
+    let private = OpenApiRouter::new()
+        .routes(routes!(login::logout))
+        .routes(routes!(account::info))
+        .routes(routes!(account::change_password))
+        .routes(routes!(account::keys))
+        .routes(routes!(account::sessions))
+        .routes(routes!(account::revoke_session))
+        .routes(routes!(account::revoke_all))
+        .routes(routes!(account::totp_enroll))
+        .routes(routes!(account::totp_activate))
+        .routes(routes!(account::totp_disable))
+        .routes(routes!(account::audit_log));
     public.merge(private)
 }
 

@@ -31,6 +31,21 @@ fn verification_key(state: &AppState, account: i64) -> Vec<u8> {
 }
 
 /// `POST /v1/auth/register`
+#[utoipa::path(
+    post,
+    path = common::api::paths::REGISTER,
+    tag = "auth",
+    summary = "Creates an account; a code is mailed to verify its address",
+    request_body = RegisterRequest,
+    responses(
+        (status = 202, description = "Accepted. The same answer whether or not the address already has an account (its owner then gets a notice instead of a code)", body = Accepted),
+        (status = 400, description = "Invalid body, address, KDF parameters or key sizes (`bad_request`)", body = common::api::ErrorBody),
+        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
+        (status = 429, description = "Too many requests from this address for this endpoint (`rate_limited`)", body = common::api::ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn register(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -121,6 +136,22 @@ pub async fn send_or_log(state: &AppState, mail: crate::mail::Mail) {
 }
 
 /// `POST /v1/auth/verify-email`
+#[utoipa::path(
+    post,
+    path = common::api::paths::VERIFY_EMAIL,
+    tag = "auth",
+    summary = "Confirms an e-mail address with the mailed code",
+    request_body = VerifyEmailRequest,
+    responses(
+        (status = 200, description = "The address is verified", body = Accepted),
+        (status = 400, description = "Invalid body or address (`bad_request`)", body = common::api::ErrorBody),
+        (status = 401, description = "Wrong, expired or used code, or nothing to verify: every failure answers alike (`invalid_code`)", body = common::api::ErrorBody),
+        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
+        (status = 429, description = "Too many requests from this address for this endpoint (`rate_limited`)", body = common::api::ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn verify_email(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -195,6 +226,21 @@ pub fn fake_kdf(state: &AppState, email: &str) -> KdfParams {
 }
 
 /// `POST /v1/auth/prelogin`
+#[utoipa::path(
+    post,
+    path = common::api::paths::PRELOGIN,
+    tag = "auth",
+    summary = "The KDF parameters and salt of an address (deterministic fake ones for an unknown address)",
+    request_body = PreloginRequest,
+    responses(
+        (status = 200, description = "The parameters", body = PreloginResponse),
+        (status = 400, description = "Invalid body or address (`bad_request`)", body = common::api::ErrorBody),
+        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
+        (status = 429, description = "Too many requests from this address for this endpoint (`rate_limited`)", body = common::api::ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn prelogin(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<PreloginRequest>,

@@ -5,30 +5,29 @@
 pub mod client_ip;
 pub mod health;
 pub mod json;
+pub mod openapi;
 
 use std::time::Instant;
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{Next, from_fn};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::{Extension, Router};
 use tower_http::catch_panic::CatchPanicLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The whole application.
 pub fn router(state: AppState, max_body: usize) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .merge(crate::auth::routes(&state))
-        .merge(crate::objects::routes())
-        .merge(crate::tree::routes())
+    let (routes, spec) = api(&state).split_for_parts();
+    let spec = openapi::SpecJson::new(&spec);
+    routes
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(Extension(spec))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(from_fn(record_request))
         .layer(CatchPanicLayer::custom(
@@ -37,6 +36,22 @@ pub fn router(state: AppState, max_body: usize) -> Router {
             },
         ))
         .with_state(state)
+}
+
+/// Every route of the server with its OpenAPI operation: each is
+/// registered with [`routes!`] from its handler's `#[utoipa::path]`, so the
+/// document ([`OpenApiRouter::split_for_parts`]) is the route table. Never
+/// add a route here (or in the modules' `routes()`) with plain `.route()`:
+/// it would be served without being described.
+pub fn api(state: &AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(openapi::openapi_json))
+        .merge(crate::auth::routes(state))
+        .merge(crate::objects::routes())
+        .merge(crate::tree::routes())
 }
 
 /// Counts requests and their latency per route and status.

@@ -33,15 +33,17 @@ pub use range::{Wanted, resolve as resolve_range};
 
 use std::str::FromStr as _;
 
-use axum::Router;
 use axum::body::{Body, HttpBody as _};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::put;
 use common::ObjectId;
 use common::api::tree::{SHA256_HEADER, paths};
 use futures_util::{StreamExt as _, TryStreamExt as _};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::audit;
 use crate::auth::session::AuthSession;
@@ -51,14 +53,30 @@ use crate::http::client_ip::ClientIp;
 use crate::state::{AppState, now};
 use crate::store::AccountId;
 
-/// The object routes (merged into the `/v1` router).
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(paths::OBJECT, put(upload).get(download))
+/// The object routes (merged into the `/v1` router): each handler's
+/// `#[utoipa::path]` gives both its route and its OpenAPI operation.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(upload, download))
         // Object bodies stream to the blob store, limited by
         // VAULT_MAX_OBJECT_BYTES instead.
         .layer(DefaultBodyLimit::disable())
 }
+
+/// An object's bytes in a request or response body: opaque ciphertext.
+struct Ciphertext;
+
+impl utoipa::PartialSchema for Ciphertext {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .description(Some("Opaque ciphertext bytes"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Ciphertext {}
 
 fn parse_id(raw: &str) -> Result<ObjectId, ApiError> {
     ObjectId::from_str(raw)
@@ -99,6 +117,31 @@ fn announced_digest(headers: &HeaderMap) -> Result<[u8; 32], ApiError> {
 }
 
 /// `PUT /v1/objects/{id}`: 201 once the object is stored and verified.
+#[utoipa::path(
+    put,
+    operation_id = "upload_object",
+    path = paths::OBJECT,
+    tag = "objects",
+    summary = "Uploads a ciphertext object (streamed; checked for length and SHA-256 before it becomes visible)",
+    params(
+        ("id" = ObjectId, Path, description = "The object (32 hex digits, chosen by the client)"),
+        ("x-vault-sha256" = String, Header, description = "The body's SHA-256 as 64 hex digits"),
+        ("content-length" = u64, Header, description = "The body's length (chunked uploads are refused)"),
+    ),
+    request_body(content = Ciphertext, content_type = "application/octet-stream"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Stored and verified"),
+        (status = 400, description = "Invalid id, Content-Length or `x-vault-sha256` (`bad_request`), or the body's SHA-256 is not the announced one (`digest_mismatch`)", body = common::api::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 409, description = "The id is taken (`exists`), or the upload outlived the grace period (`conflict`)", body = common::api::ErrorBody),
+        (status = 411, description = "No Content-Length (`length_required`)", body = common::api::ErrorBody),
+        (status = 413, description = "Larger than the server's object limit (`payload_too_large`)", body = common::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        (status = 507, description = "The account's quota is full (`quota_exceeded`)", body = common::api::ErrorBody),
+    )
+)]
 async fn upload(
     State(state): State<AppState>,
     session: AuthSession,
@@ -234,6 +277,31 @@ async fn store_object(
 }
 
 /// `GET /v1/objects/{id}`: 200 with the object, or 206 with one range.
+#[utoipa::path(
+    get,
+    operation_id = "download_object",
+    path = paths::OBJECT,
+    tag = "objects",
+    summary = "Downloads a ciphertext object, whole or one byte range",
+    params(
+        ("id" = ObjectId, Path, description = "The object (32 hex digits)"),
+        ("range" = Option<String>, Header, description = "One range, `bytes=A-B`, `bytes=A-` or `bytes=-N`"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The object", body = Ciphertext, content_type = "application/octet-stream",
+            headers(("x-vault-sha256" = String, description = "The object's SHA-256 (hex)"), ("accept-ranges" = String))),
+        (status = 206, description = "The requested range", body = Ciphertext, content_type = "application/octet-stream",
+            headers(("content-range" = String, description = "`bytes A-B/LEN`"), ("x-vault-sha256" = String, description = "The whole object's SHA-256 (hex)"))),
+        (status = 400, description = "Invalid id (`bad_request`)", body = common::api::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 404, description = "No such object of this account (`not_found`)", body = common::api::ErrorBody),
+        (status = 416, description = "Unsatisfiable or malformed range (`range_not_satisfiable`)", body = common::api::ErrorBody,
+            headers(("content-range" = String, description = "`bytes */LEN`"))),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 async fn download(
     State(state): State<AppState>,
     session: AuthSession,

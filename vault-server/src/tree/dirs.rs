@@ -17,7 +17,8 @@ use crate::state::{AppState, now};
 use crate::store::TreeError;
 
 /// `?after=TAG&limit=N`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// The last tag of the previous page (64 hex digits).
     after: Option<String>,
@@ -27,6 +28,24 @@ pub struct ListQuery {
 
 /// `GET /v1/dirs/{id}/entries`: one page of entries in tag order; `next` is
 /// set exactly when more entries follow.
+#[utoipa::path(
+    get,
+    operation_id = "list_entries",
+    path = common::api::tree::paths::ENTRIES,
+    tag = "tree",
+    summary = "One page of a directory's entries in tag order",
+    params(("id" = common::NodeId, Path, description = "The directory (32 hex digits)"), ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The page; `next` is set when more follow", body = EntryPage),
+        (status = 400, description = "Invalid id or query (`bad_request`)", body = common::api::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 404, description = "No such directory (`not_found`)", body = common::api::ErrorBody),
+        (status = 409, description = "Not a directory (`not_a_directory`)", body = common::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     auth: AuthSession,
@@ -54,6 +73,23 @@ pub async fn list(
 }
 
 /// `GET /v1/dirs/{id}/entries/{tag}`.
+#[utoipa::path(
+    get,
+    operation_id = "lookup_entry",
+    path = common::api::tree::paths::ENTRY,
+    tag = "tree",
+    summary = "One entry of a directory with its node",
+    params(("id" = common::NodeId, Path, description = "The directory (32 hex digits)"), ("tag" = common::crypto::name::NameTag, Path, description = "The name's tag (64 hex digits)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The entry", body = EntryInfo),
+        (status = 400, description = "Invalid id or tag (`bad_request`)", body = common::api::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 404, description = "No such directory or name (`not_found`)", body = common::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn lookup(
     State(state): State<AppState>,
     auth: AuthSession,
@@ -70,6 +106,26 @@ pub async fn lookup(
 /// `POST /v1/dirs/{id}/lookup`: up to 1000 names of one directory, in the
 /// order asked, each once; missing names left out (a missing directory is
 /// 404).
+#[utoipa::path(
+    post,
+    operation_id = "lookup_entries",
+    path = common::api::tree::paths::LOOKUP_BATCH,
+    tag = "tree",
+    summary = "Up to 1000 names of one directory in the order asked; missing names left out",
+    request_body = NameTags,
+    params(("id" = common::NodeId, Path, description = "The directory (32 hex digits)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The entries found", body = Vec<EntryInfo>),
+        (status = 400, description = "Invalid id or body, or more than 1000 tags (`bad_request`)", body = common::api::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 404, description = "No such directory (`not_found`)", body = common::api::ErrorBody),
+        (status = 409, description = "Not a directory (`not_a_directory`)", body = common::api::ErrorBody),
+        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn lookup_batch(
     State(state): State<AppState>,
     auth: AuthSession,
@@ -100,7 +156,8 @@ pub async fn lookup_batch(
 }
 
 /// `?dir=BOOL`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RemoveQuery {
     /// `true` for `rmdir`, `false` (the default) for `unlink`.
     #[serde(default)]
@@ -110,6 +167,24 @@ pub struct RemoveQuery {
 /// `DELETE /v1/dirs/{id}/entries/{tag}?dir=BOOL`: `rmdir` (`not_empty`,
 /// `not_a_directory`) or `unlink` (`is_a_directory`). A node whose last
 /// entry goes is deleted with its objects.
+#[utoipa::path(
+    delete,
+    operation_id = "remove_entry",
+    path = common::api::tree::paths::ENTRY,
+    tag = "tree",
+    summary = "Removes an entry (`unlink`, or `rmdir` with `dir=true`); a node losing its last entry is deleted with its objects",
+    params(("id" = common::NodeId, Path, description = "The directory (32 hex digits)"), ("tag" = common::crypto::name::NameTag, Path, description = "The name's tag (64 hex digits)"), RemoveQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "Invalid id, tag or query (`bad_request`)", body = common::api::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 404, description = "No such directory or name (`not_found`)", body = common::api::ErrorBody),
+        (status = 409, description = "`not_empty`, `not_a_directory` or `is_a_directory`", body = common::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn remove(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,

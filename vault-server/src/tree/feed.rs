@@ -12,6 +12,20 @@ use crate::http::json::ApiQuery;
 use crate::state::AppState;
 
 /// `GET /v1/statfs`.
+#[utoipa::path(
+    get,
+    operation_id = "statfs",
+    path = common::api::tree::paths::STATFS,
+    tag = "tree",
+    summary = "Usage and quota",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Usage", body = StatFs),
+        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn statfs(State(state): State<AppState>, auth: AuthSession) -> ApiResult<Json<StatFs>> {
     let u = state.store.usage(auth.account, state.quota_bytes).await?;
     Ok(Json(StatFs {
@@ -23,7 +37,8 @@ pub async fn statfs(State(state): State<AppState>, auth: AuthSession) -> ApiResu
 }
 
 /// `?since=SEQ&limit=N`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ChangesQuery {
     /// Changes after this sequence number (0 when absent: all).
     #[serde(default)]
@@ -35,6 +50,22 @@ pub struct ChangesQuery {
 /// `GET /v1/changes?since=SEQ&limit=N`: changes after `since`, oldest
 /// first, and the latest sequence number. `latest` is read before the
 /// changes, so polling from it never skips a change (it may repeat one).
+#[utoipa::path(
+    get,
+    operation_id = "get_changes",
+    path = common::api::tree::paths::CHANGES,
+    tag = "tree",
+    summary = "The change feed after `since`, oldest first",
+    params(ChangesQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Changes and the latest sequence number", body = ChangePage),
+        (status = 400, description = "Invalid query (`bad_request`)", body = common::api::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn changes(
     State(state): State<AppState>,
     auth: AuthSession,

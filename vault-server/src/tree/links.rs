@@ -14,6 +14,26 @@ use crate::state::{AppState, now};
 use crate::store::{Rename, RenameMode};
 
 /// `POST /v1/links`: another entry for an existing non-directory node.
+#[utoipa::path(
+    post,
+    operation_id = "link",
+    path = common::api::tree::paths::LINKS,
+    tag = "tree",
+    summary = "A hard link: another entry for an existing non-directory node",
+    request_body = LinkRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The node with its new link count", body = NodeInfo),
+        (status = 400, description = "Invalid body or name (`bad_request`)", body = common::api::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 404, description = "No such node or directory (`not_found`)", body = common::api::ErrorBody),
+        (status = 409, description = "`exists`, `is_a_directory` or `not_a_directory`", body = common::api::ErrorBody),
+        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        (status = 507, description = "The account's quota is full (`quota_exceeded`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn link(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -32,6 +52,26 @@ pub async fn link(
 
 /// `POST /v1/rename`: an atomic rename or move (replace, no-replace or
 /// exchange), with POSIX rules.
+#[utoipa::path(
+    post,
+    path = common::api::tree::paths::RENAME,
+    tag = "tree",
+    summary = "An atomic rename or move (replace, no-replace or exchange) with POSIX rules",
+    request_body = RenameRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Renamed"),
+        (status = 400, description = "Invalid body or name (`bad_request`)", body = common::api::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 404, description = "No such directory or name (`not_found`)", body = common::api::ErrorBody),
+        (status = 409, description = "`exists`, `not_empty`, `is_a_directory` or `not_a_directory`", body = common::api::ErrorBody),
+        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
+        (status = 422, description = "A directory into its own subtree, or the root (`invalid_move`)", body = common::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        (status = 507, description = "The account's quota is full (`quota_exceeded`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn rename(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,

@@ -15,15 +15,15 @@ mod feed;
 mod links;
 mod nodes;
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path};
 use axum::http::request::Parts;
-use axum::routing::{get, post, put};
 use common::api::Base64;
-use common::api::tree::{EntryInfo, EntrySpec, Kind, NodeInfo, paths};
+use common::api::tree::{EntryInfo, EntrySpec, Kind, NodeInfo};
 use common::crypto::attrs::NodeKind;
 use common::crypto::name::NameTag;
 use common::{NodeId, ObjectId};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
 
 use crate::auth::audit;
 use crate::error::ApiError;
@@ -52,23 +52,32 @@ const RECORD_BODY_LIMIT: usize = 8 << 20;
 /// Body limit of the batch routes: 1000 tags in hex are 67 KB.
 const BATCH_BODY_LIMIT: usize = 256 << 10;
 
-/// The tree routes.
-pub fn routes() -> Router<AppState> {
+/// The tree routes: each handler's `#[utoipa::path]` gives both its route
+/// and its OpenAPI operation ([`routes!`]).
+pub fn routes() -> OpenApiRouter<AppState> {
     let records = DefaultBodyLimit::max(RECORD_BODY_LIMIT);
     let batch = DefaultBodyLimit::max(BATCH_BODY_LIMIT);
-    Router::new()
-        .route(paths::NODES, post(nodes::create).layer(records))
-        .route(paths::NODES_BATCH, post(nodes::batch).layer(batch))
-        .route(paths::NODE, get(nodes::get))
-        .route(paths::NODE_RECORD, put(nodes::update_record).layer(records))
-        .route(paths::NODE_COMMIT, post(nodes::commit).layer(records))
-        .route(paths::ENTRIES, get(dirs::list))
-        .route(paths::ENTRY, get(dirs::lookup).delete(dirs::remove))
-        .route(paths::LOOKUP_BATCH, post(dirs::lookup_batch).layer(batch))
-        .route(paths::LINKS, post(links::link))
-        .route(paths::RENAME, post(links::rename))
-        .route(paths::STATFS, get(feed::statfs))
-        .route(paths::CHANGES, get(feed::changes))
+    OpenApiRouter::new()
+        .routes(limited(routes!(nodes::create), records))
+        .routes(limited(routes!(nodes::batch), batch))
+        .routes(routes!(nodes::get))
+        .routes(limited(routes!(nodes::update_record), records))
+        .routes(limited(routes!(nodes::commit), records))
+        .routes(routes!(dirs::list))
+        .routes(routes!(dirs::lookup, dirs::remove))
+        .routes(limited(routes!(dirs::lookup_batch), batch))
+        .routes(routes!(links::link))
+        .routes(routes!(links::rename))
+        .routes(routes!(feed::statfs))
+        .routes(routes!(feed::changes))
+}
+
+/// A route with its own body limit (a layer on its method router only).
+fn limited(
+    (schemas, paths, router): UtoipaMethodRouter<AppState>,
+    limit: DefaultBodyLimit,
+) -> UtoipaMethodRouter<AppState> {
+    (schemas, paths, router.layer(limit))
 }
 
 // ---- path parameters ----

@@ -20,6 +20,26 @@ use crate::store::NewNode;
 
 /// `POST /v1/nodes`: a node and its entry, or the root (no entry, id all
 /// zero, a directory, once).
+#[utoipa::path(
+    post,
+    operation_id = "create_node",
+    path = common::api::tree::paths::NODES,
+    tag = "tree",
+    summary = "Creates a node with its entry, or the root (no entry, id all zero, a directory, once)",
+    request_body = CreateNodeRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The node at version 1", body = NodeInfo),
+        (status = 400, description = "Invalid body, name or root (`bad_request`)", body = common::api::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 404, description = "No such parent directory (`not_found`)", body = common::api::ErrorBody),
+        (status = 409, description = "The id or name exists (`exists`), or the parent is not a directory (`not_a_directory`)", body = common::api::ErrorBody),
+        (status = 413, description = "Body or record too large (`payload_too_large`)", body = common::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        (status = 507, description = "The account's quota is full (`quota_exceeded`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -59,6 +79,23 @@ pub async fn create(
 
 /// `POST /v1/nodes/batch`: up to 1000 nodes, in the order asked, missing
 /// (or another account's) ids left out.
+#[utoipa::path(
+    post,
+    operation_id = "get_nodes",
+    path = common::api::tree::paths::NODES_BATCH,
+    tag = "tree",
+    summary = "Up to 1000 nodes in the order asked; missing ids left out",
+    request_body = NodeIds,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The nodes found", body = Vec<NodeInfo>),
+        (status = 400, description = "Invalid body or more than 1000 ids (`bad_request`)", body = common::api::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn batch(
     State(state): State<AppState>,
     auth: AuthSession,
@@ -70,6 +107,23 @@ pub async fn batch(
 }
 
 /// `GET /v1/nodes/{id}`.
+#[utoipa::path(
+    get,
+    operation_id = "get_node",
+    path = common::api::tree::paths::NODE,
+    tag = "tree",
+    summary = "One node",
+    params(("id" = NodeId, Path, description = "The node (32 hex digits)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The node", body = NodeInfo),
+        (status = 400, description = "Invalid id (`bad_request`)", body = common::api::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 404, description = "No such node of this account (`not_found`)", body = common::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     auth: AuthSession,
@@ -85,6 +139,27 @@ pub async fn get(
 
 /// `PUT /v1/nodes/{id}/record`: replaces the record if the node is at
 /// `expected_version` (409 `conflict` naming the current version otherwise).
+#[utoipa::path(
+    put,
+    operation_id = "update_record",
+    path = common::api::tree::paths::NODE_RECORD,
+    tag = "tree",
+    summary = "Replaces the record of a node at `expected_version`",
+    request_body = UpdateRecordRequest,
+    params(("id" = NodeId, Path, description = "The node (32 hex digits)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The node at its new version", body = NodeInfo),
+        (status = 400, description = "Invalid id or body (`bad_request`)", body = common::api::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 404, description = "No such node (`not_found`)", body = common::api::ErrorBody),
+        (status = 409, description = "The node is not at `expected_version` (`conflict`)", body = common::api::ErrorBody),
+        (status = 413, description = "Body or record too large (`payload_too_large`)", body = common::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        (status = 507, description = "The account's quota is full (`quota_exceeded`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn update_record(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -105,6 +180,27 @@ pub async fn update_record(
 /// `POST /v1/nodes/{id}/commit`: a new version of a file, its record and
 /// exactly `objects` (uploaded before); objects it no longer names are
 /// released for purge.
+#[utoipa::path(
+    post,
+    operation_id = "commit_node",
+    path = common::api::tree::paths::NODE_COMMIT,
+    tag = "tree",
+    summary = "Commits a new version of a file: its record and exactly its (uploaded) objects",
+    request_body = CommitRequest,
+    params(("id" = NodeId, Path, description = "The node (32 hex digits)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The node at its new version", body = NodeInfo),
+        (status = 400, description = "Invalid id or body, or too many objects (`bad_request`)", body = common::api::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
+        (status = 404, description = "No such node or object (`not_found`)", body = common::api::ErrorBody),
+        (status = 409, description = "Version conflict (`conflict`) or not a regular file (`not_a_file`)", body = common::api::ErrorBody),
+        (status = 413, description = "Body or record too large (`payload_too_large`)", body = common::api::ErrorBody),
+        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
+        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        (status = 507, description = "The account's quota is full (`quota_exceeded`)", body = common::api::ErrorBody),
+    )
+)]
 pub async fn commit(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
