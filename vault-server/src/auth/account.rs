@@ -18,6 +18,7 @@ use super::{audit, auth_key_bytes};
 use crate::error::{ApiError, ApiResult};
 use crate::http::client_ip::ClientIp;
 use crate::http::json::{ApiJson, ApiQuery};
+use crate::http::openapi::{BearerErrors, JsonBodyErrors, PayloadTooLarge, ServerErrors};
 use crate::state::{AppState, now};
 use crate::store::{Account, Credentials};
 
@@ -39,9 +40,7 @@ async fn account_of(state: &AppState, auth: &AuthSession) -> ApiResult<Account> 
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The account", body = AccountInfo),
-        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        BearerErrors, ServerErrors,
     )
 )]
 pub async fn info(
@@ -61,9 +60,7 @@ pub async fn info(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The keys", body = AccountKeys),
-        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        BearerErrors, ServerErrors,
     )
 )]
 pub async fn keys(
@@ -90,12 +87,9 @@ pub async fn keys(
     responses(
         (status = 204, description = "Changed"),
         (status = 400, description = "Invalid body, KDF parameters or key sizes (`bad_request`)", body = common::api::ErrorBody),
-        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
         (status = 403, description = "The current password is wrong (`forbidden`)", body = common::api::ErrorBody),
-        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
         (status = 429, description = "Too many wrong passwords: back-off running (`rate_limited`)", body = common::api::ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        BearerErrors, PayloadTooLarge, ServerErrors,
     )
 )]
 pub async fn change_password(
@@ -174,9 +168,7 @@ pub async fn change_password(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The sessions", body = Vec<SessionInfo>),
-        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        BearerErrors, ServerErrors,
     )
 )]
 pub async fn sessions(
@@ -208,10 +200,8 @@ pub async fn sessions(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
         (status = 404, description = "No such session of this account (`not_found`)", body = common::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        BearerErrors, ServerErrors,
     )
 )]
 pub async fn revoke_session(
@@ -244,9 +234,7 @@ pub async fn revoke_session(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        BearerErrors, ServerErrors,
     )
 )]
 pub async fn revoke_all(
@@ -279,10 +267,8 @@ pub async fn revoke_all(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The secret and its otpauth URI", body = TotpEnrollment),
-        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
         (status = 409, description = "TOTP is already enabled (`conflict`)", body = common::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        BearerErrors, ServerErrors,
     )
 )]
 pub async fn totp_enroll(
@@ -319,12 +305,9 @@ pub async fn totp_enroll(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "TOTP is on"),
-        (status = 400, description = "Invalid body (`bad_request`)", body = common::api::ErrorBody),
         (status = 401, description = "Wrong or reused code (`invalid_code`); or a missing, invalid or expired access token or an ended session (`unauthorized`)", body = common::api::ErrorBody),
         (status = 409, description = "Already enabled, or nothing enrolled (`conflict`)", body = common::api::ErrorBody),
-        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        JsonBodyErrors, ServerErrors,
     )
 )]
 pub async fn totp_activate(
@@ -361,12 +344,9 @@ pub async fn totp_activate(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "TOTP is off"),
-        (status = 400, description = "Invalid body (`bad_request`)", body = common::api::ErrorBody),
         (status = 401, description = "Wrong or reused code (`invalid_code`); or a missing, invalid or expired access token or an ended session (`unauthorized`)", body = common::api::ErrorBody),
         (status = 409, description = "TOTP is not enabled (`conflict`)", body = common::api::ErrorBody),
-        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        JsonBodyErrors, ServerErrors,
     )
 )]
 pub async fn totp_disable(
@@ -410,9 +390,7 @@ pub struct AuditQuery {
     responses(
         (status = 200, description = "Events (never a secret, code or file name)", body = Vec<AuditEvent>),
         (status = 400, description = "Invalid query (`bad_request`)", body = common::api::ErrorBody),
-        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        BearerErrors, ServerErrors,
     )
 )]
 pub async fn audit_log(

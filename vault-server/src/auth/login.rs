@@ -25,6 +25,9 @@ use super::{
 use crate::error::{ApiError, ApiResult};
 use crate::http::client_ip::ClientIp;
 use crate::http::json::ApiJson;
+use crate::http::openapi::{
+    BearerErrors, JsonBodyErrors, PayloadTooLarge, RateLimited, ServerErrors,
+};
 use crate::mail::code_mail;
 use crate::state::{AppState, now};
 use crate::store::{Account, Challenge, ChallengePurpose, NewSession, Rotation};
@@ -67,10 +70,7 @@ pub fn account_info(a: &Account) -> AccountInfo {
         (status = 400, description = "Invalid body, address or auth key (`bad_request`)", body = common::api::ErrorBody),
         (status = 401, description = "Wrong e-mail address or password (`unauthorized`)", body = common::api::ErrorBody),
         (status = 403, description = "The address is not verified yet (`email_not_verified`)", body = common::api::ErrorBody),
-        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
-        (status = 429, description = "Too many requests from this address for this endpoint (`rate_limited`)", body = common::api::ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        PayloadTooLarge, RateLimited, ServerErrors,
     )
 )]
 pub async fn login(
@@ -176,12 +176,8 @@ async fn live_ticket(state: &AppState, ticket: &str, t: i64) -> ApiResult<Challe
     request_body = ResendCodeRequest,
     responses(
         (status = 202, description = "A code was mailed", body = Accepted),
-        (status = 400, description = "Invalid body (`bad_request`)", body = common::api::ErrorBody),
         (status = 401, description = "Unknown, expired or used-up ticket (`invalid_ticket`)", body = common::api::ErrorBody),
-        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
-        (status = 429, description = "Too many requests from this address for this endpoint (`rate_limited`)", body = common::api::ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        JsonBodyErrors, RateLimited, ServerErrors,
     )
 )]
 pub async fn resend(
@@ -250,12 +246,8 @@ pub async fn totp_accepts(
     request_body = VerifyLoginRequest,
     responses(
         (status = 200, description = "The session: tokens, the wrapped vault key and the KDF parameters", body = LoginResponse),
-        (status = 400, description = "Invalid body (`bad_request`)", body = common::api::ErrorBody),
         (status = 401, description = "Wrong, expired or used code (`invalid_code`), or an unknown, expired or used-up ticket (`invalid_ticket`)", body = common::api::ErrorBody),
-        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
-        (status = 429, description = "Too many requests from this address for this endpoint (`rate_limited`)", body = common::api::ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        JsonBodyErrors, RateLimited, ServerErrors,
     )
 )]
 pub async fn verify(
@@ -343,12 +335,8 @@ pub async fn verify(
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "New tokens", body = Tokens),
-        (status = 400, description = "Invalid body (`bad_request`)", body = common::api::ErrorBody),
         (status = 401, description = "Unknown or already used refresh token; reuse revokes the session (`unauthorized`)", body = common::api::ErrorBody),
-        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
-        (status = 429, description = "Too many requests from this address for this endpoint (`rate_limited`)", body = common::api::ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        JsonBodyErrors, RateLimited, ServerErrors,
     )
 )]
 pub async fn refresh(
@@ -402,9 +390,7 @@ pub async fn refresh(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "The session is ended"),
-        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        BearerErrors, ServerErrors,
     )
 )]
 pub async fn logout(

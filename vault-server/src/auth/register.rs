@@ -20,6 +20,7 @@ use super::{CODE_TTL, MAX_CODE_ATTEMPTS, audit, auth_key_bytes, canonical_email,
 use crate::error::{ApiError, ApiResult};
 use crate::http::client_ip::ClientIp;
 use crate::http::json::ApiJson;
+use crate::http::openapi::{PayloadTooLarge, RateLimited, ServerErrors};
 use crate::mail::{already_registered_mail, code_mail};
 use crate::state::{AppState, now};
 use crate::store::{Challenge, ChallengePurpose, Credentials, NewAccount, StoreError};
@@ -40,10 +41,7 @@ fn verification_key(state: &AppState, account: i64) -> Vec<u8> {
     responses(
         (status = 202, description = "Accepted. The same answer whether or not the address already has an account (its owner then gets a notice instead of a code)", body = Accepted),
         (status = 400, description = "Invalid body, address, KDF parameters or key sizes (`bad_request`)", body = common::api::ErrorBody),
-        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
-        (status = 429, description = "Too many requests from this address for this endpoint (`rate_limited`)", body = common::api::ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        PayloadTooLarge, RateLimited, ServerErrors,
     )
 )]
 pub async fn register(
@@ -146,10 +144,7 @@ pub async fn send_or_log(state: &AppState, mail: crate::mail::Mail) {
         (status = 200, description = "The address is verified", body = Accepted),
         (status = 400, description = "Invalid body or address (`bad_request`)", body = common::api::ErrorBody),
         (status = 401, description = "Wrong, expired or used code, or nothing to verify: every failure answers alike (`invalid_code`)", body = common::api::ErrorBody),
-        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
-        (status = 429, description = "Too many requests from this address for this endpoint (`rate_limited`)", body = common::api::ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        PayloadTooLarge, RateLimited, ServerErrors,
     )
 )]
 pub async fn verify_email(
@@ -235,10 +230,7 @@ pub fn fake_kdf(state: &AppState, email: &str) -> KdfParams {
     responses(
         (status = 200, description = "The parameters", body = PreloginResponse),
         (status = 400, description = "Invalid body or address (`bad_request`)", body = common::api::ErrorBody),
-        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
-        (status = 429, description = "Too many requests from this address for this endpoint (`rate_limited`)", body = common::api::ErrorBody, headers(("retry-after" = u64, description = "Seconds to wait"))),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        PayloadTooLarge, RateLimited, ServerErrors,
     )
 )]
 pub async fn prelogin(

@@ -84,6 +84,57 @@ pub fn base() -> OpenApi {
         .build()
 }
 
+/// The 500 and 503 every operation that touches the database can answer.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum ServerErrors {
+    #[response(status = 500, description = "Internal error (`internal`)")]
+    Internal(common::api::ErrorBody),
+    #[response(
+        status = 503,
+        description = "The database is unavailable (`unavailable`)"
+    )]
+    Unavailable(common::api::ErrorBody),
+}
+
+/// The 401 of the operations that take a bearer access token.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum BearerErrors {
+    #[response(
+        status = 401,
+        description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)"
+    )]
+    Unauthorized(common::api::ErrorBody),
+}
+
+/// The 413 of the operations that take a JSON body.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum PayloadTooLarge {
+    #[response(status = 413, description = PAYLOAD_TOO_LARGE)]
+    PayloadTooLarge(common::api::ErrorBody),
+}
+
+/// The 400 and 413 of the operations whose only 400 is an invalid JSON body.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum JsonBodyErrors {
+    #[response(status = 400, description = "Invalid body (`bad_request`)")]
+    BadRequest(common::api::ErrorBody),
+    #[response(status = 413, description = PAYLOAD_TOO_LARGE)]
+    PayloadTooLarge(common::api::ErrorBody),
+}
+
+/// The 429 of the rate-limited public operations (per IP and endpoint).
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum RateLimited {
+    #[response(
+        status = 429,
+        description = "Too many requests from this address for this endpoint (`rate_limited`)",
+        headers(("retry-after" = u64, description = "Seconds to wait"))
+    )]
+    RateLimited(common::api::ErrorBody),
+}
+
+const PAYLOAD_TOO_LARGE: &str = "Body too large (`payload_too_large`)";
+
 /// The serialized document, made once when the router is built.
 #[derive(Debug, Clone)]
 pub struct SpecJson(Bytes);

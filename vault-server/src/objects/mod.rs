@@ -50,6 +50,7 @@ use crate::auth::session::AuthSession;
 use crate::blob::PutBody;
 use crate::error::ApiError;
 use crate::http::client_ip::ClientIp;
+use crate::http::openapi::{BearerErrors, ServerErrors};
 use crate::state::{AppState, now};
 use crate::store::AccountId;
 
@@ -133,13 +134,11 @@ fn announced_digest(headers: &HeaderMap) -> Result<[u8; 32], ApiError> {
     responses(
         (status = 201, description = "Stored and verified"),
         (status = 400, description = "Invalid id, Content-Length or `x-vault-sha256` (`bad_request`), or the body's SHA-256 is not the announced one (`digest_mismatch`)", body = common::api::ErrorBody),
-        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
         (status = 409, description = "The id is taken (`exists`), or the upload outlived the grace period (`conflict`)", body = common::api::ErrorBody),
         (status = 411, description = "No Content-Length (`length_required`)", body = common::api::ErrorBody),
         (status = 413, description = "Larger than the server's object limit (`payload_too_large`)", body = common::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
         (status = 507, description = "The account's quota is full (`quota_exceeded`)", body = common::api::ErrorBody),
+        BearerErrors, ServerErrors,
     )
 )]
 async fn upload(
@@ -294,12 +293,10 @@ async fn store_object(
         (status = 206, description = "The requested range", body = Ciphertext, content_type = "application/octet-stream",
             headers(("content-range" = String, description = "`bytes A-B/LEN`"), ("x-vault-sha256" = String, description = "The whole object's SHA-256 (hex)"))),
         (status = 400, description = "Invalid id (`bad_request`)", body = common::api::ErrorBody),
-        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
         (status = 404, description = "No such object of this account (`not_found`)", body = common::api::ErrorBody),
         (status = 416, description = "Unsatisfiable or malformed range (`range_not_satisfiable`)", body = common::api::ErrorBody,
             headers(("content-range" = String, description = "`bytes */LEN`"))),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        BearerErrors, ServerErrors,
     )
 )]
 async fn download(

@@ -13,6 +13,7 @@ use crate::auth::session::AuthSession;
 use crate::error::{ApiError, ApiResult};
 use crate::http::client_ip::ClientIp;
 use crate::http::json::{ApiJson, ApiQuery};
+use crate::http::openapi::{BearerErrors, PayloadTooLarge, ServerErrors};
 use crate::state::{AppState, now};
 use crate::store::TreeError;
 
@@ -39,11 +40,9 @@ pub struct ListQuery {
     responses(
         (status = 200, description = "The page; `next` is set when more follow", body = EntryPage),
         (status = 400, description = "Invalid id or query (`bad_request`)", body = common::api::ErrorBody),
-        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
         (status = 404, description = "No such directory (`not_found`)", body = common::api::ErrorBody),
         (status = 409, description = "Not a directory (`not_a_directory`)", body = common::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        BearerErrors, ServerErrors,
     )
 )]
 pub async fn list(
@@ -84,10 +83,8 @@ pub async fn list(
     responses(
         (status = 200, description = "The entry", body = EntryInfo),
         (status = 400, description = "Invalid id or tag (`bad_request`)", body = common::api::ErrorBody),
-        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
         (status = 404, description = "No such directory or name (`not_found`)", body = common::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        BearerErrors, ServerErrors,
     )
 )]
 pub async fn lookup(
@@ -118,12 +115,9 @@ pub async fn lookup(
     responses(
         (status = 200, description = "The entries found", body = Vec<EntryInfo>),
         (status = 400, description = "Invalid id or body, or more than 1000 tags (`bad_request`)", body = common::api::ErrorBody),
-        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
         (status = 404, description = "No such directory (`not_found`)", body = common::api::ErrorBody),
         (status = 409, description = "Not a directory (`not_a_directory`)", body = common::api::ErrorBody),
-        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        BearerErrors, PayloadTooLarge, ServerErrors,
     )
 )]
 pub async fn lookup_batch(
@@ -178,11 +172,9 @@ pub struct RemoveQuery {
     responses(
         (status = 204, description = "Removed"),
         (status = 400, description = "Invalid id, tag or query (`bad_request`)", body = common::api::ErrorBody),
-        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
         (status = 404, description = "No such directory or name (`not_found`)", body = common::api::ErrorBody),
         (status = 409, description = "`not_empty`, `not_a_directory` or `is_a_directory`", body = common::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        BearerErrors, ServerErrors,
     )
 )]
 pub async fn remove(

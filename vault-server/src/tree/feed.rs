@@ -9,6 +9,7 @@ use super::page_limit;
 use crate::auth::session::AuthSession;
 use crate::error::{ApiError, ApiResult};
 use crate::http::json::ApiQuery;
+use crate::http::openapi::{BearerErrors, ServerErrors};
 use crate::state::AppState;
 
 /// `GET /v1/statfs`.
@@ -21,9 +22,7 @@ use crate::state::AppState;
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Usage", body = StatFs),
-        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        BearerErrors, ServerErrors,
     )
 )]
 pub async fn statfs(State(state): State<AppState>, auth: AuthSession) -> ApiResult<Json<StatFs>> {
@@ -61,9 +60,7 @@ pub struct ChangesQuery {
     responses(
         (status = 200, description = "Changes and the latest sequence number", body = ChangePage),
         (status = 400, description = "Invalid query (`bad_request`)", body = common::api::ErrorBody),
-        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        BearerErrors, ServerErrors,
     )
 )]
 pub async fn changes(

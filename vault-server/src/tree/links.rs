@@ -10,6 +10,7 @@ use crate::auth::session::AuthSession;
 use crate::error::ApiResult;
 use crate::http::client_ip::ClientIp;
 use crate::http::json::ApiJson;
+use crate::http::openapi::{BearerErrors, PayloadTooLarge, ServerErrors};
 use crate::state::{AppState, now};
 use crate::store::{Rename, RenameMode};
 
@@ -25,13 +26,10 @@ use crate::store::{Rename, RenameMode};
     responses(
         (status = 201, description = "The node with its new link count", body = NodeInfo),
         (status = 400, description = "Invalid body or name (`bad_request`)", body = common::api::ErrorBody),
-        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
         (status = 404, description = "No such node or directory (`not_found`)", body = common::api::ErrorBody),
         (status = 409, description = "`exists`, `is_a_directory` or `not_a_directory`", body = common::api::ErrorBody),
-        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
         (status = 507, description = "The account's quota is full (`quota_exceeded`)", body = common::api::ErrorBody),
+        BearerErrors, PayloadTooLarge, ServerErrors,
     )
 )]
 pub async fn link(
@@ -62,14 +60,11 @@ pub async fn link(
     responses(
         (status = 204, description = "Renamed"),
         (status = 400, description = "Invalid body or name (`bad_request`)", body = common::api::ErrorBody),
-        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
         (status = 404, description = "No such directory or name (`not_found`)", body = common::api::ErrorBody),
         (status = 409, description = "`exists`, `not_empty`, `is_a_directory` or `not_a_directory`", body = common::api::ErrorBody),
-        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
         (status = 422, description = "A directory into its own subtree, or the root (`invalid_move`)", body = common::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
         (status = 507, description = "The account's quota is full (`quota_exceeded`)", body = common::api::ErrorBody),
+        BearerErrors, PayloadTooLarge, ServerErrors,
     )
 )]
 pub async fn rename(

@@ -15,6 +15,7 @@ use crate::auth::session::AuthSession;
 use crate::error::{ApiError, ApiResult};
 use crate::http::client_ip::ClientIp;
 use crate::http::json::ApiJson;
+use crate::http::openapi::{BearerErrors, PayloadTooLarge, ServerErrors};
 use crate::state::{AppState, now};
 use crate::store::NewNode;
 
@@ -31,13 +32,11 @@ use crate::store::NewNode;
     responses(
         (status = 201, description = "The node at version 1", body = NodeInfo),
         (status = 400, description = "Invalid body, name or root (`bad_request`)", body = common::api::ErrorBody),
-        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
         (status = 404, description = "No such parent directory (`not_found`)", body = common::api::ErrorBody),
         (status = 409, description = "The id or name exists (`exists`), or the parent is not a directory (`not_a_directory`)", body = common::api::ErrorBody),
         (status = 413, description = "Body or record too large (`payload_too_large`)", body = common::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
         (status = 507, description = "The account's quota is full (`quota_exceeded`)", body = common::api::ErrorBody),
+        BearerErrors, ServerErrors,
     )
 )]
 pub async fn create(
@@ -90,10 +89,7 @@ pub async fn create(
     responses(
         (status = 200, description = "The nodes found", body = Vec<NodeInfo>),
         (status = 400, description = "Invalid body or more than 1000 ids (`bad_request`)", body = common::api::ErrorBody),
-        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
-        (status = 413, description = "Body too large (`payload_too_large`)", body = common::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        BearerErrors, PayloadTooLarge, ServerErrors,
     )
 )]
 pub async fn batch(
@@ -118,10 +114,8 @@ pub async fn batch(
     responses(
         (status = 200, description = "The node", body = NodeInfo),
         (status = 400, description = "Invalid id (`bad_request`)", body = common::api::ErrorBody),
-        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
         (status = 404, description = "No such node of this account (`not_found`)", body = common::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
+        BearerErrors, ServerErrors,
     )
 )]
 pub async fn get(
@@ -151,13 +145,11 @@ pub async fn get(
     responses(
         (status = 200, description = "The node at its new version", body = NodeInfo),
         (status = 400, description = "Invalid id or body (`bad_request`)", body = common::api::ErrorBody),
-        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
         (status = 404, description = "No such node (`not_found`)", body = common::api::ErrorBody),
         (status = 409, description = "The node is not at `expected_version` (`conflict`)", body = common::api::ErrorBody),
         (status = 413, description = "Body or record too large (`payload_too_large`)", body = common::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
         (status = 507, description = "The account's quota is full (`quota_exceeded`)", body = common::api::ErrorBody),
+        BearerErrors, ServerErrors,
     )
 )]
 pub async fn update_record(
@@ -192,13 +184,11 @@ pub async fn update_record(
     responses(
         (status = 200, description = "The node at its new version", body = NodeInfo),
         (status = 400, description = "Invalid id or body, or too many objects (`bad_request`)", body = common::api::ErrorBody),
-        (status = 401, description = "Missing, invalid or expired access token, or the session has ended (`unauthorized`)", body = common::api::ErrorBody),
         (status = 404, description = "No such node or object (`not_found`)", body = common::api::ErrorBody),
         (status = 409, description = "Version conflict (`conflict`) or not a regular file (`not_a_file`)", body = common::api::ErrorBody),
         (status = 413, description = "Body or record too large (`payload_too_large`)", body = common::api::ErrorBody),
-        (status = 500, description = "Internal error (`internal`)", body = common::api::ErrorBody),
-        (status = 503, description = "The database is unavailable (`unavailable`)", body = common::api::ErrorBody),
         (status = 507, description = "The account's quota is full (`quota_exceeded`)", body = common::api::ErrorBody),
+        BearerErrors, ServerErrors,
     )
 )]
 pub async fn commit(
