@@ -1,4 +1,4 @@
-//! [`HttpApi`]: [`AccountApi`] over HTTPS with reqwest (rustls, aws-lc-rs).
+//! [`HttpApi`]: [`AccountApi`] and [`VaultApi`] over HTTPS with reqwest (rustls, aws-lc-rs).
 //!
 //! JSON in and out; bearer tokens in `Authorization`; every error answer is
 //! read as the one `{"error":{"code","message"}}` shape plus `Retry-After`.
@@ -10,23 +10,34 @@
 use std::path::Path;
 use std::time::Duration;
 
+use bytes::Bytes;
+use common::api::tree::{
+    self as wire, ChangePage, CommitRequest, CreateNodeRequest, EntryInfo, EntryPage, LinkRequest,
+    NameTags, NodeIds, NodeInfo, RenameRequest, StatFs, UpdateRecordRequest,
+};
 use common::api::{
     Accepted, AccountInfo, AccountKeys, AuditEvent, ChangePasswordRequest, ErrorBody, LoginRequest,
     LoginResponse, LoginTicket, PreloginRequest, PreloginResponse, RefreshRequest, RegisterRequest,
     ResendCodeRequest, SessionInfo, Tokens, TotpCodeRequest, TotpEnrollment, VerifyEmailRequest,
     VerifyLoginRequest, paths,
 };
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use common::crypto::name::NameTag;
+use common::{NodeId, ObjectId};
+use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, RANGE, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
+use super::tree::{ByteRange, ListQuery, VaultApi};
 use super::{AccessToken, AccountApi, ApiError, ApiResult, AuditQuery, BoxError};
 use crate::server_url::ServerUrl;
 
 /// The most bytes read from one answer.
 pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// The most bytes read from one object download (the server's default
+/// object limit).
+pub const MAX_OBJECT_BYTES: usize = 1024 * 1024 * 1024;
 /// Default time allowed to connect.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time allowed for a whole request.
@@ -205,6 +216,49 @@ impl HttpApi {
     fn url(&self, path: &str) -> Url {
         self.server.endpoint(path, &[])
     }
+
+    /// The URL of a tree route: `template` with `{id}` (and `{tag}`) filled
+    /// in.
+    fn tree_url(&self, template: &str, id: &str, tag: Option<&NameTag>) -> Url {
+        let mut path = template.replace("{id}", id);
+        if let Some(tag) = tag {
+            path = path.replace("{tag}", &hex::encode(tag.as_bytes()));
+        }
+        self.url(&path)
+    }
+
+    /// Sends an object request (binary in or out) and returns the status and
+    /// body of a successful answer, read up to [`MAX_OBJECT_BYTES`].
+    async fn send_object(&self, req: reqwest::RequestBuilder) -> ApiResult<(StatusCode, Bytes)> {
+        let mut resp = req.send().await.map_err(|e| self.transport_error(e))?;
+        let status = resp.status();
+        tracing::debug!(
+            path = resp.url().path(),
+            status = status.as_u16(),
+            "object request"
+        );
+        let retry_after = retry_after(resp.headers());
+        let announced = resp
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut bytes = Vec::with_capacity(announced.unwrap_or(0).min(MAX_OBJECT_BYTES));
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport_error(e))? {
+            if bytes.len().saturating_add(chunk.len()) > MAX_OBJECT_BYTES {
+                return Err(ApiError::InvalidResponse {
+                    what: format!("object larger than {MAX_OBJECT_BYTES} bytes"),
+                    source: None,
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        if status.is_success() {
+            Ok((status, Bytes::from(bytes)))
+        } else {
+            Err(error_from(status, &bytes, retry_after))
+        }
+    }
 }
 
 fn encode<B: Serialize>(body: &B) -> ApiResult<Zeroizing<Vec<u8>>> {
@@ -342,6 +396,180 @@ impl AccountApi for HttpApi {
                 pairs.append_pair("before", &before.to_string());
             }
             if let Some(limit) = query.limit {
+                pairs.append_pair("limit", &limit.to_string());
+            }
+        }
+        self.json(Method::GET, url, Some(token), None).await
+    }
+}
+
+impl VaultApi for HttpApi {
+    async fn create_node(
+        &self,
+        token: &AccessToken,
+        req: &CreateNodeRequest,
+    ) -> ApiResult<NodeInfo> {
+        self.post(wire::paths::NODES, Some(token), req).await
+    }
+
+    async fn nodes(&self, token: &AccessToken, req: &NodeIds) -> ApiResult<Vec<NodeInfo>> {
+        self.post(wire::paths::NODES_BATCH, Some(token), req).await
+    }
+
+    async fn node(&self, token: &AccessToken, id: NodeId) -> ApiResult<NodeInfo> {
+        let url = self.tree_url(wire::paths::NODE, &id.to_string(), None);
+        self.json(Method::GET, url, Some(token), None).await
+    }
+
+    async fn update_record(
+        &self,
+        token: &AccessToken,
+        id: NodeId,
+        req: &UpdateRecordRequest,
+    ) -> ApiResult<NodeInfo> {
+        let url = self.tree_url(wire::paths::NODE_RECORD, &id.to_string(), None);
+        self.json(Method::PUT, url, Some(token), Some(encode(req)?))
+            .await
+    }
+
+    async fn commit(
+        &self,
+        token: &AccessToken,
+        id: NodeId,
+        req: &CommitRequest,
+    ) -> ApiResult<NodeInfo> {
+        let url = self.tree_url(wire::paths::NODE_COMMIT, &id.to_string(), None);
+        self.json(Method::POST, url, Some(token), Some(encode(req)?))
+            .await
+    }
+
+    async fn list(
+        &self,
+        token: &AccessToken,
+        dir: NodeId,
+        query: ListQuery,
+    ) -> ApiResult<EntryPage> {
+        let mut url = self.tree_url(wire::paths::ENTRIES, &dir.to_string(), None);
+        if query.after.is_some() || query.limit.is_some() {
+            let mut pairs = url.query_pairs_mut();
+            if let Some(after) = &query.after {
+                pairs.append_pair("after", &hex::encode(after.as_bytes()));
+            }
+            if let Some(limit) = query.limit {
+                pairs.append_pair("limit", &limit.to_string());
+            }
+        }
+        self.json(Method::GET, url, Some(token), None).await
+    }
+
+    async fn lookup(
+        &self,
+        token: &AccessToken,
+        dir: NodeId,
+        tag: &NameTag,
+    ) -> ApiResult<EntryInfo> {
+        let url = self.tree_url(wire::paths::ENTRY, &dir.to_string(), Some(tag));
+        self.json(Method::GET, url, Some(token), None).await
+    }
+
+    async fn lookup_batch(
+        &self,
+        token: &AccessToken,
+        dir: NodeId,
+        req: &NameTags,
+    ) -> ApiResult<Vec<EntryInfo>> {
+        let url = self.tree_url(wire::paths::LOOKUP_BATCH, &dir.to_string(), None);
+        self.json(Method::POST, url, Some(token), Some(encode(req)?))
+            .await
+    }
+
+    async fn remove(
+        &self,
+        token: &AccessToken,
+        dir: NodeId,
+        tag: &NameTag,
+        is_dir: bool,
+    ) -> ApiResult<()> {
+        let mut url = self.tree_url(wire::paths::ENTRY, &dir.to_string(), Some(tag));
+        url.query_pairs_mut()
+            .append_pair("dir", if is_dir { "true" } else { "false" });
+        self.send(Method::DELETE, url, Some(token), None)
+            .await
+            .map(drop)
+    }
+
+    async fn link(&self, token: &AccessToken, req: &LinkRequest) -> ApiResult<NodeInfo> {
+        self.post(wire::paths::LINKS, Some(token), req).await
+    }
+
+    async fn rename(&self, token: &AccessToken, req: &RenameRequest) -> ApiResult<()> {
+        self.post_empty(wire::paths::RENAME, token, Some(req)).await
+    }
+
+    async fn upload_object(
+        &self,
+        token: &AccessToken,
+        id: ObjectId,
+        body: Bytes,
+        sha256: [u8; 32],
+    ) -> ApiResult<()> {
+        let url = self.tree_url(wire::paths::OBJECT, &id.to_string(), None);
+        let req = self
+            .client
+            .put(url)
+            .header(AUTHORIZATION, format!("Bearer {}", token.expose()))
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, body.len())
+            .header(wire::SHA256_HEADER, hex::encode(sha256))
+            .body(body);
+        self.send_object(req).await.map(drop)
+    }
+
+    async fn download_object(
+        &self,
+        token: &AccessToken,
+        id: ObjectId,
+        range: Option<ByteRange>,
+    ) -> ApiResult<Bytes> {
+        let url = self.tree_url(wire::paths::OBJECT, &id.to_string(), None);
+        let mut req = self
+            .client
+            .get(url)
+            .header(AUTHORIZATION, format!("Bearer {}", token.expose()));
+        if let Some(range) = &range {
+            req = req.header(RANGE, range.header());
+        }
+        let (status, bytes) = self.send_object(req).await?;
+        match (range.is_some(), status) {
+            (false, StatusCode::OK) | (true, StatusCode::PARTIAL_CONTENT) => Ok(bytes),
+            (_, other) => Err(ApiError::InvalidResponse {
+                what: format!("unexpected status {} for an object", other.as_u16()),
+                source: None,
+            }),
+        }
+    }
+
+    async fn statfs(&self, token: &AccessToken) -> ApiResult<StatFs> {
+        self.json(
+            Method::GET,
+            self.url(wire::paths::STATFS),
+            Some(token),
+            None,
+        )
+        .await
+    }
+
+    async fn changes(
+        &self,
+        token: &AccessToken,
+        since: i64,
+        limit: Option<u32>,
+    ) -> ApiResult<ChangePage> {
+        let mut url = self.url(wire::paths::CHANGES);
+        {
+            let mut pairs = url.query_pairs_mut();
+            pairs.append_pair("since", &since.to_string());
+            if let Some(limit) = limit {
                 pairs.append_pair("limit", &limit.to_string());
             }
         }

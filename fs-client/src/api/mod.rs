@@ -7,14 +7,19 @@
 //! [`authed::SessionClient`] supplies it, refreshing it transparently and
 //! saving each rotated refresh token.
 //!
-//! The trait uses `-> impl Future + Send` rather than `async fn` so callers
+//! [`VaultApi`] does the same for the encrypted tree and its objects
+//! (`common::api::tree`), with [`fake_tree::FakeVault`] as its fake.
+//!
+//! The traits use `-> impl Future + Send` rather than `async fn` so callers
 //! can rely on the futures being `Send` (a mount will run them on a
 //! multi-threaded runtime).
 
 pub mod authed;
 mod error;
 pub mod fake;
+pub mod fake_tree;
 pub mod http;
+pub mod tree;
 
 use std::fmt;
 use std::future::Future;
@@ -28,6 +33,7 @@ use common::api::{
 use zeroize::Zeroizing;
 
 pub use error::{ApiError, BoxError};
+pub use tree::{ByteRange, ListQuery, VaultApi};
 
 /// A JWT access token: a bearer secret, zeroized and never printed.
 #[derive(Clone, PartialEq, Eq)]
