@@ -24,6 +24,7 @@ mod error;
 pub mod kdf;
 mod keys;
 pub mod keywrap;
+pub mod local;
 pub mod name;
 pub mod recovery;
 mod sealed;

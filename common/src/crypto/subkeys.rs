@@ -16,6 +16,9 @@ pub const LABEL_NAME_TAG: &str = "securevault/v1/subkey/name-tag";
 pub const LABEL_ATTRIBUTES: &str = "securevault/v1/subkey/attributes";
 /// Label of the content key.
 pub const LABEL_CONTENT: &str = "securevault/v1/subkey/content";
+/// Label of the local key: seals what the client keeps on its own disk
+/// (the write-back journal); never used for anything sent to the server.
+pub const LABEL_LOCAL: &str = "securevault/v1/subkey/local";
 
 define_key!(
     /// The random root of all data keys. Stored on the server only wrapped.
@@ -37,6 +40,10 @@ define_key!(
     /// The root of the per-object content keys.
     ContentKey
 );
+define_key!(
+    /// Seals the client's local write-back journal.
+    LocalKey
+);
 
 impl VaultKey {
     /// A fresh vault key, for a new account.
@@ -51,6 +58,7 @@ impl VaultKey {
             name_tag: NameTagKey(self.0.derive(LABEL_NAME_TAG.as_bytes())?),
             attributes: AttributeKey(self.0.derive(LABEL_ATTRIBUTES.as_bytes())?),
             content: ContentKey(self.0.derive(LABEL_CONTENT.as_bytes())?),
+            local: LocalKey(self.0.derive(LABEL_LOCAL.as_bytes())?),
         })
     }
 }
@@ -66,6 +74,8 @@ pub struct VaultSubkeys {
     pub attributes: AttributeKey,
     /// For file contents.
     pub content: ContentKey,
+    /// For the local journal.
+    pub local: LocalKey,
 }
 
 #[cfg(test)]
@@ -82,6 +92,7 @@ mod tests {
             a.name_tag.expose(),
             a.attributes.expose(),
             a.content.expose(),
+            a.local.expose(),
             vk.expose(),
         ];
         for (i, x) in all.iter().enumerate() {

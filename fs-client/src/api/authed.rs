@@ -257,3 +257,16 @@ impl<'a, A: AccountApi, S: SessionStore> SessionClient<'a, A, S> {
             .await
     }
 }
+
+impl<A: AccountApi, S: SessionStore> super::TokenSource for SessionClient<'_, A, S> {
+    fn token(&self) -> super::BoxFuture<'_, ApiResult<AccessToken>> {
+        Box::pin(SessionClient::token(self))
+    }
+
+    fn after_rejection<'a>(
+        &'a self,
+        rejected: &'a AccessToken,
+    ) -> super::BoxFuture<'a, ApiResult<AccessToken>> {
+        Box::pin(self.token_after_rejection(rejected))
+    }
+}

@@ -809,9 +809,48 @@ impl FakeVault {
         self.lock().clock = unix_seconds;
     }
 
+    /// Forgets failures queued by [`FakeVault::fail_next`] and not yet used.
+    pub fn clear_failures(&self) {
+        self.lock().failures.clear();
+    }
+
     /// Answers `failure` instead of the next call's real result.
     pub fn fail_next(&self, failure: Injected) {
         self.lock().failures.push_back(failure);
+    }
+
+    /// Changes the stored bytes of every committed object with `f` (a
+    /// server that tampers), returning how many it changed.
+    pub fn tamper_objects(&self, f: impl Fn(&mut Vec<u8>)) -> usize {
+        let mut st = self.lock();
+        let mut n = 0;
+        for o in st.objects.values_mut() {
+            if matches!(o.state, ObjectState::Committed(_)) {
+                let mut data = o.data.to_vec();
+                f(&mut data);
+                o.data = Bytes::from(data);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Every stored byte (records, names, objects), for plaintext scans.
+    pub fn all_bytes(&self) -> Vec<u8> {
+        let st = self.lock();
+        let mut out = Vec::new();
+        for n in st.nodes.values() {
+            out.extend_from_slice(&n.record);
+        }
+        for entries in st.dirs.values() {
+            for e in entries.values() {
+                out.extend_from_slice(&e.encrypted_name);
+            }
+        }
+        for o in st.objects.values() {
+            out.extend_from_slice(&o.data);
+        }
+        out
     }
 
     /// Objects that are pending or committed (not released), for leak

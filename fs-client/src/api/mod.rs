@@ -19,6 +19,7 @@ mod error;
 pub mod fake;
 pub mod fake_tree;
 pub mod http;
+mod token;
 pub mod tree;
 
 use std::fmt;
@@ -33,6 +34,7 @@ use common::api::{
 use zeroize::Zeroizing;
 
 pub use error::{ApiError, BoxError};
+pub use token::{BoxFuture, StaticToken, TokenSource};
 pub use tree::{ByteRange, ListQuery, VaultApi};
 
 /// A JWT access token: a bearer secret, zeroized and never printed.

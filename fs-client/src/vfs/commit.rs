@@ -1,0 +1,472 @@
+//! Committing a file's pending changes to the server, in the background
+//! or for `fsync`, and replaying the journal at start.
+//!
+//! A commit runs under the file's lock: every chunk that changed becomes a
+//! new object (uploaded in parallel, bounded), unchanged chunks keep their
+//! objects, and one `commit` call swaps the object list and the record
+//! atomically, conditional on the version the changes were based on. Only
+//! then is the journal entry removed.
+//!
+//! When the file changed on the server meanwhile (409): if only its record
+//! changed, the commit is retried on the newer version (ours wins); if its
+//! contents changed, ours is kept as a conflict copy next to it and the
+//! file follows the server, so neither side is silently dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::NodeId;
+use common::api::ErrorCode;
+use common::api::tree::{CommitRequest, CreateNodeRequest, EntrySpec, Kind};
+use common::crypto::attrs::{ObjectEntry, Timestamp};
+use tokio::task::JoinSet;
+
+use super::core::{Core, lock};
+use super::error::{FsError, FsResult};
+use super::file::{CHUNK, FileInner, FileState, SEGS_PER_CHUNK};
+use super::remote::Budget;
+use super::seal;
+use super::types::{Ino, ROOT_INO};
+use crate::api::VaultApi;
+
+/// Uploads new objects for the chunks of `inner` that changed and returns
+/// the complete object list of the new version.
+async fn build_objects<A: VaultApi + 'static>(
+    budget: Budget,
+    core: &Arc<Core<A>>,
+    inner: &FileInner,
+    target: NodeId,
+    rebuild_all: bool,
+) -> FsResult<Vec<ObjectEntry>> {
+    let io = core.io();
+    let size = inner.size();
+    let chunks = size.div_ceil(CHUNK);
+    let mut keep = Vec::new();
+    let mut uploads = JoinSet::new();
+    for k in 0..chunks {
+        let start = k * CHUNK;
+        let end = (start + CHUNK).min(size);
+        let staged = inner
+            .staged
+            .range(k * SEGS_PER_CHUNK..(k + 1) * SEGS_PER_CHUNK)
+            .next()
+            .is_some();
+        if !rebuild_all && !staged {
+            if let Some(obj) = inner.uploaded.get(&k)
+                && obj.offset == start
+                && obj.len == end - start
+            {
+                keep.push(obj.clone());
+                continue;
+            }
+            if !inner.uploaded.contains_key(&k) && end <= inner.base_limit {
+                let first = inner.base.partition_point(|o| o.offset + o.len <= start);
+                let overlapping: Vec<&ObjectEntry> = inner
+                    .base
+                    .iter()
+                    .skip(first)
+                    .take_while(|o| o.offset < end)
+                    .collect();
+                if overlapping
+                    .iter()
+                    .all(|o| o.offset >= start && o.offset + o.len <= end)
+                {
+                    keep.extend(overlapping.into_iter().cloned());
+                    continue;
+                }
+            }
+        }
+        let permit = core.content.upload_permit().await?;
+        let plain = inner.chunk(&io, k).await?;
+        if plain.iter().all(|&b| b == 0) {
+            continue; // a hole
+        }
+        let content = core.content.clone();
+        uploads.spawn(async move {
+            content
+                .upload_with(budget, permit, target, start, &plain)
+                .await
+        });
+    }
+    let mut objects = keep;
+    while let Some(res) = uploads.join_next().await {
+        objects.push(res.map_err(|e| FsError::Internal(e.to_string()))??);
+    }
+    objects.sort_by_key(|o| o.offset);
+    Ok(objects)
+}
+
+/// Commits `inner`'s changes (the caller holds the file's lock).
+pub(crate) async fn commit_locked<A: VaultApi + 'static>(
+    budget: Budget,
+    core: &Arc<Core<A>>,
+    file: &FileState,
+    inner: &mut FileInner,
+) -> FsResult<()> {
+    if !inner.dirty || inner.gone {
+        return Ok(());
+    }
+    inner.flush_tail(&core.journal)?;
+    for _ in 0..4 {
+        let objects = build_objects(budget, core, inner, inner.node, false).await?;
+        let mut attrs = inner.attrs.clone();
+        attrs.objects = objects;
+        attrs.validate()?;
+        let version = inner.base_version + 1;
+        let id = inner.node;
+        let req = CommitRequest {
+            expected_version: inner.base_version,
+            record: seal::seal(&core.keys, id, version, &attrs)?.into(),
+            objects: attrs.objects.iter().map(|o| o.id).collect(),
+        };
+        let res = core
+            .remote
+            .call(budget, |api, t| {
+                let req = req.clone();
+                async move { api.commit(&t, id, &req).await }
+            })
+            .await;
+        match res {
+            Ok(info) => {
+                lock(&core.table).observe(file.ino, &info, attrs.clone())?;
+                inner.rebase_clean(info.version, attrs);
+                inner.clear_pending(&core.journal)?;
+                file.publish(inner);
+                {
+                    let mut v = file.view.lock().unwrap_or_else(|p| p.into_inner());
+                    v.nlink = info.nlink;
+                }
+                return Ok(());
+            }
+            Err(e) if e.code() == Some(ErrorCode::NotFound) => {
+                // Deleted (here or elsewhere): nothing left to commit to.
+                inner.gone = true;
+                inner.clear_pending(&core.journal)?;
+                return Ok(());
+            }
+            Err(e) if e.code() == Some(ErrorCode::Conflict) => {
+                if !resolve_conflict(budget, core, file, inner).await? {
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(FsError::Internal(
+        "the file kept changing on the server".into(),
+    ))
+}
+
+/// Handles a 409: returns true to retry the commit on the newer version,
+/// false when our changes went to a conflict copy.
+async fn resolve_conflict<A: VaultApi + 'static>(
+    budget: Budget,
+    core: &Arc<Core<A>>,
+    file: &FileState,
+    inner: &mut FileInner,
+) -> FsResult<bool> {
+    let (info, current) = core.fetch(file.ino, inner.node).await?;
+    let same_contents = current.objects.len() == inner.base.len()
+        && current
+            .objects
+            .iter()
+            .zip(inner.base.iter())
+            .all(|(a, b)| a.id == b.id);
+    if same_contents {
+        inner.rebase_attrs(info.version, current);
+        return Ok(true);
+    }
+    let copy_name = conflict_name(&inner.name);
+    tracing::warn!(node = %inner.node, "the file changed elsewhere while it had changes here; keeping this side as a conflict copy");
+    save_copy(budget, core, inner, inner.parent, &copy_name).await?;
+    inner.clear_pending(&core.journal)?;
+    inner.rebase_clean(info.version, current);
+    file.publish(inner);
+    Ok(false)
+}
+
+/// Writes `inner`'s contents and attributes as a new file `name` in
+/// `parent` (the root when `parent` is gone).
+async fn save_copy<A: VaultApi + 'static>(
+    budget: Budget,
+    core: &Arc<Core<A>>,
+    inner: &FileInner,
+    parent: NodeId,
+    name: &[u8],
+) -> FsResult<()> {
+    let id = NodeId::random()?;
+    let mut attrs = inner.attrs.clone();
+    attrs.objects.clear();
+    let size = attrs.size;
+    attrs.size = 0;
+    let mut parent = parent;
+    for attempt in 0..2 {
+        let entry = EntrySpec {
+            parent,
+            tag: seal::tag(&core.keys, parent, name)?,
+            encrypted_name: seal::encrypt(&core.keys, parent, id, name)?.into(),
+        };
+        let req = CreateNodeRequest {
+            id,
+            kind: Kind::File,
+            record: seal::seal(&core.keys, id, 1, &attrs)?.into(),
+            entry: Some(entry),
+        };
+        let res = core
+            .remote
+            .call(budget, |api, t| {
+                let req = req.clone();
+                async move { api.create_node(&t, &req).await }
+            })
+            .await;
+        match res {
+            Ok(_) => break,
+            Err(e) if e.code() == Some(ErrorCode::NotFound) && attempt == 0 => {
+                parent = NodeId::ROOT;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let objects = build_objects(budget, core, inner, id, true).await?;
+    attrs.size = size;
+    attrs.objects = objects;
+    let req = CommitRequest {
+        expected_version: 1,
+        record: seal::seal(&core.keys, id, 2, &attrs)?.into(),
+        objects: attrs.objects.iter().map(|o| o.id).collect(),
+    };
+    core.remote
+        .call(budget, |api, t| {
+            let req = req.clone();
+            async move { api.commit(&t, id, &req).await }
+        })
+        .await?;
+    Ok(())
+}
+
+/// `name (conflicted copy HOST YYYY-MM-DD HHMMSS).ext`, within 255 bytes.
+pub(crate) fn conflict_name(name: &[u8]) -> Vec<u8> {
+    let (stem, ext) = match name.iter().rposition(|&b| b == b'.') {
+        Some(i) if i > 0 => name.split_at(i),
+        _ => (name, &b""[..]),
+    };
+    let host = crate::account::device_label()
+        .map(|l| l.trim_start_matches("vault CLI on ").to_owned())
+        .unwrap_or_else(|| "this machine".to_owned());
+    let now = Timestamp::now();
+    let suffix = format!(" (conflicted copy {host} {})", civil(now.secs));
+    let room = 255usize.saturating_sub(suffix.len() + ext.len());
+    let mut out = stem.get(..stem.len().min(room)).unwrap_or(stem).to_vec();
+    out.extend_from_slice(suffix.as_bytes());
+    out.extend_from_slice(ext);
+    out.truncate(255);
+    out
+}
+
+/// `YYYY-MM-DD HHMMSS` (UTC) of Unix seconds.
+fn civil(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Commits `ino` if it has changes (for the uploader, `fsync` and
+/// unmount), updating the dirty set.
+pub(crate) async fn commit_ino<A: VaultApi + 'static>(
+    budget: Budget,
+    core: &Arc<Core<A>>,
+    ino: Ino,
+) -> FsResult<()> {
+    let Some(file) = core.file(ino) else {
+        lock(&core.dirty).remove(&ino);
+        return Ok(());
+    };
+    let mut inner = file.inner.lock().await;
+    let res = commit_locked(budget, core, &file, &mut inner).await;
+    let done = !inner.dirty || inner.gone;
+    if done {
+        lock(&core.dirty).remove(&ino);
+    }
+    drop(inner);
+    if done {
+        core.maybe_release(ino);
+    }
+    core.committed.notify_waiters();
+    res
+}
+
+/// Uploads chunk `k` of `file` before the file is closed (a long write
+/// streams to the server instead of piling up in the journal).
+pub(crate) async fn upload_early<A: VaultApi + 'static>(
+    core: Arc<Core<A>>,
+    file: Arc<FileState>,
+    k: u64,
+) {
+    let Ok(permit) = core.content.upload_permit().await else {
+        return;
+    };
+    let (plain, seq) = {
+        let mut inner = file.inner.lock().await;
+        if !inner.ready_chunks().contains(&k) || inner.gone {
+            return;
+        }
+        inner.uploading.insert(k);
+        let io = core.io();
+        match inner.chunk(&io, k).await {
+            Ok(p) => (p, inner.chunk_seq(k)),
+            Err(e) => {
+                tracing::debug!(error = %e, "early upload: cannot read the chunk");
+                inner.uploading.remove(&k);
+                return;
+            }
+        }
+    };
+    let res = core
+        .content
+        .upload_with(Budget::Uploader, permit, file.node, k * CHUNK, &plain)
+        .await;
+    drop(plain);
+    let mut inner = file.inner.lock().await;
+    inner.uploading.remove(&k);
+    let segs = k * SEGS_PER_CHUNK..(k + 1) * SEGS_PER_CHUNK;
+    let intact = inner.staged.range(segs.clone()).count() as u64 == SEGS_PER_CHUNK
+        && inner.chunk_seq(k) == seq
+        && (k + 1) * CHUNK <= inner.size()
+        && !inner.tail.as_ref().is_some_and(|(t, _)| segs.contains(t));
+    match res {
+        Ok(obj) if intact && !inner.gone => {
+            inner.uploaded.insert(k, obj);
+            for s in segs.clone() {
+                inner.staged.remove(&s);
+            }
+            // The manifest must name the object before the slots go.
+            match inner.save(&core.journal, true) {
+                Ok(()) => {
+                    if let Some(stage) = &inner.stage {
+                        stage.punch(segs);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot update the journal"),
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "early upload failed; the commit will retry"),
+    }
+}
+
+/// The background uploader: commits dirty files, retrying transient
+/// failures with back-off, until the mount stops.
+pub(crate) async fn uploader<A: VaultApi + 'static>(core: Arc<Core<A>>) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        if core.remote.offline() {
+            // Do not hold files' locks on calls bound to fail; try again
+            // when the grace period has run out.
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+            if core.stopping.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
+            continue;
+        }
+        let dirty: Vec<Ino> = lock(&core.dirty).keys().copied().collect();
+        let mut failed = false;
+        let mut set = JoinSet::new();
+        for ino in dirty {
+            // Files being written keep their handles' data coming; commit
+            // when the last writer closed (flush queues them again).
+            if let Some(f) = core.file(ino)
+                && let Ok(inner) = f.inner.try_lock()
+                && f.handles.load(std::sync::atomic::Ordering::Acquire) > 0
+                && !inner.gone
+                && inner.dirty
+                && !inner_closed(&inner)
+            {
+                continue;
+            }
+            let c = core.clone();
+            set.spawn(async move { commit_ino(Budget::Uploader, &c, ino).await });
+            while set.len() >= core_parallel(&core) {
+                if let Some(Ok(Err(e))) = set.join_next().await {
+                    failed = true;
+                    tracing::warn!(error = %e, "upload failed; will retry");
+                }
+            }
+        }
+        while let Some(res) = set.join_next().await {
+            if let Ok(Err(e)) = res {
+                failed = true;
+                tracing::warn!(error = %e, "upload failed; will retry");
+            }
+        }
+        if core.stopping.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        if failed {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        } else {
+            backoff = Duration::from_millis(500);
+            let wait = core.upload_wake.notified();
+            tokio::select! {
+                () = wait => {}
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        }
+    }
+}
+
+fn core_parallel<A>(core: &Core<A>) -> usize {
+    core.config.upload_parallelism.clamp(1, 8)
+}
+
+/// True when the file's writers have all flushed (close) since its last
+/// change: `flush` sets `closed_seq` to the write sequence it saw.
+fn inner_closed(inner: &FileInner) -> bool {
+    inner.closed_seq >= inner.seq
+}
+
+/// Rebuilds pending files from the journal left by an earlier run and
+/// queues their upload.
+pub(crate) async fn replay<A: VaultApi + 'static>(core: &Arc<Core<A>>) -> FsResult<usize> {
+    let manifests = core.journal.manifests()?;
+    let n = manifests.len();
+    for m in manifests {
+        let node = m.node;
+        let ino = lock(&core.table).ino_for(node, ROOT_INO, &m.name);
+        let (base, base_attrs) = match core.fetch(ino, node).await {
+            Ok((info, mut attrs)) if info.version == m.base_version => {
+                (std::mem::take(&mut attrs.objects), Some(attrs))
+            }
+            // Changed meanwhile: the commit merges or makes a conflict copy.
+            Ok(_) | Err(FsError::NotFound) => (Vec::new(), None),
+            Err(e) => return Err(e),
+        };
+        let inner = FileInner::from_manifest(m, &core.journal, base, base_attrs)?;
+        let file = FileState::new(node, ino, inner, 1);
+        lock(&core.files).insert(ino, file);
+        core.mark_dirty(ino, 0);
+    }
+    if n > 0 {
+        tracing::info!(
+            files = n,
+            "replaying the journal: uploading changes left by the last run"
+        );
+    }
+    Ok(n)
+}

@@ -1,0 +1,336 @@
+//! Reading and writing file contents as ciphertext objects.
+//!
+//! Reads: a segment of an object comes from the memory cache of decrypted
+//! segments, else from the on-disk ciphertext cache, else from the server.
+//! A whole object (at most one chunk, 4 MiB) is downloaded at once when the
+//! disk cache can hold it: its SHA-256 is checked against the file's
+//! object list before it is cached or decrypted, and every segment is
+//! authenticated as it is decrypted, so a server that tampers produces an
+//! error, never bytes. Concurrent readers of one object share one download.
+//! Sequential readers get the next object fetched in the background.
+//!
+//! Writes: a chunk of plaintext becomes one new object with a fresh random
+//! id, bound to its file and offset, uploaded with bounded parallelism and
+//! kept in the disk cache, so reading back what was just written is local.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use common::crypto::attrs::ObjectEntry;
+use common::crypto::content::{
+    HEADER_LEN, ObjectBinding, ObjectDecryptor, ObjectDigest, SEGMENT_SIZE, TAG_LEN,
+    ciphertext_range, encrypt_object, segment_count,
+};
+use common::crypto::subkeys::ContentKey;
+use common::{NodeId, ObjectId};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::error::{FsError, FsResult};
+use super::remote::{Budget, Remote};
+use crate::api::tree::sha256;
+use crate::api::{ByteRange, VaultApi};
+use crate::cache::{DiskCache, SegmentCache};
+
+const SEG: u64 = SEGMENT_SIZE as u64;
+
+/// Object reads and writes with their caches.
+pub(crate) struct Content<A> {
+    remote: Arc<Remote<A>>,
+    key: ContentKey,
+    disk: Option<DiskCache>,
+    mem: SegmentCache,
+    inflight: std::sync::Mutex<HashMap<ObjectId, Arc<tokio::sync::Mutex<()>>>>,
+    uploads: Arc<Semaphore>,
+    prefetches: Arc<Semaphore>,
+}
+
+impl<A> std::fmt::Debug for Content<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Content").finish_non_exhaustive()
+    }
+}
+
+fn seg_len(obj_len: u64, index: u64) -> u64 {
+    obj_len.saturating_sub(index * SEG).min(SEG)
+}
+
+impl<A: VaultApi + 'static> Content<A> {
+    pub(crate) fn new(
+        remote: Arc<Remote<A>>,
+        key: ContentKey,
+        disk: Option<DiskCache>,
+        mem: SegmentCache,
+        parallel_uploads: usize,
+    ) -> Self {
+        Self {
+            remote,
+            key,
+            disk,
+            mem,
+            inflight: std::sync::Mutex::new(HashMap::new()),
+            uploads: Arc::new(Semaphore::new(parallel_uploads.max(1))),
+            prefetches: Arc::new(Semaphore::new(2)),
+        }
+    }
+
+    /// Bytes of ciphertext in the disk cache.
+    pub(crate) fn disk_used(&self) -> u64 {
+        self.disk.as_ref().map_or(0, DiskCache::used_bytes)
+    }
+
+    fn binding(file: NodeId, obj: &ObjectEntry) -> ObjectBinding {
+        ObjectBinding {
+            file,
+            object: obj.id,
+            offset: obj.offset,
+        }
+    }
+
+    fn object_lock(&self, id: ObjectId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 256 {
+            map.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        map.entry(id).or_default().clone()
+    }
+
+    /// Plaintext `start..end` (object-local, within the object) of `obj`.
+    pub(crate) async fn read(
+        &self,
+        file: NodeId,
+        obj: &ObjectEntry,
+        start: u64,
+        end: u64,
+    ) -> FsResult<Vec<u8>> {
+        let end = end.min(obj.len);
+        let mut out = Vec::with_capacity(usize::try_from(end.saturating_sub(start)).unwrap_or(0));
+        if start >= end {
+            return Ok(out);
+        }
+        for index in start / SEG..end.div_ceil(SEG) {
+            let seg = self.segment(file, obj, index).await?;
+            let seg_start = index * SEG;
+            let from =
+                usize::try_from(start.saturating_sub(seg_start)).map_err(|_| FsError::TooBig)?;
+            let to = usize::try_from((end - seg_start).min(SEG)).map_err(|_| FsError::TooBig)?;
+            out.extend_from_slice(
+                seg.get(from..to.min(seg.len()))
+                    .ok_or(FsError::Internal("segment bounds".into()))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Decrypted segment `index` of `obj`.
+    async fn segment(&self, file: NodeId, obj: &ObjectEntry, index: u64) -> FsResult<Bytes> {
+        if let Some(b) = self.mem.get(obj.id, index) {
+            return Ok(b);
+        }
+        let lock = self.object_lock(obj.id);
+        let _guard = lock.lock().await;
+        if let Some(b) = self.mem.get(obj.id, index) {
+            return Ok(b);
+        }
+        if let Some(b) = self.cached_segment(file, obj, index)? {
+            return Ok(b);
+        }
+        let ct_len = common::crypto::content::ciphertext_len(obj.len)?;
+        match &self.disk {
+            Some(disk) if ct_len <= disk.capacity() => {
+                self.download_whole(file, obj, disk).await?;
+                match self.mem.get(obj.id, index) {
+                    Some(b) => Ok(b),
+                    None => self
+                        .cached_segment(file, obj, index)?
+                        .ok_or_else(|| FsError::Internal("object vanished from the cache".into())),
+                }
+            }
+            _ => self.download_segment(file, obj, index).await,
+        }
+    }
+
+    /// Segment `index` from the disk cache, if the object is there.
+    fn cached_segment(
+        &self,
+        file: NodeId,
+        obj: &ObjectEntry,
+        index: u64,
+    ) -> FsResult<Option<Bytes>> {
+        let Some(disk) = &self.disk else {
+            return Ok(None);
+        };
+        let Some(header) = disk.read_at(obj.id, 0, HEADER_LEN).ok().flatten() else {
+            return Ok(None);
+        };
+        let range = ciphertext_range(obj.len, index..index + 1)?;
+        let len = usize::try_from(range.end - range.start).map_err(|_| FsError::TooBig)?;
+        let Some(ct) = disk.read_at(obj.id, range.start, len).ok().flatten() else {
+            return Ok(None);
+        };
+        let dec = ObjectDecryptor::new(&self.key, &Self::binding(file, obj), &header, obj.len)?;
+        let mut plain = Vec::with_capacity(len);
+        match dec.open_segment(index, &ct, &mut plain) {
+            Ok(()) => {
+                let b = Bytes::from(plain);
+                self.mem.insert(obj.id, index, b.clone());
+                Ok(Some(b))
+            }
+            Err(e) => {
+                // A damaged cache file: drop it and go to the server.
+                tracing::warn!(object = %obj.id, error = %e, "cached object failed authentication; refetching");
+                let _ = disk.remove(obj.id);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Downloads, verifies and caches a whole object, and decrypts it into
+    /// the memory cache.
+    async fn download_whole(
+        &self,
+        file: NodeId,
+        obj: &ObjectEntry,
+        disk: &DiskCache,
+    ) -> FsResult<()> {
+        let id = obj.id;
+        let ct = self
+            .remote
+            .call(Budget::Interactive, |api, t| async move {
+                api.download_object(&t, id, None).await
+            })
+            .await?;
+        obj.digest.verify(&ct)?;
+        if let Err(e) = disk.insert(obj.id, &ct) {
+            tracing::warn!(error = %e, "cannot write to the disk cache");
+        }
+        let (header, body) = ct
+            .split_at_checked(HEADER_LEN)
+            .ok_or(FsError::Integrity(common::crypto::CryptoError::OutOfRange))?;
+        let dec = ObjectDecryptor::new(&self.key, &Self::binding(file, obj), header, obj.len)?;
+        let mut rest = body;
+        for index in 0..segment_count(obj.len) {
+            let n =
+                usize::try_from(seg_len(obj.len, index)).map_err(|_| FsError::TooBig)? + TAG_LEN;
+            let (seg, tail) = rest
+                .split_at_checked(n)
+                .ok_or(FsError::Integrity(common::crypto::CryptoError::OutOfRange))?;
+            let mut plain = Vec::with_capacity(n);
+            dec.open_segment(index, seg, &mut plain)?;
+            self.mem.insert(obj.id, index, Bytes::from(plain));
+            rest = tail;
+        }
+        Ok(())
+    }
+
+    /// Fetches just the header and one segment (no disk cache).
+    async fn download_segment(
+        &self,
+        file: NodeId,
+        obj: &ObjectEntry,
+        index: u64,
+    ) -> FsResult<Bytes> {
+        let id = obj.id;
+        let header = self
+            .remote
+            .call(Budget::Interactive, |api, t| async move {
+                api.download_object(&t, id, ByteRange::from_range(0..HEADER_LEN as u64))
+                    .await
+            })
+            .await?;
+        let range = ciphertext_range(obj.len, index..index + 1)?;
+        let ct = self
+            .remote
+            .call(Budget::Interactive, |api, t| {
+                let r = range.clone();
+                async move { api.download_object(&t, id, ByteRange::from_range(r)).await }
+            })
+            .await?;
+        let dec = ObjectDecryptor::new(&self.key, &Self::binding(file, obj), &header, obj.len)?;
+        let mut plain = Vec::with_capacity(ct.len());
+        dec.open_segment(index, &ct, &mut plain)?;
+        let b = Bytes::from(plain);
+        self.mem.insert(obj.id, index, b.clone());
+        Ok(b)
+    }
+
+    /// Fetches `obj` in the background if it is not cached (read-ahead).
+    pub(crate) fn prefetch(self: &Arc<Self>, file: NodeId, obj: ObjectEntry) {
+        let Some(disk) = &self.disk else { return };
+        if disk.contains(obj.id) || self.mem.get(obj.id, 0).is_some() {
+            return;
+        }
+        let Ok(permit) = self.prefetches.clone().try_acquire_owned() else {
+            return;
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let lock = this.object_lock(obj.id);
+            let _guard = lock.lock().await;
+            if let Some(disk) = &this.disk
+                && !disk.contains(obj.id)
+                && let Err(e) = this.download_whole(file, &obj, disk).await
+            {
+                tracing::debug!(error = %e, "read-ahead failed");
+            }
+        });
+    }
+
+    /// An upload slot: taken before a chunk is read into memory, so the
+    /// plaintext and ciphertext held at once stay bounded.
+    pub(crate) async fn upload_permit(&self) -> FsResult<OwnedSemaphorePermit> {
+        self.uploads
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| FsError::Internal("uploader closed".into()))
+    }
+
+    /// Encrypts `plain` as a new object at `offset` of `file` and uploads
+    /// it, holding `permit` until done.
+    pub(crate) async fn upload_with(
+        &self,
+        budget: Budget,
+        permit: OwnedSemaphorePermit,
+        file: NodeId,
+        offset: u64,
+        plain: &[u8],
+    ) -> FsResult<ObjectEntry> {
+        let _permit = permit;
+        let id = ObjectId::random()?;
+        let binding = ObjectBinding {
+            file,
+            object: id,
+            offset,
+        };
+        let ct = Bytes::from(encrypt_object(&self.key, &binding, plain)?);
+        let digest = sha256(&ct);
+        let body = ct.clone();
+        let sent = self
+            .remote
+            .call(budget, |api, t| {
+                let body = body.clone();
+                async move { api.upload_object(&t, id, body, digest).await }
+            })
+            .await;
+        match sent {
+            Ok(()) => {}
+            // The id is fresh and random: `exists` means an earlier try of
+            // this very upload landed and only its answer was lost.
+            Err(e) if e.code() == Some(common::api::ErrorCode::Exists) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(disk) = &self.disk
+            && let Err(e) = disk.insert(id, &ct)
+        {
+            tracing::warn!(error = %e, "cannot write to the disk cache");
+        }
+        Ok(ObjectEntry {
+            id,
+            offset,
+            len: plain.len() as u64,
+            digest: ObjectDigest::from_bytes(digest),
+        })
+    }
+}

@@ -1,0 +1,622 @@
+//! A file's contents as this mount sees them: the committed version (its
+//! object list), overlaid with changes not yet committed.
+//!
+//! Layers, top first, for any 64 KiB segment of the file:
+//! 1. the tail: the segment written last, still in memory (so a run of
+//!    small appends does not re-seal it each time);
+//! 2. staged segments in the journal's stage file (sealed, on disk);
+//! 3. chunks already uploaded as new objects but not yet committed;
+//! 4. the committed objects, for bytes below `base_limit` (truncation moves
+//!    the limit down: bytes past it read as zeros until rewritten);
+//! 5. zeros (holes).
+//!
+//! A file is cut into chunks of [`CHUNK`] bytes at fixed offsets; each chunk
+//! is one object. A commit uploads a new object for every chunk that has
+//! changed and keeps the objects of the others.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use common::NodeId;
+use common::crypto::attrs::{NodeAttributes, ObjectEntry, Timestamp};
+use common::crypto::content::SEGMENT_SIZE;
+use common::crypto::random_array;
+use zeroize::Zeroizing;
+
+use super::content::Content;
+use super::error::{FsError, FsResult};
+use super::journal::{Journal, Manifest, Stage};
+use super::types::Ino;
+use crate::api::VaultApi;
+
+/// Plaintext bytes per 64 KiB segment.
+pub(crate) const SEG: u64 = SEGMENT_SIZE as u64;
+/// Plaintext bytes per object (a multiple of [`SEG`]).
+pub(crate) const CHUNK: u64 = 4 << 20;
+/// Segments per chunk.
+pub(crate) const SEGS_PER_CHUNK: u64 = CHUNK / SEG;
+/// Largest file (the object list and offsets stay far from overflow).
+pub(crate) const MAX_FILE_SIZE: u64 = 1 << 50;
+
+fn usize_of(n: u64) -> FsResult<usize> {
+    usize::try_from(n).map_err(|_| FsError::TooBig)
+}
+
+/// What `getattr` shows of an open or changed file, without waiting for
+/// its lock.
+#[derive(Debug, Clone)]
+pub(crate) struct View {
+    pub attrs: NodeAttributes,
+    pub nlink: u32,
+}
+
+/// An open or changed file.
+pub(crate) struct FileState {
+    pub node: NodeId,
+    pub ino: Ino,
+    pub inner: tokio::sync::Mutex<FileInner>,
+    pub view: std::sync::Mutex<View>,
+    /// End of the last read, to spot sequential reading.
+    pub last_read_end: AtomicU64,
+    /// Open handles (and operations in progress) using this state.
+    pub handles: AtomicU32,
+}
+
+impl std::fmt::Debug for FileState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileState")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileState {
+    pub(crate) fn new(node: NodeId, ino: Ino, inner: FileInner, nlink: u32) -> Arc<Self> {
+        let view = View {
+            attrs: inner.attrs.clone(),
+            nlink,
+        };
+        Arc::new(Self {
+            node,
+            ino,
+            inner: tokio::sync::Mutex::new(inner),
+            view: std::sync::Mutex::new(view),
+            last_read_end: AtomicU64::new(0),
+            handles: AtomicU32::new(0),
+        })
+    }
+
+    /// Publishes `inner`'s attributes for `getattr`.
+    pub(crate) fn publish(&self, inner: &FileInner) {
+        let mut v = self.view.lock().unwrap_or_else(|p| p.into_inner());
+        v.attrs = inner.attrs.clone();
+    }
+
+    pub(crate) fn view(&self) -> View {
+        self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The mutable state of a file, behind its lock.
+pub(crate) struct FileInner {
+    pub node: NodeId,
+    /// The committed version this state is based on.
+    pub base_version: u64,
+    /// Its objects, ascending by offset.
+    pub base: Arc<Vec<ObjectEntry>>,
+    /// Current attributes; `attrs.size` is the current size and
+    /// `attrs.objects` is always empty (the list is built at commit).
+    pub attrs: NodeAttributes,
+    /// The attributes of the base version (objects empty), to merge
+    /// attribute changes made elsewhere with ours.
+    pub base_attrs: NodeAttributes,
+    /// Committed bytes at or past this offset are not part of the file.
+    pub base_limit: u64,
+    /// Staged segments and the write sequence that last touched each.
+    pub staged: BTreeMap<u64, u64>,
+    /// Chunks uploaded as new objects, not yet committed.
+    pub uploaded: BTreeMap<u64, ObjectEntry>,
+    /// Chunks being uploaded early right now.
+    pub uploading: BTreeSet<u64>,
+    pub tail: Option<(u64, Zeroizing<Vec<u8>>)>,
+    /// Write sequence: bumped by every segment change.
+    pub seq: u64,
+    /// `seq` when a descriptor was last closed (`flush`): the uploader
+    /// commits files whose writes have all been closed.
+    pub closed_seq: u64,
+    /// Something is not committed (contents or attributes).
+    pub dirty: bool,
+    pub epoch: u64,
+    pub stage: Option<Stage>,
+    /// Where the file was last seen, for a conflict copy.
+    pub parent: NodeId,
+    pub name: Zeroizing<Vec<u8>>,
+    /// The node is gone from the server (unlinked): nothing to commit.
+    pub gone: bool,
+}
+
+impl std::fmt::Debug for FileInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileInner")
+            .field("base_version", &self.base_version)
+            .field("size", &self.attrs.size)
+            .field("dirty", &self.dirty)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the layers need.
+pub(crate) struct Io<'a, A> {
+    pub content: &'a Arc<Content<A>>,
+    pub journal: &'a Journal,
+}
+
+impl FileInner {
+    /// State for the committed `version` of `node` with `attrs`.
+    pub(crate) fn clean(
+        node: NodeId,
+        version: u64,
+        mut attrs: NodeAttributes,
+        parent: NodeId,
+        name: &[u8],
+    ) -> Self {
+        let base = Arc::new(std::mem::take(&mut attrs.objects));
+        Self {
+            node,
+            base_version: version,
+            base,
+            base_limit: attrs.size,
+            base_attrs: attrs.clone(),
+            attrs,
+            staged: BTreeMap::new(),
+            uploaded: BTreeMap::new(),
+            uploading: BTreeSet::new(),
+            tail: None,
+            seq: 0,
+            closed_seq: 0,
+            dirty: false,
+            epoch: 0,
+            stage: None,
+            parent,
+            name: Zeroizing::new(name.to_vec()),
+            gone: false,
+        }
+    }
+
+    /// Moves to a newer committed version (nothing pending).
+    pub(crate) fn rebase_clean(&mut self, version: u64, mut attrs: NodeAttributes) {
+        self.base = Arc::new(std::mem::take(&mut attrs.objects));
+        self.base_version = version;
+        self.base_limit = attrs.size;
+        self.base_attrs = attrs.clone();
+        self.attrs = attrs;
+    }
+
+    /// Moves the base to a newer `version` whose contents are the same as
+    /// ours' base (only its attributes changed elsewhere): attribute by
+    /// attribute, what we changed wins, the rest is taken from theirs.
+    pub(crate) fn rebase_attrs(&mut self, version: u64, mut theirs: NodeAttributes) {
+        theirs.objects.clear();
+        let (base, ours) = (&self.base_attrs, &self.attrs);
+        let mut m = theirs.clone();
+        if ours.mode != base.mode {
+            m.mode = ours.mode;
+        }
+        if ours.uid != base.uid {
+            m.uid = ours.uid;
+        }
+        if ours.gid != base.gid {
+            m.gid = ours.gid;
+        }
+        if ours.atime != base.atime {
+            m.atime = ours.atime;
+        }
+        if ours.mtime != base.mtime {
+            m.mtime = ours.mtime;
+        }
+        m.ctime = ours.ctime.max(theirs.ctime);
+        m.size = ours.size;
+        let keys: BTreeSet<&Vec<u8>> = base.xattrs.keys().chain(ours.xattrs.keys()).collect();
+        for k in keys {
+            let (b, o) = (base.xattrs.get(k), ours.xattrs.get(k));
+            if b != o {
+                match o {
+                    Some(v) => m.xattrs.insert(k.clone(), v.clone()),
+                    None => m.xattrs.remove(k),
+                };
+            }
+        }
+        self.attrs = m;
+        self.base_attrs = theirs;
+        self.base_version = version;
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.attrs.size
+    }
+
+    fn touch(&mut self) {
+        let now = Timestamp::now();
+        self.attrs.mtime = now;
+        self.attrs.ctime = now;
+        self.dirty = true;
+    }
+
+    fn ensure_stage(&mut self, journal: &Journal) -> FsResult<&Stage> {
+        if self.stage.is_none() {
+            if self.epoch == 0 {
+                self.epoch = u64::from_be_bytes(random_array()?);
+            }
+            self.stage = Some(journal.stage(self.node, self.epoch)?);
+        }
+        self.stage.as_ref().ok_or(FsError::Internal("stage".into()))
+    }
+
+    /// Writes the in-memory tail segment to the stage file.
+    pub(crate) fn flush_tail(&mut self, journal: &Journal) -> FsResult<()> {
+        if let Some((seg, buf)) = self.tail.take() {
+            let res = self.ensure_stage(journal).and_then(|s| s.write(seg, &buf));
+            if let Err(e) = res {
+                self.tail = Some((seg, buf));
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of segment `seg` as the file holds them now: exactly
+    /// `min(SEG, size - seg * SEG)` bytes (empty past the end).
+    pub(crate) async fn segment<A: VaultApi + 'static>(
+        &self,
+        io: &Io<'_, A>,
+        seg: u64,
+    ) -> FsResult<Zeroizing<Vec<u8>>> {
+        let start = seg * SEG;
+        let len = usize_of(self.size().saturating_sub(start).min(SEG))?;
+        if len == 0 {
+            return Ok(Zeroizing::new(Vec::new()));
+        }
+        let mut buf = if let Some((t, b)) = &self.tail
+            && *t == seg
+        {
+            Zeroizing::new(b.to_vec())
+        } else if self.staged.contains_key(&seg) {
+            let stage = self
+                .stage
+                .as_ref()
+                .ok_or(FsError::Internal("staged without a stage file".into()))?;
+            stage.read(seg)?
+        } else if let Some(obj) = self.uploaded.get(&(seg / SEGS_PER_CHUNK)) {
+            let local = start.saturating_sub(obj.offset);
+            Zeroizing::new(io.content.read(self.node, obj, local, local + SEG).await?)
+        } else {
+            self.read_base(io, start, start + SEG).await?
+        };
+        buf.resize(len, 0);
+        Ok(buf)
+    }
+
+    /// Committed bytes `start..end` clipped at the base limit, zeros for
+    /// holes; always `end - start` bytes.
+    async fn read_base<A: VaultApi + 'static>(
+        &self,
+        io: &Io<'_, A>,
+        start: u64,
+        end: u64,
+    ) -> FsResult<Zeroizing<Vec<u8>>> {
+        let mut out = Zeroizing::new(vec![0u8; usize_of(end - start)?]);
+        let limit = end.min(self.base_limit);
+        if start >= limit {
+            return Ok(out);
+        }
+        let first = self.base.partition_point(|o| o.offset + o.len <= start);
+        for obj in self.base.iter().skip(first) {
+            if obj.offset >= limit {
+                break;
+            }
+            let from = start.max(obj.offset);
+            let to = limit.min(obj.offset + obj.len);
+            if from >= to {
+                continue;
+            }
+            let bytes = io
+                .content
+                .read(self.node, obj, from - obj.offset, to - obj.offset)
+                .await?;
+            let at = usize_of(from - start)?;
+            let dst = out
+                .get_mut(at..at + bytes.len())
+                .ok_or(FsError::Internal("object bounds".into()))?;
+            dst.copy_from_slice(&bytes);
+        }
+        Ok(out)
+    }
+
+    /// Reads up to `size` bytes at `offset`.
+    pub(crate) async fn read<A: VaultApi + 'static>(
+        &self,
+        io: &Io<'_, A>,
+        offset: u64,
+        size: u32,
+    ) -> FsResult<Vec<u8>> {
+        let end = offset.saturating_add(u64::from(size)).min(self.size());
+        let mut out = Vec::with_capacity(usize_of(end.saturating_sub(offset))?);
+        let mut pos = offset;
+        while pos < end {
+            let seg = pos / SEG;
+            let bytes = self.segment(io, seg).await?;
+            let from = usize_of(pos - seg * SEG)?;
+            let to = usize_of((end - seg * SEG).min(SEG))?;
+            out.extend_from_slice(
+                bytes
+                    .get(from..to)
+                    .ok_or(FsError::Internal("segment bounds".into()))?,
+            );
+            pos = seg * SEG + to as u64;
+        }
+        Ok(out)
+    }
+
+    /// Plaintext of chunk `k` as the file holds it now.
+    pub(crate) async fn chunk<A: VaultApi + 'static>(
+        &self,
+        io: &Io<'_, A>,
+        k: u64,
+    ) -> FsResult<Zeroizing<Vec<u8>>> {
+        let start = k * CHUNK;
+        let end = (start + CHUNK).min(self.size());
+        let mut out = Zeroizing::new(Vec::with_capacity(usize_of(end.saturating_sub(start))?));
+        let mut seg = start / SEG;
+        while seg * SEG < end {
+            out.extend_from_slice(&self.segment(io, seg).await?);
+            seg += 1;
+        }
+        Ok(out)
+    }
+
+    /// Replaces segment `seg` with `buf` (its full current length).
+    fn put_segment(
+        &mut self,
+        journal: &Journal,
+        seg: u64,
+        buf: Zeroizing<Vec<u8>>,
+    ) -> FsResult<()> {
+        if self.tail.as_ref().is_some_and(|(t, _)| *t != seg) {
+            self.flush_tail(journal)?;
+        }
+        self.seq += 1;
+        self.staged.insert(seg, self.seq);
+        self.tail = Some((seg, buf));
+        Ok(())
+    }
+
+    /// Writes `data` at `offset`.
+    pub(crate) async fn write<A: VaultApi + 'static>(
+        &mut self,
+        io: &Io<'_, A>,
+        offset: u64,
+        data: &[u8],
+    ) -> FsResult<()> {
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or(FsError::TooBig)?;
+        if end > MAX_FILE_SIZE {
+            return Err(FsError::TooBig);
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let new_size = self.size().max(end);
+        let mut pos = offset;
+        while pos < end {
+            let seg = pos / SEG;
+            let seg_start = seg * SEG;
+            let seg_len = usize_of((new_size - seg_start).min(SEG))?;
+            let from = usize_of(pos - seg_start)?;
+            let to = usize_of((end - seg_start).min(SEG))?;
+            let src = data
+                .get(usize_of(pos - offset)?..usize_of(pos - offset)? + (to - from))
+                .ok_or(FsError::Internal("write bounds".into()))?;
+            let mut buf = if from == 0 && to >= seg_len {
+                Zeroizing::new(Vec::with_capacity(seg_len))
+            } else if let Some((t, b)) = self.tail.take_if(|(t, _)| *t == seg) {
+                let _ = t;
+                b
+            } else {
+                self.segment(io, seg).await?
+            };
+            if buf.len() < to {
+                buf.resize(to, 0);
+            }
+            buf.get_mut(from..to)
+                .ok_or(FsError::Internal("segment bounds".into()))?
+                .copy_from_slice(src);
+            self.put_segment(io.journal, seg, buf)?;
+            pos = seg_start + to as u64;
+        }
+        self.attrs.size = new_size;
+        // A rewritten chunk no longer matches its early upload.
+        let first = offset / CHUNK;
+        let last = (end - 1) / CHUNK;
+        self.uploaded.retain(|k, _| *k < first || *k > last);
+        self.touch();
+        Ok(())
+    }
+
+    /// Sets the size (truncate or extend with zeros).
+    pub(crate) async fn truncate<A: VaultApi + 'static>(
+        &mut self,
+        io: &Io<'_, A>,
+        new: u64,
+    ) -> FsResult<()> {
+        if new > MAX_FILE_SIZE {
+            return Err(FsError::TooBig);
+        }
+        let old = self.size();
+        if new < old {
+            // Keep the part of the segment holding the new end that stays.
+            let cut_seg = new / SEG;
+            let keep = usize_of(new - cut_seg * SEG)?;
+            if keep > 0 {
+                let mut buf = self.segment(io, cut_seg).await?;
+                buf.truncate(keep);
+                self.put_segment(io.journal, cut_seg, buf)?;
+            }
+            let first_gone = new.div_ceil(SEG);
+            if self.tail.as_ref().is_some_and(|(t, _)| *t >= first_gone) {
+                self.tail = None;
+            }
+            self.staged.retain(|s, _| *s < first_gone);
+            // Chunks reaching past the new end are rebuilt from the layers;
+            // stage what an early upload holds of the one cut in two.
+            let cut_chunk = new / CHUNK;
+            if !new.is_multiple_of(CHUNK) && self.uploaded.contains_key(&cut_chunk) {
+                for seg in cut_chunk * SEGS_PER_CHUNK..new.div_ceil(SEG) {
+                    if !self.staged.contains_key(&seg) {
+                        let buf = self.segment(io, seg).await?;
+                        self.put_segment(io.journal, seg, buf)?;
+                    }
+                }
+            }
+            self.uploaded.retain(|k, _| (k + 1) * CHUNK <= new);
+            self.base_limit = self.base_limit.min(new);
+        } else {
+            self.base_limit = self.base_limit.min(old);
+        }
+        self.attrs.size = new;
+        self.touch();
+        Ok(())
+    }
+
+    /// Chunks wholly written and staged that could be uploaded before the
+    /// file is closed.
+    pub(crate) fn ready_chunks(&self) -> Vec<u64> {
+        let mut out = Vec::new();
+        let full = self.size() / CHUNK;
+        let mut last_checked = None;
+        for &seg in self.staged.keys() {
+            let k = seg / SEGS_PER_CHUNK;
+            if last_checked == Some(k) || k >= full {
+                continue;
+            }
+            last_checked = Some(k);
+            // The tail is still being written.
+            if self
+                .tail
+                .as_ref()
+                .is_some_and(|(t, _)| t / SEGS_PER_CHUNK == k)
+            {
+                continue;
+            }
+            let n = self
+                .staged
+                .range(k * SEGS_PER_CHUNK..(k + 1) * SEGS_PER_CHUNK)
+                .count() as u64;
+            if n == SEGS_PER_CHUNK && !self.uploading.contains(&k) {
+                out.push(k);
+            }
+        }
+        out
+    }
+
+    /// The newest write sequence of chunk `k`'s staged segments.
+    pub(crate) fn chunk_seq(&self, k: u64) -> u64 {
+        self.staged
+            .range(k * SEGS_PER_CHUNK..(k + 1) * SEGS_PER_CHUNK)
+            .map(|(_, s)| *s)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Staged segments as ranges.
+    fn staged_ranges(&self) -> Vec<(u64, u64)> {
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        for &s in self.staged.keys() {
+            match out.last_mut() {
+                Some((_, end)) if *end == s => *end = s + 1,
+                _ => out.push((s, s + 1)),
+            }
+        }
+        out
+    }
+
+    /// The journal manifest for this state (call after `flush_tail`).
+    pub(crate) fn manifest(&self) -> Manifest {
+        Manifest {
+            node: self.node,
+            epoch: self.epoch,
+            base_version: self.base_version,
+            size: self.size(),
+            base_limit: self.base_limit,
+            parent: self.parent,
+            name: self.name.to_vec(),
+            attrs: self.attrs.clone(),
+            staged: self.staged_ranges(),
+            uploaded: self.uploaded.iter().map(|(k, o)| (*k, o.clone())).collect(),
+        }
+    }
+
+    /// Writes the manifest (and with `durable`, syncs the stage first).
+    pub(crate) fn save(&mut self, journal: &Journal, durable: bool) -> FsResult<()> {
+        self.flush_tail(journal)?;
+        let m = self.manifest();
+        journal.write_manifest(&m, self.stage.as_ref(), durable)
+    }
+
+    /// State rebuilt from a manifest, on top of the committed `base`.
+    pub(crate) fn from_manifest(
+        m: Manifest,
+        journal: &Journal,
+        base: Vec<ObjectEntry>,
+        base_attrs: Option<NodeAttributes>,
+    ) -> FsResult<Self> {
+        let stage = if m.staged.is_empty() {
+            None
+        } else {
+            Some(journal.stage(m.node, m.epoch)?)
+        };
+        let mut staged = BTreeMap::new();
+        for (a, b) in &m.staged {
+            for s in *a..*b {
+                staged.insert(s, 1);
+            }
+        }
+        let mut attrs = m.attrs;
+        attrs.size = m.size;
+        attrs.objects.clear();
+        let mut base_attrs = base_attrs.unwrap_or_else(|| attrs.clone());
+        base_attrs.objects.clear();
+        Ok(Self {
+            node: m.node,
+            base_version: m.base_version,
+            base: Arc::new(base),
+            base_attrs,
+            attrs,
+            base_limit: m.base_limit,
+            staged,
+            uploaded: m.uploaded.into_iter().collect(),
+            uploading: BTreeSet::new(),
+            tail: None,
+            seq: 1,
+            closed_seq: 1,
+            dirty: true,
+            epoch: m.epoch,
+            stage,
+            parent: m.parent,
+            name: Zeroizing::new(m.name),
+            gone: false,
+        })
+    }
+
+    /// Forgets everything pending (committed, or the file is gone).
+    pub(crate) fn clear_pending(&mut self, journal: &Journal) -> FsResult<()> {
+        self.staged.clear();
+        self.uploaded.clear();
+        self.tail = None;
+        self.stage = None;
+        self.epoch = 0;
+        self.dirty = false;
+        journal.remove(self.node)
+    }
+}

@@ -1,0 +1,497 @@
+//! The write-back journal: where written data waits, encrypted, until it is
+//! committed on the server. Everything in it is sealed with the vault's
+//! local key (`common::crypto::local`), so the disk never holds plaintext.
+//!
+//! Per file with pending changes there are two files in the journal dir:
+//!
+//! - `<node>.<epoch>.stage`: the file's changed 64 KiB segments, each in a
+//!   fixed slot at `index * SLOT` holding `u32 len || sealed(segment)`, the
+//!   seal bound to (node, epoch, index) so a slot cannot move; slots never
+//!   written are holes in a sparse file.
+//! - `<node>.manifest`: sealed (node) state replay needs: epoch, base
+//!   version, size, the base limit (bytes at or past it come only from the
+//!   journal: truncation), which segments are staged, the objects already
+//!   uploaded for whole chunks, the attributes, and the entry's parent and
+//!   name (for a conflict copy). It is replaced atomically (write, fsync
+//!   when asked, rename).
+//!
+//! Invariants: a manifest only lists slots written before it; a slot is
+//! punched (or the files deleted) only after a manifest that no longer
+//! needs it is in place. A daemon killed at any point leaves either the old
+//! or the new manifest, each consistent with the stage file's slots.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+
+use common::codec::{Reader, Writer as _};
+use common::crypto::CryptoError;
+use common::crypto::SEALED_OVERHEAD;
+use common::crypto::attrs::{NodeAttributes, ObjectEntry};
+use common::crypto::content::{ObjectDigest, SEGMENT_SIZE};
+use common::crypto::local::{open_local, seal_local};
+use common::crypto::subkeys::LocalKey;
+use common::{NodeId, ObjectId};
+use zeroize::Zeroizing;
+
+use super::error::{FsError, FsResult};
+
+/// Bytes per slot in a stage file (a segment, its seal and length, rounded
+/// up to 4 KiB so slots stay page-aligned).
+pub(crate) const SLOT: u64 = ((SEGMENT_SIZE + SEALED_OVERHEAD + 4).div_ceil(4096) * 4096) as u64;
+const MANIFEST_MAGIC: &[u8; 4] = b"SVJ\x01";
+
+fn corrupt(reason: &'static str) -> FsError {
+    FsError::Integrity(CryptoError::Malformed {
+        what: "journal",
+        reason,
+    })
+}
+
+/// What replay needs to finish a file's upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Manifest {
+    pub node: NodeId,
+    pub epoch: u64,
+    pub base_version: u64,
+    pub size: u64,
+    pub base_limit: u64,
+    pub parent: NodeId,
+    pub name: Vec<u8>,
+    /// Current attributes (object list empty; size is `size`).
+    pub attrs: NodeAttributes,
+    /// Staged segment indices as half-open ranges.
+    pub staged: Vec<(u64, u64)>,
+    /// Objects already uploaded for whole chunks: (chunk index, object).
+    pub uploaded: Vec<(u64, ObjectEntry)>,
+}
+
+impl Manifest {
+    fn encode(&self) -> FsResult<Zeroizing<Vec<u8>>> {
+        let mut attrs = self.attrs.clone();
+        attrs.objects.clear();
+        attrs.size = self.size;
+        let attrs = attrs.encode()?;
+        let mut out = Zeroizing::new(Vec::new());
+        out.put_bytes(MANIFEST_MAGIC);
+        out.put_bytes(self.node.as_bytes());
+        out.put_u64(self.epoch);
+        out.put_u64(self.base_version);
+        out.put_u64(self.size);
+        out.put_u64(self.base_limit);
+        out.put_bytes(self.parent.as_bytes());
+        out.put_u16(u16::try_from(self.name.len()).map_err(|_| FsError::NameTooLong)?);
+        out.put_bytes(&self.name);
+        out.put_u32(u32::try_from(attrs.len()).map_err(|_| FsError::TooBig)?);
+        out.put_bytes(&attrs);
+        out.put_u32(u32::try_from(self.staged.len()).map_err(|_| FsError::TooBig)?);
+        for (a, b) in &self.staged {
+            out.put_u64(*a);
+            out.put_u64(*b);
+        }
+        out.put_u32(u32::try_from(self.uploaded.len()).map_err(|_| FsError::TooBig)?);
+        for (chunk, o) in &self.uploaded {
+            out.put_u64(*chunk);
+            out.put_bytes(o.id.as_bytes());
+            out.put_u64(o.offset);
+            out.put_u64(o.len);
+            out.put_bytes(o.digest.as_bytes());
+        }
+        Ok(out)
+    }
+
+    fn decode(bytes: &[u8]) -> FsResult<Self> {
+        let bad = |_| corrupt("manifest does not parse");
+        let mut r = Reader::new(bytes);
+        if r.array::<4>().map_err(bad)? != *MANIFEST_MAGIC {
+            return Err(corrupt("unknown manifest version"));
+        }
+        let node = NodeId::from_bytes(r.array().map_err(bad)?);
+        let epoch = r.u64().map_err(bad)?;
+        let base_version = r.u64().map_err(bad)?;
+        let size = r.u64().map_err(bad)?;
+        let base_limit = r.u64().map_err(bad)?;
+        let parent = NodeId::from_bytes(r.array().map_err(bad)?);
+        let name_len = usize::from(r.u16().map_err(bad)?);
+        let name = r.bytes(name_len).map_err(bad)?.to_vec();
+        let attrs_len = usize::try_from(r.u32().map_err(bad)?).map_err(|_| corrupt("length"))?;
+        let attrs = NodeAttributes::decode(r.bytes(attrs_len).map_err(bad)?)?;
+        let n = r.u32().map_err(bad)?;
+        let mut staged = Vec::new();
+        for _ in 0..n {
+            let a = r.u64().map_err(bad)?;
+            let b = r.u64().map_err(bad)?;
+            if a >= b {
+                return Err(corrupt("empty staged range"));
+            }
+            staged.push((a, b));
+        }
+        let n = r.u32().map_err(bad)?;
+        let mut uploaded = Vec::new();
+        for _ in 0..n {
+            let chunk = r.u64().map_err(bad)?;
+            let id = ObjectId::from_bytes(r.array().map_err(bad)?);
+            let offset = r.u64().map_err(bad)?;
+            let len = r.u64().map_err(bad)?;
+            let digest = ObjectDigest::from_bytes(r.array().map_err(bad)?);
+            uploaded.push((
+                chunk,
+                ObjectEntry {
+                    id,
+                    offset,
+                    len,
+                    digest,
+                },
+            ));
+        }
+        r.finish().map_err(bad)?;
+        Ok(Self {
+            node,
+            epoch,
+            base_version,
+            size,
+            base_limit,
+            parent,
+            name,
+            attrs,
+            staged,
+            uploaded,
+        })
+    }
+}
+
+/// The journal directory.
+pub(crate) struct Journal {
+    dir: PathBuf,
+    key: LocalKey,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+impl Journal {
+    /// Opens (creating) the journal in `dir`.
+    pub(crate) fn open(dir: &Path, key: LocalKey) -> FsResult<Self> {
+        create_private_dir(dir)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            key,
+        })
+    }
+
+    fn manifest_path(&self, node: NodeId) -> PathBuf {
+        self.dir.join(format!("{node}.manifest"))
+    }
+
+    fn stage_path(&self, node: NodeId, epoch: u64) -> PathBuf {
+        self.dir.join(format!("{node}.{epoch:016x}.stage"))
+    }
+
+    /// Opens (creating) the stage file of `node` at `epoch`.
+    pub(crate) fn stage(&self, node: NodeId, epoch: u64) -> FsResult<Stage> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(self.stage_path(node, epoch))?;
+        Ok(Stage {
+            file,
+            node,
+            epoch,
+            key: self.key.clone(),
+        })
+    }
+
+    /// Replaces the manifest of `m.node`; with `durable`, it and the stage
+    /// file are on disk when this returns.
+    pub(crate) fn write_manifest(
+        &self,
+        m: &Manifest,
+        stage: Option<&Stage>,
+        durable: bool,
+    ) -> FsResult<()> {
+        let plain = m.encode()?;
+        let sealed = seal_local(&self.key, "manifest", &[m.node.as_bytes()], &plain)?;
+        if durable && let Some(stage) = stage {
+            stage.file.sync_data()?;
+        }
+        let path = self.manifest_path(m.node);
+        let tmp = self.dir.join(format!("{}.manifest.tmp", m.node));
+        {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&sealed)?;
+            if durable {
+                f.sync_data()?;
+            }
+        }
+        fs::rename(&tmp, &path)?;
+        if durable {
+            File::open(&self.dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Forgets `node`'s pending changes (after they are committed or the
+    /// file is gone): the manifest first, then every stage file.
+    pub(crate) fn remove(&self, node: NodeId) -> FsResult<()> {
+        match fs::remove_file(self.manifest_path(node)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.remove_stages(node, None)
+    }
+
+    /// Deletes `node`'s stage files other than `keep`'s epoch.
+    pub(crate) fn remove_stages(&self, node: NodeId, keep: Option<u64>) -> FsResult<()> {
+        let prefix = format!("{node}.");
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(rest) = name.strip_prefix(&prefix)
+                && let Some(epoch) = rest.strip_suffix(".stage")
+                && keep.is_none_or(|k| format!("{k:016x}") != epoch)
+            {
+                fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every manifest left by an earlier run (unreadable ones are reported
+    /// and left in place for a person to look at).
+    pub(crate) fn manifests(&self) -> FsResult<Vec<Manifest>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.ends_with(".manifest.tmp") {
+                let _ = fs::remove_file(entry.path());
+                continue;
+            }
+            let Some(hex_id) = name.strip_suffix(".manifest") else {
+                continue;
+            };
+            let Ok(node) = hex_id.parse::<NodeId>() else {
+                continue;
+            };
+            let sealed = fs::read(entry.path())?;
+            let parsed = open_local(&self.key, "manifest", &[node.as_bytes()], &sealed)
+                .map_err(FsError::from)
+                .and_then(|plain| Manifest::decode(&plain));
+            match parsed {
+                Ok(m) if m.node == node => out.push(m),
+                Ok(_) | Err(_) => {
+                    tracing::error!(path = %entry.path().display(), "unreadable journal manifest left in place");
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One file's stage file.
+pub(crate) struct Stage {
+    file: File,
+    node: NodeId,
+    epoch: u64,
+    key: LocalKey,
+}
+
+impl std::fmt::Debug for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stage")
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stage {
+    fn fields(&self, index: u64) -> [Vec<u8>; 3] {
+        [
+            self.node.as_bytes().to_vec(),
+            self.epoch.to_be_bytes().to_vec(),
+            index.to_be_bytes().to_vec(),
+        ]
+    }
+
+    /// Stores segment `index` (at most 64 KiB of plaintext).
+    pub(crate) fn write(&self, index: u64, plain: &[u8]) -> FsResult<()> {
+        let f = self.fields(index);
+        let sealed = seal_local(&self.key, "segment", &[&f[0], &f[1], &f[2]], plain)?;
+        let mut buf = Vec::with_capacity(4 + sealed.len());
+        buf.extend_from_slice(
+            &u32::try_from(sealed.len())
+                .map_err(|_| FsError::TooBig)?
+                .to_be_bytes(),
+        );
+        buf.extend_from_slice(&sealed);
+        let at = index.checked_mul(SLOT).ok_or(FsError::TooBig)?;
+        self.file.write_all_at(&buf, at)?;
+        Ok(())
+    }
+
+    /// Reads segment `index` back (exactly what was written).
+    pub(crate) fn read(&self, index: u64) -> FsResult<Zeroizing<Vec<u8>>> {
+        let at = index.checked_mul(SLOT).ok_or(FsError::TooBig)?;
+        let mut len = [0u8; 4];
+        self.file.read_exact_at(&mut len, at)?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len == 0 || len as u64 > SLOT - 4 {
+            return Err(corrupt("empty or oversized slot"));
+        }
+        let mut sealed = vec![0u8; len];
+        self.file.read_exact_at(&mut sealed, at + 4)?;
+        let f = self.fields(index);
+        Ok(open_local(
+            &self.key,
+            "segment",
+            &[&f[0], &f[1], &f[2]],
+            &sealed,
+        )?)
+    }
+
+    /// Releases the disk space of slots `range` (their data is elsewhere
+    /// now). Best effort: a filesystem without hole punching keeps them.
+    pub(crate) fn punch(&self, range: std::ops::Range<u64>) {
+        let (Some(start), Some(end)) = (range.start.checked_mul(SLOT), range.end.checked_mul(SLOT))
+        else {
+            return;
+        };
+        if end <= start {
+            return;
+        }
+        let _ = rustix::fs::fallocate(
+            &self.file,
+            rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+            start,
+            end - start,
+        );
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
+mod tests {
+    use super::*;
+    use common::crypto::attrs::{NodeKind, Timestamp};
+    use common::crypto::subkeys::VaultKey;
+
+    fn key() -> LocalKey {
+        VaultKey::from_bytes([3; 32]).subkeys().unwrap().local
+    }
+
+    fn manifest(node: NodeId) -> Manifest {
+        Manifest {
+            node,
+            epoch: 7,
+            base_version: 3,
+            size: 200_000,
+            base_limit: 100,
+            parent: NodeId::from_bytes([1; 16]),
+            name: b"notes.txt".to_vec(),
+            attrs: {
+                let mut a =
+                    NodeAttributes::new(NodeKind::File, 0o640, 1000, 1000, Timestamp::now());
+                a.size = 200_000;
+                a
+            },
+            staged: vec![(0, 2), (3, 4)],
+            uploaded: vec![(
+                5,
+                ObjectEntry {
+                    id: ObjectId::from_bytes([9; 16]),
+                    offset: 5 << 22,
+                    len: 10,
+                    digest: ObjectDigest::from_bytes([4; 32]),
+                },
+            )],
+        }
+    }
+
+    #[test]
+    fn stage_slots_round_trip_and_stay_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), key()).unwrap();
+        let node = NodeId::from_bytes([5; 16]);
+        let s = j.stage(node, 1).unwrap();
+        s.write(0, b"first").unwrap();
+        s.write(1000, &vec![7u8; SEGMENT_SIZE]).unwrap();
+        assert_eq!(s.read(0).unwrap().as_slice(), b"first");
+        assert_eq!(
+            s.read(1000).unwrap().as_slice(),
+            vec![7u8; SEGMENT_SIZE].as_slice()
+        );
+        assert!(s.read(1).is_err(), "a hole is not a segment");
+        // A slot copied to another index does not open there.
+        let mut raw = vec![0u8; SLOT as usize];
+        s.file.read_exact_at(&mut raw, 0).unwrap();
+        s.file.write_all_at(&raw, 2 * SLOT).unwrap();
+        assert!(s.read(2).is_err());
+        // Another epoch's stage cannot read this one's slots.
+        let path = j.stage_path(node, 1);
+        fs::copy(&path, j.stage_path(node, 2)).unwrap();
+        assert!(j.stage(node, 2).unwrap().read(0).is_err());
+        // Nothing written is plaintext.
+        let bytes = fs::read(&path).unwrap();
+        assert!(!bytes.windows(5).any(|w| w == b"first"));
+        s.punch(1000..1001);
+        assert!(s.read(1000).is_err());
+    }
+
+    #[test]
+    fn manifests_round_trip_and_tampering_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), key()).unwrap();
+        let node = NodeId::from_bytes([5; 16]);
+        let m = manifest(node);
+        j.write_manifest(&m, None, true).unwrap();
+        assert_eq!(j.manifests().unwrap(), vec![m.clone()]);
+        let raw = fs::read(dir.path().join(format!("{node}.manifest"))).unwrap();
+        assert!(!raw.windows(9).any(|w| w == b"notes.txt"));
+        // Moved to another node's name: refused and left alone.
+        let other = NodeId::from_bytes([6; 16]);
+        fs::write(dir.path().join(format!("{other}.manifest")), &raw).unwrap();
+        assert_eq!(j.manifests().unwrap(), vec![m]);
+        j.remove(node).unwrap();
+        fs::remove_file(dir.path().join(format!("{other}.manifest"))).unwrap();
+        assert!(j.manifests().unwrap().is_empty());
+    }
+
+    #[test]
+    fn remove_stages_keeps_the_current_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), key()).unwrap();
+        let node = NodeId::from_bytes([5; 16]);
+        j.stage(node, 1).unwrap().write(0, b"a").unwrap();
+        j.stage(node, 2).unwrap().write(0, b"b").unwrap();
+        j.remove_stages(node, Some(2)).unwrap();
+        assert!(!j.stage_path(node, 1).exists());
+        assert!(j.stage_path(node, 2).exists());
+        j.remove(node).unwrap();
+        assert!(!j.stage_path(node, 2).exists());
+    }
+}

@@ -1,0 +1,1112 @@
+//! The filesystem logic of a mounted vault, with no FUSE in it.
+//!
+//! [`Vfs`] answers POSIX-shaped calls (`lookup`, `read`, `write`, `rename`,
+//! ...) in terms of inode numbers and plaintext names, and turns them into
+//! calls on a [`VaultApi`] with everything encrypted on the way out and
+//! verified on the way in. The fuser adapter (`crate::mount::fuse`) only
+//! translates; tests drive `Vfs` directly against the in-memory
+//! [`crate::api::fake_tree::FakeVault`].
+//!
+//! Every method takes `&self` and may run concurrently with any other.
+
+mod commit;
+mod content;
+mod core;
+mod error;
+mod file;
+mod journal;
+mod remote;
+mod seal;
+mod table;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::NodeId;
+use common::api::ErrorCode;
+use common::api::tree::{CreateNodeRequest, EntrySpec, LinkRequest, RenameMode, RenameRequest};
+use common::crypto::attrs::{
+    MAX_SYMLINK_TARGET, MAX_XATTR_NAME, MAX_XATTR_VALUE, NodeAttributes, NodeKind, Timestamp,
+};
+use common::crypto::subkeys::VaultSubkeys;
+use tokio::sync::Notify;
+
+pub use error::{FsError, FsResult};
+pub use types::*;
+
+use self::core::{Core, Handle, attr_of, lock, timestamp};
+use self::file::{FileInner, FileState};
+use self::remote::{Budget, Remote};
+use crate::api::{ListQuery, TokenSource, VaultApi};
+use crate::cache::{DiskCache, SegmentCache};
+
+/// How a mount behaves.
+#[derive(Debug, Clone)]
+pub struct VfsConfig {
+    /// The write-back journal (ciphertext only); one per account and
+    /// machine, replayed at the next start.
+    pub journal_dir: PathBuf,
+    /// The on-disk ciphertext cache.
+    pub cache_dir: PathBuf,
+    /// Bound of the on-disk cache in bytes (0: no disk cache).
+    pub cache_bytes: u64,
+    /// Bound of the in-memory cache of decrypted data in bytes.
+    pub memory_cache_bytes: u64,
+    /// Refuse every change.
+    pub read_only: bool,
+    /// Uploads running at once.
+    pub upload_parallelism: usize,
+}
+
+/// A mounted vault's filesystem logic.
+pub struct Vfs<A: VaultApi + 'static> {
+    core: Arc<Core<A>>,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl<A: VaultApi + 'static> std::fmt::Debug for Vfs<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vfs").finish_non_exhaustive()
+    }
+}
+
+fn apply_set(attrs: &mut NodeAttributes, set: &SetAttr) {
+    if let Some(mode) = set.mode {
+        attrs.mode = mode & 0o7777;
+    }
+    if let Some(uid) = set.uid {
+        attrs.uid = uid;
+    }
+    if let Some(gid) = set.gid {
+        attrs.gid = gid;
+    }
+    let t = |s: SetTime| match s {
+        SetTime::Now => Timestamp::now(),
+        SetTime::At(t) => timestamp(t),
+    };
+    if let Some(a) = set.atime {
+        attrs.atime = t(a);
+    }
+    if let Some(m) = set.mtime {
+        attrs.mtime = t(m);
+    }
+    attrs.ctime = Timestamp::now();
+}
+
+fn new_attrs(kind: NodeKind, mode: u32, caller: Caller) -> NodeAttributes {
+    NodeAttributes::new(kind, mode, caller.uid, caller.gid, Timestamp::now())
+}
+
+fn check_xattr_name(name: &[u8]) -> FsResult<()> {
+    if name.is_empty() || name.len() > MAX_XATTR_NAME {
+        return Err(FsError::Range);
+    }
+    // POSIX ACLs would need enforcing; without them the kernel's mode
+    // checks apply, as on a filesystem mounted without `acl`.
+    if name.starts_with(b"system.") {
+        return Err(FsError::NotSupported);
+    }
+    Ok(())
+}
+
+impl<A: VaultApi + 'static> Vfs<A> {
+    /// Opens the vault: creates the root on first use, replays the journal
+    /// (re-queuing uploads a previous run left), and starts the background
+    /// uploader and change-feed poller on the current tokio runtime.
+    pub async fn start(
+        api: Arc<A>,
+        tokens: Arc<dyn TokenSource>,
+        keys: VaultSubkeys,
+        config: VfsConfig,
+    ) -> FsResult<Self> {
+        let remote = Arc::new(Remote::new(api, tokens));
+        let disk = if config.cache_bytes > 0 {
+            Some(DiskCache::open(&config.cache_dir, config.cache_bytes)?)
+        } else {
+            None
+        };
+        let mem = SegmentCache::new(config.memory_cache_bytes);
+        let content = Arc::new(content::Content::new(
+            remote.clone(),
+            keys.content.clone(),
+            disk,
+            mem,
+            config.upload_parallelism.clamp(1, 16),
+        ));
+        let journal = journal::Journal::open(&config.journal_dir, keys.local.clone())?;
+        let core = Arc::new(Core {
+            remote,
+            keys,
+            config,
+            table: std::sync::Mutex::new(table::Table::new()),
+            files: std::sync::Mutex::new(HashMap::new()),
+            handles: std::sync::Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            content,
+            journal,
+            dirty: std::sync::Mutex::new(HashMap::new()),
+            upload_wake: Notify::new(),
+            committed: Notify::new(),
+            change_seq: AtomicI64::new(0),
+            stopping: AtomicBool::new(false),
+        });
+        core.ensure_root(
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        )
+        .await?;
+        if let Ok(stats) = core
+            .remote
+            .call(
+                Budget::Interactive,
+                |api, t| async move { api.statfs(&t).await },
+            )
+            .await
+        {
+            core.change_seq.store(stats.seq, Ordering::Release);
+        }
+        commit::replay(&core).await?;
+        let mut tasks = Vec::new();
+        if !core.config.read_only {
+            tasks.push(tokio::spawn(commit::uploader(core.clone())));
+        }
+        tasks.push(tokio::spawn(watch_changes(core.clone())));
+        Ok(Self {
+            core,
+            tasks: std::sync::Mutex::new(tasks),
+        })
+    }
+
+    /// Looks `name` up in `parent`; counts one kernel reference on success.
+    pub async fn lookup(&self, parent: Ino, name: &OsStr) -> FsResult<Attr> {
+        let c = &self.core;
+        let name = name.as_bytes();
+        let dir = c.id_of(parent)?;
+        let tag = seal::tag(&c.keys, dir, name)?;
+        let entry = match c
+            .remote
+            .call(Budget::Interactive, |api, t| async move {
+                api.lookup(&t, dir, &tag).await
+            })
+            .await
+        {
+            Ok(entry) => entry,
+            Err(e) if remote::is_transient(&e) => {
+                // Offline: answer from what this mount has seen.
+                let mut t = lock(&c.table);
+                let (ino, k) = t.remembered(parent, name).ok_or(FsError::from(e))?;
+                let attr = attr_of(ino, &k.attrs, k.nlink, k.updated_at);
+                t.remember(ino);
+                drop(t);
+                return Ok(match c.file(ino) {
+                    Some(f) => {
+                        let v = f.view();
+                        attr_of(ino, &v.attrs, v.nlink, 0)
+                    }
+                    None => attr,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if entry.tag != tag {
+            return Err(FsError::Integrity(
+                common::crypto::CryptoError::NameTagMismatch,
+            ));
+        }
+        let (ino, attr, _) = c.admit(parent, dir, &entry, Some(name))?;
+        lock(&c.table).remember(ino);
+        Ok(attr)
+    }
+
+    /// The kernel dropped `nlookup` references to `ino`.
+    pub fn forget(&self, ino: Ino, nlookup: u64) {
+        let keep = lock(&self.core.files).contains_key(&ino);
+        lock(&self.core.table).forget(ino, nlookup, keep);
+    }
+
+    /// Attributes of `ino`.
+    pub async fn getattr(&self, ino: Ino) -> FsResult<Attr> {
+        self.core.attr(ino).await
+    }
+
+    /// The open or changed state of file `ino`, created from the server's
+    /// current version when there is none (`revalidate`: refresh a clean
+    /// state from the server: close-to-open). Counts one handle on it: the
+    /// caller must [`Core::release_file`] it.
+    async fn file_state(&self, ino: Ino, revalidate: bool) -> FsResult<Arc<FileState>> {
+        let c = &self.core;
+        if let Some(f) = c.acquire_file(ino) {
+            if revalidate {
+                let mut inner = f.inner.lock().await;
+                if !inner.dirty && !inner.gone {
+                    match c.fetch(ino, f.node).await {
+                        Ok((info, attrs)) => {
+                            if info.version != inner.base_version {
+                                inner.rebase_clean(info.version, attrs);
+                                f.publish(&inner);
+                            }
+                        }
+                        // Offline: keep reading what we have.
+                        Err(e) if e.is_transient() => {}
+                        Err(e) => {
+                            drop(inner);
+                            c.release_file(&f);
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+            return Ok(f);
+        }
+        let (id, parent) = {
+            let t = lock(&c.table);
+            let slot = t.slot(ino)?;
+            (slot.id, t.id(slot.parent).unwrap_or(NodeId::ROOT))
+        };
+        let (info, attrs) = match c.fetch(ino, id).await {
+            Ok(x) => x,
+            Err(e) if e.is_transient() => {
+                let t = lock(&c.table);
+                let k = t.stale(ino).ok_or(e)?;
+                let info = common::api::tree::NodeInfo {
+                    id,
+                    kind: seal::wire_kind(k.attrs.kind),
+                    version: k.version,
+                    record: Vec::new().into(),
+                    size: 0,
+                    nlink: k.nlink,
+                    updated_at: k.updated_at,
+                };
+                (info, k.attrs.clone())
+            }
+            Err(e) => return Err(e),
+        };
+        match attrs.kind {
+            NodeKind::File => {}
+            NodeKind::Directory => return Err(FsError::IsADirectory),
+            _ => return Err(FsError::Invalid),
+        }
+        let name = lock(&c.table)
+            .slot(ino)
+            .map(|s| s.name.to_vec())
+            .unwrap_or_default();
+        let inner = FileInner::clean(id, info.version, attrs, parent, &name);
+        let fresh = FileState::new(id, ino, inner, info.nlink);
+        let mut files = lock(&c.files);
+        let f = files.entry(ino).or_insert(fresh).clone();
+        f.handles.fetch_add(1, Ordering::AcqRel);
+        Ok(f)
+    }
+
+    /// Changes attributes (chmod, chown, truncate, utimens).
+    pub async fn setattr(&self, ino: Ino, _fh: Option<Fh>, set: SetAttr) -> FsResult<Attr> {
+        let c = &self.core;
+        c.check_writable()?;
+        let file = match set.size {
+            Some(_) => Some(self.file_state(ino, false).await?),
+            None => c.acquire_file(ino),
+        };
+        let Some(file) = file else {
+            return Ok(c
+                .update_record(ino, |a| {
+                    apply_set(a, &set);
+                    Ok(())
+                })
+                .await?
+                .2);
+        };
+        let res = self.setattr_file(ino, &file, &set).await;
+        c.release_file(&file);
+        res
+    }
+
+    async fn setattr_file(&self, ino: Ino, file: &Arc<FileState>, set: &SetAttr) -> FsResult<Attr> {
+        let c = &self.core;
+        let mut inner = file.inner.lock().await;
+        if set.size.is_none() && !inner.dirty && !inner.gone {
+            // A clean file: change its record now.
+            drop(inner);
+            let (version, attrs, attr) = c
+                .update_record(ino, |a| {
+                    apply_set(a, set);
+                    Ok(())
+                })
+                .await?;
+            let mut inner = file.inner.lock().await;
+            if !inner.dirty {
+                inner.rebase_clean(version, attrs);
+                file.publish(&inner);
+            }
+            return Ok(attr);
+        }
+        if let Some(size) = set.size {
+            inner.truncate(&c.io(), size).await?;
+        }
+        apply_set(&mut inner.attrs, set);
+        inner.dirty = true;
+        inner.closed_seq = inner.seq;
+        inner.save(&c.journal, false)?;
+        file.publish(&inner);
+        c.mark_dirty(ino, staged_bytes(&inner));
+        let v = file.view();
+        Ok(attr_of(ino, &v.attrs, v.nlink, 0))
+    }
+
+    /// A symlink's target.
+    pub async fn readlink(&self, ino: Ino) -> FsResult<Vec<u8>> {
+        let (_, attrs, _, _) = self.core.known(ino).await?;
+        if attrs.kind != NodeKind::Symlink {
+            return Err(FsError::Invalid);
+        }
+        Ok(attrs.symlink_target)
+    }
+
+    /// Creates a node with its entry on the server.
+    async fn make(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        attrs: NodeAttributes,
+    ) -> FsResult<(Ino, Attr, NodeId, u32)> {
+        let c = &self.core;
+        c.check_writable()?;
+        let name = name.as_bytes();
+        let dir = c.id_of(parent)?;
+        let id = NodeId::random()?;
+        let req = CreateNodeRequest {
+            id,
+            kind: seal::wire_kind(attrs.kind),
+            record: seal::seal(&c.keys, id, 1, &attrs)?.into(),
+            entry: Some(EntrySpec {
+                parent: dir,
+                tag: seal::tag(&c.keys, dir, name)?,
+                encrypted_name: seal::encrypt(&c.keys, dir, id, name)?.into(),
+            }),
+        };
+        let res = c
+            .remote
+            .call(Budget::Interactive, |api, t| {
+                let req = req.clone();
+                async move { api.create_node(&t, &req).await }
+            })
+            .await;
+        let info = match res {
+            Ok(info) => info,
+            Err(e) if e.code() == Some(ErrorCode::Exists) => {
+                // Our own earlier try may have landed (the id is fresh).
+                match c
+                    .remote
+                    .call(Budget::Interactive, |api, t| async move {
+                        api.node(&t, id).await
+                    })
+                    .await
+                {
+                    Ok(info) => info,
+                    Err(_) => return Err(FsError::Exists),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut t = lock(&c.table);
+        let ino = t.ino_for(id, parent, name);
+        t.observe(ino, &info, attrs.clone())?;
+        t.remember(ino);
+        drop(t);
+        Ok((
+            ino,
+            attr_of(ino, &attrs, info.nlink, info.updated_at),
+            dir,
+            info.nlink,
+        ))
+    }
+
+    /// A FIFO, socket or empty regular file (`mode` carries the type bits).
+    pub async fn mknod(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        caller: Caller,
+    ) -> FsResult<Attr> {
+        let kind = match mode & libc::S_IFMT {
+            libc::S_IFIFO => NodeKind::Fifo,
+            libc::S_IFSOCK => NodeKind::Socket,
+            libc::S_IFREG | 0 => NodeKind::File,
+            _ => return Err(FsError::NotPermitted),
+        };
+        Ok(self
+            .make(parent, name, new_attrs(kind, mode & !umask, caller))
+            .await?
+            .1)
+    }
+
+    /// A directory.
+    pub async fn mkdir(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        caller: Caller,
+    ) -> FsResult<Attr> {
+        Ok(self
+            .make(
+                parent,
+                name,
+                new_attrs(NodeKind::Directory, mode & !umask, caller),
+            )
+            .await?
+            .1)
+    }
+
+    async fn remove(&self, parent: Ino, name: &OsStr, dir: bool) -> FsResult<()> {
+        let c = &self.core;
+        c.check_writable()?;
+        let pid = c.id_of(parent)?;
+        let tag = seal::tag(&c.keys, pid, name.as_bytes())?;
+        c.remote
+            .call(Budget::Interactive, |api, t| async move {
+                api.remove(&t, pid, &tag, dir).await
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a non-directory entry (an open file stays readable).
+    pub async fn unlink(&self, parent: Ino, name: &OsStr) -> FsResult<()> {
+        self.remove(parent, name, false).await
+    }
+
+    /// Removes an empty directory.
+    pub async fn rmdir(&self, parent: Ino, name: &OsStr) -> FsResult<()> {
+        self.remove(parent, name, true).await
+    }
+
+    /// A symbolic link to `target`.
+    pub async fn symlink(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        target: &[u8],
+        caller: Caller,
+    ) -> FsResult<Attr> {
+        if target.is_empty() {
+            return Err(FsError::NotFound);
+        }
+        if target.len() > MAX_SYMLINK_TARGET {
+            return Err(FsError::NameTooLong);
+        }
+        let mut attrs = new_attrs(NodeKind::Symlink, 0o777, caller);
+        attrs.symlink_target = target.to_vec();
+        attrs.size = target.len() as u64;
+        Ok(self.make(parent, name, attrs).await?.1)
+    }
+
+    /// Renames or moves an entry.
+    pub async fn rename(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        new_parent: Ino,
+        new_name: &OsStr,
+        how: RenameHow,
+    ) -> FsResult<()> {
+        let c = &self.core;
+        c.check_writable()?;
+        let (name, new_name) = (name.as_bytes(), new_name.as_bytes());
+        let src = c.id_of(parent)?;
+        let dst = c.id_of(new_parent)?;
+        let src_tag = seal::tag(&c.keys, src, name)?;
+        let dst_tag = seal::tag(&c.keys, dst, new_name)?;
+        let entry = c
+            .remote
+            .call(Budget::Interactive, |api, t| async move {
+                api.lookup(&t, src, &src_tag).await
+            })
+            .await?;
+        let (child_ino, _, _) = c.admit(parent, src, &entry, Some(name))?;
+        let child = entry.node.id;
+        let mut other = None;
+        let src_encrypted_name = if how == RenameHow::Exchange {
+            let target = c
+                .remote
+                .call(Budget::Interactive, |api, t| async move {
+                    api.lookup(&t, dst, &dst_tag).await
+                })
+                .await?;
+            let (ino, _, _) = c.admit(new_parent, dst, &target, Some(new_name))?;
+            other = Some(ino);
+            Some(seal::encrypt(&c.keys, src, target.node.id, name)?.into())
+        } else {
+            None
+        };
+        let req = RenameRequest {
+            src_parent: src,
+            src_tag,
+            dst_parent: dst,
+            dst_tag,
+            dst_encrypted_name: seal::encrypt(&c.keys, dst, child, new_name)?.into(),
+            src_encrypted_name,
+            mode: match how {
+                RenameHow::Replace => RenameMode::Replace,
+                RenameHow::NoReplace => RenameMode::NoReplace,
+                RenameHow::Exchange => RenameMode::Exchange,
+            },
+        };
+        c.remote
+            .call(Budget::Interactive, |api, t| {
+                let req = req.clone();
+                async move { api.rename(&t, &req).await }
+            })
+            .await?;
+        self.moved(child_ino, child, new_parent, dst, new_name)
+            .await;
+        if let Some(ino) = other {
+            let target = lock(&c.table).id(ino);
+            if let Ok(target) = target {
+                self.moved(ino, target, parent, src, name).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a node's new place (for `..` and conflict copies).
+    async fn moved(&self, ino: Ino, id: NodeId, parent: Ino, parent_id: NodeId, name: &[u8]) {
+        lock(&self.core.table).ino_for(id, parent, name);
+        if let Some(f) = self.core.file(ino) {
+            let mut inner = f.inner.lock().await;
+            inner.parent = parent_id;
+            inner.name = zeroize::Zeroizing::new(name.to_vec());
+        }
+    }
+
+    /// A hard link to `ino` as `new_parent/new_name`.
+    pub async fn link(&self, ino: Ino, new_parent: Ino, new_name: &OsStr) -> FsResult<Attr> {
+        let c = &self.core;
+        c.check_writable()?;
+        let name = new_name.as_bytes();
+        let child = c.id_of(ino)?;
+        let dir = c.id_of(new_parent)?;
+        let req = LinkRequest {
+            entry: EntrySpec {
+                parent: dir,
+                tag: seal::tag(&c.keys, dir, name)?,
+                encrypted_name: seal::encrypt(&c.keys, dir, child, name)?.into(),
+            },
+            child,
+        };
+        let info = c
+            .remote
+            .call(Budget::Interactive, |api, t| {
+                let req = req.clone();
+                async move { api.link(&t, &req).await }
+            })
+            .await?;
+        let attrs = seal::open(&c.keys, &info)?;
+        {
+            let mut t = lock(&c.table);
+            t.observe(ino, &info, attrs.clone())?;
+            t.remember(ino);
+        }
+        if let Some(f) = c.file(ino) {
+            let mut v = f.view.lock().unwrap_or_else(|p| p.into_inner());
+            v.nlink = info.nlink;
+            let attrs = v.attrs.clone();
+            drop(v);
+            return Ok(attr_of(ino, &attrs, info.nlink, 0));
+        }
+        Ok(attr_of(ino, &attrs, info.nlink, info.updated_at))
+    }
+
+    /// Opens a file (revalidating it against the server: close-to-open).
+    pub async fn open(&self, ino: Ino, mode: OpenMode) -> FsResult<Fh> {
+        let c = &self.core;
+        if mode.write || mode.truncate {
+            c.check_writable()?;
+        }
+        let file = self.file_state(ino, true).await?;
+        if mode.write && mode.truncate {
+            let mut inner = file.inner.lock().await;
+            if inner.size() > 0 {
+                let res = inner
+                    .truncate(&c.io(), 0)
+                    .await
+                    .and_then(|()| inner.save(&c.journal, false));
+                if let Err(e) = res {
+                    drop(inner);
+                    c.release_file(&file);
+                    return Err(e);
+                }
+                file.publish(&inner);
+                c.mark_dirty(ino, 0);
+            }
+        }
+        Ok(c.new_handle(Handle::File {
+            ino,
+            write: mode.write,
+            file,
+        }))
+    }
+
+    /// Creates and opens a file.
+    pub async fn create(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        open: OpenMode,
+        caller: Caller,
+    ) -> FsResult<(Attr, Fh)> {
+        let c = &self.core;
+        let attrs = new_attrs(NodeKind::File, mode & !umask, caller);
+        let (ino, attr, dir, nlink) = self.make(parent, name, attrs.clone()).await?;
+        let id = c.id_of(ino)?;
+        let inner = FileInner::clean(id, 1, attrs, dir, name.as_bytes());
+        let file = FileState::new(id, ino, inner, nlink);
+        file.handles.fetch_add(1, Ordering::AcqRel);
+        lock(&c.files).insert(ino, file.clone());
+        let fh = c.new_handle(Handle::File {
+            ino,
+            write: open.write,
+            file,
+        });
+        Ok((attr, fh))
+    }
+
+    fn handle_file(&self, ino: Ino, fh: Fh) -> FsResult<(Arc<FileState>, bool)> {
+        match lock(&self.core.handles).get(&fh) {
+            Some(Handle::File {
+                ino: i,
+                write,
+                file,
+            }) if *i == ino => Ok((file.clone(), *write)),
+            _ => Err(FsError::BadHandle),
+        }
+    }
+
+    /// Reads up to `size` bytes at `offset` (fewer only at end of file).
+    pub async fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let (file, _) = self.handle_file(ino, fh)?;
+        let inner = file.inner.lock().await;
+        let out = inner.read(&self.core.io(), offset, size).await?;
+        let end = offset + out.len() as u64;
+        // Sequential reading: fetch the next chunk's object ahead.
+        let sequential = file.last_read_end.swap(end, Ordering::Relaxed) == offset;
+        if sequential {
+            let next = (end / file::CHUNK + 1) * file::CHUNK;
+            if next < inner.base_limit
+                && let Some(obj) = inner.base.iter().find(|o| o.offset == next)
+            {
+                self.core.content.prefetch(file.node, obj.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes `data` at `offset`; returns the bytes written.
+    pub async fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let c = &self.core;
+        c.check_writable()?;
+        let (file, write) = self.handle_file(ino, fh)?;
+        if !write {
+            return Err(FsError::BadHandle);
+        }
+        let n = u32::try_from(data.len()).map_err(|_| FsError::TooBig)?;
+        let mut inner = file.inner.lock().await;
+        inner.write(&c.io(), offset, data).await?;
+        file.publish(&inner);
+        let ready = inner.ready_chunks();
+        let bytes = staged_bytes(&inner);
+        drop(inner);
+        lock(&c.dirty).insert(ino, bytes);
+        for k in ready {
+            tokio::spawn(commit::upload_early(c.clone(), file.clone(), k));
+        }
+        Ok(n)
+    }
+
+    /// `close()` of one descriptor: hands the changes to the uploader
+    /// (does not wait for the upload).
+    pub async fn flush(&self, ino: Ino, fh: Fh) -> FsResult<()> {
+        let Ok((file, _)) = self.handle_file(ino, fh) else {
+            return Ok(());
+        };
+        let mut inner = file.inner.lock().await;
+        if inner.dirty && !inner.gone {
+            inner.save(&self.core.journal, false)?;
+            inner.closed_seq = inner.seq;
+            let bytes = staged_bytes(&inner);
+            drop(inner);
+            self.core.mark_dirty(ino, bytes);
+        }
+        Ok(())
+    }
+
+    /// The last descriptor of a handle closed.
+    pub async fn release(&self, ino: Ino, fh: Fh) -> FsResult<()> {
+        let handle = lock(&self.core.handles).remove(&fh);
+        let Some(Handle::File { file, .. }) = handle else {
+            return Ok(());
+        };
+        let mut inner = file.inner.lock().await;
+        let res = if inner.dirty && !inner.gone {
+            inner.closed_seq = inner.seq;
+            let r = inner.save(&self.core.journal, false);
+            self.core.mark_dirty(ino, staged_bytes(&inner));
+            r
+        } else {
+            Ok(())
+        };
+        drop(inner);
+        self.core.release_file(&file);
+        res
+    }
+
+    /// Returns once data and metadata of `ino` are committed on the server.
+    pub async fn fsync(&self, ino: Ino, fh: Fh, _datasync: bool) -> FsResult<()> {
+        if self.handle_file(ino, fh).is_err() && self.core.file(ino).is_none() {
+            // Directories and clean files: every change is already on the
+            // server (metadata calls are synchronous).
+            return Ok(());
+        }
+        commit::commit_ino(Budget::Background, &self.core, ino).await
+    }
+
+    /// Preallocates (mode 0: extend the size; `KEEP_SIZE`: nothing to do;
+    /// other modes `EOPNOTSUPP`).
+    pub async fn fallocate(
+        &self,
+        ino: Ino,
+        fh: Fh,
+        offset: u64,
+        length: u64,
+        mode: i32,
+    ) -> FsResult<()> {
+        let c = &self.core;
+        c.check_writable()?;
+        let (file, _) = self.handle_file(ino, fh)?;
+        match mode {
+            0 => {}
+            libc::FALLOC_FL_KEEP_SIZE => return Ok(()),
+            _ => return Err(FsError::NotSupported),
+        }
+        let end = offset.checked_add(length).ok_or(FsError::TooBig)?;
+        let mut inner = file.inner.lock().await;
+        if end > inner.size() {
+            inner.truncate(&c.io(), end).await?;
+            file.publish(&inner);
+            let bytes = staged_bytes(&inner);
+            drop(inner);
+            lock(&c.dirty).insert(ino, bytes);
+        }
+        Ok(())
+    }
+
+    /// Opens a directory: takes a snapshot of its entries.
+    pub async fn opendir(&self, ino: Ino) -> FsResult<Fh> {
+        let c = &self.core;
+        let dir = c.id_of(ino)?;
+        let this = c.attr(ino).await?;
+        if this.kind != FileKind::Directory {
+            return Err(FsError::NotADirectory);
+        }
+        let parent_ino = lock(&c.table)
+            .slot(ino)
+            .map(|s| s.parent)
+            .unwrap_or(ROOT_INO);
+        let parent_attr = if parent_ino == ino {
+            this
+        } else {
+            c.attr(parent_ino).await.unwrap_or(this)
+        };
+        let mut entries = vec![
+            DirEntry {
+                offset: 1,
+                name: b".".to_vec(),
+                attr: this,
+            },
+            DirEntry {
+                offset: 2,
+                name: b"..".to_vec(),
+                attr: parent_attr,
+            },
+        ];
+        let mut after = None;
+        loop {
+            let query = ListQuery {
+                after,
+                limit: Some(1000),
+            };
+            let page = c
+                .remote
+                .call(Budget::Interactive, |api, t| async move {
+                    api.list(&t, dir, query).await
+                })
+                .await?;
+            for e in &page.entries {
+                let (child, attr, name) = c.admit(ino, dir, e, None)?;
+                let _ = child;
+                entries.push(DirEntry {
+                    offset: i64::try_from(entries.len() + 1).unwrap_or(i64::MAX),
+                    name: name.to_vec(),
+                    attr,
+                });
+            }
+            match page.next {
+                Some(n) if !page.entries.is_empty() => after = Some(n),
+                _ => break,
+            }
+        }
+        Ok(c.new_handle(Handle::Dir { entries }))
+    }
+
+    /// Entries after `offset` (0 = from the start), including `.` and `..`.
+    /// For readdirplus, call [`Vfs::remember`] for each entry other than
+    /// `.` and `..` actually passed to the kernel.
+    pub async fn readdir(&self, _ino: Ino, fh: Fh, offset: i64) -> FsResult<Vec<DirEntry>> {
+        match lock(&self.core.handles).get(&fh) {
+            Some(Handle::Dir { entries }) => Ok(entries
+                .iter()
+                .filter(|e| e.offset > offset)
+                .cloned()
+                .collect()),
+            _ => Err(FsError::BadHandle),
+        }
+    }
+
+    /// Counts one kernel reference for an entry readdirplus returned.
+    pub fn remember(&self, ino: Ino) {
+        lock(&self.core.table).remember(ino);
+    }
+
+    /// Closes a directory handle.
+    pub fn releasedir(&self, _ino: Ino, fh: Fh) {
+        lock(&self.core.handles).remove(&fh);
+    }
+
+    /// Filesystem totals.
+    pub async fn statfs(&self) -> FsResult<FsStats> {
+        let s = self
+            .core
+            .remote
+            .call(
+                Budget::Interactive,
+                |api, t| async move { api.statfs(&t).await },
+            )
+            .await?;
+        let bs = u64::from(BLOCK_SIZE);
+        let blocks = s.quota_bytes / bs;
+        let free = s.quota_bytes.saturating_sub(s.used_bytes) / bs;
+        Ok(FsStats {
+            blocks,
+            bfree: free,
+            bavail: free,
+            files: s.nodes,
+            ffree: u64::from(u32::MAX),
+            bsize: BLOCK_SIZE,
+            namelen: 255,
+        })
+    }
+
+    /// Applies `change` to the attributes of `ino`: through the file's
+    /// pending state when it has one, else straight to the server.
+    async fn change_attrs<F>(&self, ino: Ino, change: F) -> FsResult<()>
+    where
+        F: Fn(&mut NodeAttributes) -> FsResult<()>,
+    {
+        let c = &self.core;
+        c.check_writable()?;
+        let Some(file) = c.acquire_file(ino) else {
+            return c.update_record(ino, change).await.map(|_| ());
+        };
+        let res = self.change_file_attrs(ino, &file, change).await;
+        c.release_file(&file);
+        res
+    }
+
+    async fn change_file_attrs<F>(&self, ino: Ino, file: &Arc<FileState>, change: F) -> FsResult<()>
+    where
+        F: Fn(&mut NodeAttributes) -> FsResult<()>,
+    {
+        let c = &self.core;
+        let mut inner = file.inner.lock().await;
+        if inner.dirty && !inner.gone {
+            change(&mut inner.attrs)?;
+            inner.attrs.ctime = Timestamp::now();
+            inner.save(&c.journal, false)?;
+            file.publish(&inner);
+            c.mark_dirty(ino, staged_bytes(&inner));
+            return Ok(());
+        }
+        drop(inner);
+        let (version, attrs, _) = c.update_record(ino, change).await?;
+        let mut inner = file.inner.lock().await;
+        if !inner.dirty {
+            inner.rebase_clean(version, attrs);
+            file.publish(&inner);
+        }
+        Ok(())
+    }
+
+    async fn current_attrs(&self, ino: Ino) -> FsResult<NodeAttributes> {
+        if let Some(f) = self.core.file(ino) {
+            return Ok(f.view().attrs);
+        }
+        Ok(self.core.known(ino).await?.1)
+    }
+
+    /// Sets an extended attribute.
+    pub async fn setxattr(
+        &self,
+        ino: Ino,
+        name: &OsStr,
+        value: &[u8],
+        how: XattrHow,
+    ) -> FsResult<()> {
+        let name = name.as_bytes().to_vec();
+        check_xattr_name(&name)?;
+        if value.len() > MAX_XATTR_VALUE {
+            return Err(FsError::TooLarge);
+        }
+        let value = value.to_vec();
+        self.change_attrs(ino, move |a| {
+            match (how, a.xattrs.contains_key(&name)) {
+                (XattrHow::Create, true) => return Err(FsError::Exists),
+                (XattrHow::Replace, false) => return Err(FsError::NoAttribute),
+                _ => {}
+            }
+            a.xattrs.insert(name.clone(), value.clone());
+            if a.validate().is_err() {
+                return Err(FsError::NoSpace);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// An extended attribute's value.
+    pub async fn getxattr(&self, ino: Ino, name: &OsStr) -> FsResult<Vec<u8>> {
+        let attrs = self.current_attrs(ino).await?;
+        attrs
+            .xattrs
+            .get(name.as_bytes())
+            .cloned()
+            .ok_or(FsError::NoAttribute)
+    }
+
+    /// Every extended attribute name, each followed by a NUL.
+    pub async fn listxattr(&self, ino: Ino) -> FsResult<Vec<u8>> {
+        let attrs = self.current_attrs(ino).await?;
+        let mut out = Vec::new();
+        for name in attrs.xattrs.keys() {
+            out.extend_from_slice(name);
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    /// Removes an extended attribute.
+    pub async fn removexattr(&self, ino: Ino, name: &OsStr) -> FsResult<()> {
+        let name = name.as_bytes().to_vec();
+        self.change_attrs(ino, move |a| {
+            a.xattrs
+                .remove(&name)
+                .map(|_| ())
+                .ok_or(FsError::NoAttribute)
+        })
+        .await
+    }
+
+    /// Uploads and commits every pending change (unmount, `vault unmount`).
+    pub async fn sync_all(&self) -> FsResult<()> {
+        loop {
+            let dirty: Vec<Ino> = lock(&self.core.dirty).keys().copied().collect();
+            if dirty.is_empty() {
+                return Ok(());
+            }
+            for ino in dirty {
+                commit::commit_ino(Budget::Background, &self.core, ino).await?;
+            }
+        }
+    }
+
+    /// What is waiting to be uploaded.
+    pub fn pending(&self) -> Pending {
+        let d = lock(&self.core.dirty);
+        Pending {
+            files: d.len() as u64,
+            bytes: d.values().sum(),
+        }
+    }
+
+    /// Bytes of ciphertext in the disk cache.
+    pub fn cache_used(&self) -> u64 {
+        self.core.content.disk_used()
+    }
+
+    /// Stops background work (the journal stays for the next mount). The
+    /// keys are wiped when the `Vfs` is dropped.
+    pub async fn shutdown(&self) {
+        self.core.stopping.store(true, Ordering::Release);
+        self.core.upload_wake.notify_waiters();
+        let tasks = std::mem::take(&mut *lock(&self.tasks));
+        for t in tasks {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+impl<A: VaultApi + 'static> Drop for Vfs<A> {
+    fn drop(&mut self) {
+        for t in lock(&self.tasks).iter() {
+            t.abort();
+        }
+    }
+}
+
+/// Staged bytes of a file (for `pending`).
+fn staged_bytes(inner: &FileInner) -> u64 {
+    inner.staged.len() as u64 * file::SEG
+}
+
+/// Polls the change feed and drops cached state of nodes that changed, so
+/// the next `stat` or `open` sees them.
+async fn watch_changes<A: VaultApi + 'static>(core: Arc<Core<A>>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if core.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        let since = core.change_seq.load(Ordering::Acquire);
+        let page = core
+            .remote
+            .call(Budget::Interactive, |api, t| async move {
+                api.changes(&t, since, Some(1000)).await
+            })
+            .await;
+        let Ok(page) = page else { continue };
+        {
+            let mut t = lock(&core.table);
+            for ch in &page.changes {
+                t.invalidate(ch.node);
+                if let Some(p) = ch.parent {
+                    t.invalidate(p);
+                }
+            }
+        }
+        let next = page.changes.last().map_or(page.latest, |c| c.seq);
+        core.change_seq.store(next.max(since), Ordering::Release);
+    }
+}

@@ -1,0 +1,235 @@
+//! The inode table: which inode number stands for which node, how many
+//! references the kernel holds, the last name a node was seen under, and
+//! the node's last verified attributes.
+//!
+//! Inode numbers are handed out on first sight and never reused within a
+//! mount. Versions only move forward: a record older than one already
+//! verified is refused (a server rolling a node back is caught for as long
+//! as the mount remembers the node).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::NodeId;
+use common::api::tree::NodeInfo;
+use common::crypto::CryptoError;
+use common::crypto::attrs::NodeAttributes;
+use zeroize::Zeroizing;
+
+use super::error::{FsError, FsResult};
+use super::types::{Ino, ROOT_INO};
+
+/// How long verified attributes are trusted without asking the server
+/// (the change feed drops them earlier when the node changes).
+pub(crate) const ATTR_TTL: Duration = Duration::from_secs(1);
+
+/// A node's verified state.
+#[derive(Debug, Clone)]
+pub(crate) struct Known {
+    pub version: u64,
+    pub nlink: u32,
+    pub updated_at: i64,
+    pub attrs: NodeAttributes,
+    pub at: Instant,
+}
+
+/// A plaintext name as a map key, wiped when dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Name(Vec<u8>);
+
+impl Drop for Name {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+/// One inode.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub id: NodeId,
+    pub lookups: u64,
+    /// The directory it was last seen in (itself for the root).
+    pub parent: Ino,
+    /// The name it was last seen under (memory only; for conflict copies).
+    pub name: Zeroizing<Vec<u8>>,
+    pub known: Option<Known>,
+    /// The last verified state, kept when `known` is dropped.
+    pub stale: Option<Known>,
+    /// The highest version verified.
+    pub max_version: u64,
+}
+
+/// Every inode of the mount.
+#[derive(Debug)]
+pub(crate) struct Table {
+    by_ino: HashMap<Ino, Slot>,
+    by_id: HashMap<NodeId, Ino>,
+    /// (directory, name) → inode, for answering from memory while the
+    /// server cannot be reached.
+    by_name: HashMap<(Ino, Name), Ino>,
+    next: Ino,
+}
+
+impl Table {
+    pub(crate) fn new() -> Self {
+        let mut by_ino = HashMap::new();
+        by_ino.insert(
+            ROOT_INO,
+            Slot {
+                id: NodeId::ROOT,
+                lookups: 1,
+                parent: ROOT_INO,
+                name: Zeroizing::new(Vec::new()),
+                known: None,
+                stale: None,
+                max_version: 0,
+            },
+        );
+        let mut by_id = HashMap::new();
+        by_id.insert(NodeId::ROOT, ROOT_INO);
+        Self {
+            by_ino,
+            by_id,
+            by_name: HashMap::new(),
+            next: ROOT_INO + 1,
+        }
+    }
+
+    /// The node of `ino`.
+    pub(crate) fn id(&self, ino: Ino) -> FsResult<NodeId> {
+        self.by_ino.get(&ino).map(|s| s.id).ok_or(FsError::NotFound)
+    }
+
+    pub(crate) fn slot(&self, ino: Ino) -> FsResult<&Slot> {
+        self.by_ino.get(&ino).ok_or(FsError::NotFound)
+    }
+
+    pub(crate) fn slot_mut(&mut self, ino: Ino) -> FsResult<&mut Slot> {
+        self.by_ino.get_mut(&ino).ok_or(FsError::NotFound)
+    }
+
+    /// The inode of `id`, seen as `name` in `parent` (a new number on first
+    /// sight).
+    pub(crate) fn ino_for(&mut self, id: NodeId, parent: Ino, name: &[u8]) -> Ino {
+        if let Some(&ino) = self.by_id.get(&id) {
+            if let Some(slot) = self.by_ino.get_mut(&ino)
+                && ino != ROOT_INO
+                && (slot.parent != parent || slot.name.as_slice() != name)
+            {
+                let old = (slot.parent, Name(std::mem::take(&mut slot.name).to_vec()));
+                if self.by_name.get(&old) == Some(&ino) {
+                    self.by_name.remove(&old);
+                }
+                slot.parent = parent;
+                slot.name = Zeroizing::new(name.to_vec());
+                self.by_name.insert((parent, Name(name.to_vec())), ino);
+            }
+            return ino;
+        }
+        let ino = self.next;
+        self.by_name.insert((parent, Name(name.to_vec())), ino);
+        self.next += 1;
+        self.by_id.insert(id, ino);
+        self.by_ino.insert(
+            ino,
+            Slot {
+                id,
+                lookups: 0,
+                parent,
+                name: Zeroizing::new(name.to_vec()),
+                known: None,
+                stale: None,
+                max_version: 0,
+            },
+        );
+        ino
+    }
+
+    /// Records a verified record of `ino`; refuses one older than a version
+    /// already seen.
+    pub(crate) fn observe(
+        &mut self,
+        ino: Ino,
+        info: &NodeInfo,
+        attrs: NodeAttributes,
+    ) -> FsResult<()> {
+        let slot = self.slot_mut(ino)?;
+        if info.version < slot.max_version {
+            tracing::error!(node = %slot.id, seen = slot.max_version, served = info.version, "server served an older version of a node");
+            return Err(FsError::Integrity(CryptoError::Malformed {
+                what: "node",
+                reason: "version older than one already seen (rollback)",
+            }));
+        }
+        slot.max_version = info.version;
+        let known = Known {
+            version: info.version,
+            nlink: info.nlink,
+            updated_at: info.updated_at,
+            attrs,
+            at: Instant::now(),
+        };
+        slot.stale = Some(known.clone());
+        slot.known = Some(known);
+        Ok(())
+    }
+
+    /// Fresh verified state of `ino`, if any.
+    pub(crate) fn fresh(&self, ino: Ino) -> Option<&Known> {
+        self.by_ino
+            .get(&ino)
+            .and_then(|s| s.known.as_ref())
+            .filter(|k| k.at.elapsed() < ATTR_TTL)
+    }
+
+    /// The inode last seen as `name` in `parent`, with its last verified
+    /// state however old (for when the server cannot be reached).
+    pub(crate) fn remembered(&self, parent: Ino, name: &[u8]) -> Option<(Ino, &Known)> {
+        let ino = *self.by_name.get(&(parent, Name(name.to_vec())))?;
+        let known = self.by_ino.get(&ino)?.stale.as_ref()?;
+        Some((ino, known))
+    }
+
+    /// The last verified state of `ino` however old.
+    pub(crate) fn stale(&self, ino: Ino) -> Option<&Known> {
+        self.by_ino.get(&ino)?.stale.as_ref()
+    }
+
+    /// Drops the cached state of `id` (it changed on the server).
+    pub(crate) fn invalidate(&mut self, id: NodeId) {
+        if let Some(ino) = self.by_id.get(&id)
+            && let Some(slot) = self.by_ino.get_mut(ino)
+        {
+            slot.known = None;
+        }
+    }
+
+    /// One more kernel reference.
+    pub(crate) fn remember(&mut self, ino: Ino) {
+        if let Some(s) = self.by_ino.get_mut(&ino) {
+            s.lookups += 1;
+        }
+    }
+
+    /// The kernel dropped `n` references; the slot goes when none are left
+    /// and `keep` (open or dirty files) says so.
+    pub(crate) fn forget(&mut self, ino: Ino, n: u64, keep: bool) {
+        if ino == ROOT_INO {
+            return;
+        }
+        let gone = match self.by_ino.get_mut(&ino) {
+            Some(s) => {
+                s.lookups = s.lookups.saturating_sub(n);
+                s.lookups == 0 && !keep
+            }
+            None => false,
+        };
+        if gone && let Some(s) = self.by_ino.remove(&ino) {
+            self.by_id.remove(&s.id);
+            let key = (s.parent, Name(s.name.to_vec()));
+            if self.by_name.get(&key) == Some(&ino) {
+                self.by_name.remove(&key);
+            }
+        }
+    }
+}

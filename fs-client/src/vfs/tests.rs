@@ -1,0 +1,670 @@
+//! Unit tests of the filesystem logic against the in-memory fake server,
+//! and a reference-model property test: random operation sequences are run
+//! on [`Vfs`] and on a plain in-memory model, and every read must agree.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::Path;
+use std::sync::Arc;
+
+use common::crypto::subkeys::{VaultKey, VaultSubkeys};
+use proptest::prelude::*;
+
+use super::*;
+use crate::api::fake::Injected;
+use crate::api::fake_tree::FakeVault;
+use crate::api::{AccessToken, StaticToken};
+
+fn keys() -> VaultSubkeys {
+    VaultKey::from_bytes([7; 32]).subkeys().unwrap()
+}
+
+fn config(dir: &Path) -> VfsConfig {
+    VfsConfig {
+        journal_dir: dir.join("journal"),
+        cache_dir: dir.join("cache"),
+        cache_bytes: 64 << 20,
+        memory_cache_bytes: 16 << 20,
+        read_only: false,
+        upload_parallelism: 4,
+    }
+}
+
+async fn start(fake: &Arc<FakeVault>, dir: &Path) -> Vfs<FakeVault> {
+    start_with(fake, config(dir)).await
+}
+
+async fn start_with(fake: &Arc<FakeVault>, config: VfsConfig) -> Vfs<FakeVault> {
+    let token = AccessToken::new("t".into());
+    Vfs::start(fake.clone(), Arc::new(StaticToken(token)), keys(), config)
+        .await
+        .unwrap()
+}
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+const ME: Caller = Caller {
+    uid: 1000,
+    gid: 1000,
+};
+const RW: OpenMode = OpenMode {
+    write: true,
+    truncate: false,
+    append: false,
+};
+
+async fn write_file(v: &Vfs<FakeVault>, parent: Ino, name: &str, data: &[u8]) -> Ino {
+    let (attr, fh) = v
+        .create(parent, os(name), 0o644, 0o022, RW, ME)
+        .await
+        .unwrap();
+    let mut off = 0;
+    for chunk in data.chunks(128 * 1024) {
+        v.write(attr.ino, fh, off, chunk).await.unwrap();
+        off += chunk.len() as u64;
+    }
+    v.flush(attr.ino, fh).await.unwrap();
+    v.release(attr.ino, fh).await.unwrap();
+    attr.ino
+}
+
+async fn read_file(v: &Vfs<FakeVault>, ino: Ino) -> FsResult<Vec<u8>> {
+    let fh = v.open(ino, OpenMode::default()).await?;
+    let size = v.getattr(ino).await?.size;
+    let mut out = Vec::new();
+    while (out.len() as u64) < size {
+        let chunk = v.read(ino, fh, out.len() as u64, 200_000).await?;
+        if chunk.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&chunk);
+    }
+    v.release(ino, fh).await?;
+    Ok(out)
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+#[tokio::test]
+async fn files_round_trip_through_a_fresh_mount() {
+    let fake = Arc::new(FakeVault::new());
+    let d1 = tempfile::tempdir().unwrap();
+    let v = start(&fake, d1.path()).await;
+    let small = b"hello, vault".to_vec();
+    let big = pattern(9 * 1024 * 1024 + 12345, 3);
+    write_file(&v, ROOT_INO, "small.txt", &small).await;
+    write_file(&v, ROOT_INO, "big.bin", &big).await;
+    let dir = v
+        .mkdir(ROOT_INO, os("docs"), 0o755, 0o022, ME)
+        .await
+        .unwrap();
+    write_file(&v, dir.ino, "inner", b"inside").await;
+    v.sync_all().await.unwrap();
+    assert_eq!(v.pending(), Pending::default());
+    v.shutdown().await;
+    drop(v);
+    fake.check_invariants().unwrap();
+
+    // A second machine: nothing cached, nothing in its journal.
+    let d2 = tempfile::tempdir().unwrap();
+    let w = start(&fake, d2.path()).await;
+    let a = w.lookup(ROOT_INO, os("small.txt")).await.unwrap();
+    assert_eq!(a.size, small.len() as u64);
+    assert_eq!(a.perm, 0o644);
+    assert_eq!(read_file(&w, a.ino).await.unwrap(), small);
+    let b = w.lookup(ROOT_INO, os("big.bin")).await.unwrap();
+    assert_eq!(read_file(&w, b.ino).await.unwrap(), big);
+    let d = w.lookup(ROOT_INO, os("docs")).await.unwrap();
+    assert_eq!(d.kind, FileKind::Directory);
+    let i = w.lookup(d.ino, os("inner")).await.unwrap();
+    assert_eq!(read_file(&w, i.ino).await.unwrap(), b"inside");
+    let fh = w.opendir(ROOT_INO).await.unwrap();
+    let mut names: Vec<Vec<u8>> = w
+        .readdir(ROOT_INO, fh, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            b".".to_vec(),
+            b"..".to_vec(),
+            b"big.bin".to_vec(),
+            b"docs".to_vec(),
+            b"small.txt".to_vec()
+        ]
+    );
+    assert!(matches!(
+        w.lookup(ROOT_INO, os("missing")).await,
+        Err(FsError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn overwrites_truncation_and_holes() {
+    let fake = Arc::new(FakeVault::new());
+    let d = tempfile::tempdir().unwrap();
+    let v = start(&fake, d.path()).await;
+    let mut model = pattern(5 * 1024 * 1024, 1);
+    let ino = write_file(&v, ROOT_INO, "f", &model).await;
+    v.sync_all().await.unwrap();
+    let fh = v.open(ino, RW).await.unwrap();
+    // Overwrite across a segment and a chunk boundary.
+    let at = (4 << 20) - 100;
+    v.write(ino, fh, at, &[9u8; 300]).await.unwrap();
+    model[at as usize..at as usize + 300].fill(9);
+    // Truncate down into the middle of a segment, then extend with a hole.
+    v.setattr(
+        ino,
+        Some(fh),
+        SetAttr {
+            size: Some(100_000),
+            ..SetAttr::default()
+        },
+    )
+    .await
+    .unwrap();
+    model.truncate(100_000);
+    v.write(ino, fh, 6_000_000, b"tail").await.unwrap();
+    model.resize(6_000_000, 0);
+    model.extend_from_slice(b"tail");
+    assert_eq!(
+        v.read(ino, fh, 99_990, 20).await.unwrap(),
+        model[99_990..100_010].to_vec()
+    );
+    v.fsync(ino, fh, false).await.unwrap();
+    v.release(ino, fh).await.unwrap();
+    v.shutdown().await;
+    let d2 = tempfile::tempdir().unwrap();
+    let w = start(&fake, d2.path()).await;
+    let a = w.lookup(ROOT_INO, os("f")).await.unwrap();
+    assert_eq!(a.size, model.len() as u64);
+    assert_eq!(read_file(&w, a.ino).await.unwrap(), model);
+    fake.check_invariants().unwrap();
+}
+
+#[tokio::test]
+async fn names_links_renames_and_xattrs() {
+    let fake = Arc::new(FakeVault::new());
+    let d = tempfile::tempdir().unwrap();
+    let v = start(&fake, d.path()).await;
+    let a = write_file(&v, ROOT_INO, "a", b"A").await;
+    write_file(&v, ROOT_INO, "b", b"B").await;
+    let sub = v.mkdir(ROOT_INO, os("sub"), 0o700, 0, ME).await.unwrap();
+    // Rename over an existing file.
+    v.rename(ROOT_INO, os("a"), ROOT_INO, os("b"), RenameHow::Replace)
+        .await
+        .unwrap();
+    let b = v.lookup(ROOT_INO, os("b")).await.unwrap();
+    assert_eq!(b.ino, a);
+    assert_eq!(read_file(&v, b.ino).await.unwrap(), b"A");
+    assert!(matches!(
+        v.lookup(ROOT_INO, os("a")).await,
+        Err(FsError::NotFound)
+    ));
+    write_file(&v, ROOT_INO, "c", b"C").await;
+    assert!(matches!(
+        v.rename(ROOT_INO, os("b"), ROOT_INO, os("c"), RenameHow::NoReplace)
+            .await,
+        Err(FsError::Exists)
+    ));
+    v.rename(ROOT_INO, os("b"), ROOT_INO, os("c"), RenameHow::Exchange)
+        .await
+        .unwrap();
+    let c = v.lookup(ROOT_INO, os("c")).await.unwrap();
+    assert_eq!(read_file(&v, c.ino).await.unwrap(), b"A");
+    // Into a subdirectory, a hard link, and unlink of one name.
+    v.rename(ROOT_INO, os("c"), sub.ino, os("moved"), RenameHow::Replace)
+        .await
+        .unwrap();
+    let l = v.link(c.ino, ROOT_INO, os("hard")).await.unwrap();
+    assert_eq!(l.nlink, 2);
+    v.unlink(sub.ino, os("moved")).await.unwrap();
+    let h = v.lookup(ROOT_INO, os("hard")).await.unwrap();
+    assert_eq!(read_file(&v, h.ino).await.unwrap(), b"A");
+    // A directory into its own subtree is refused; a non-empty rmdir too.
+    let deep = v.mkdir(sub.ino, os("deep"), 0o755, 0, ME).await.unwrap();
+    assert!(matches!(
+        v.rename(ROOT_INO, os("sub"), deep.ino, os("x"), RenameHow::Replace)
+            .await,
+        Err(FsError::Invalid)
+    ));
+    assert!(matches!(
+        v.rmdir(ROOT_INO, os("sub")).await,
+        Err(FsError::NotEmpty)
+    ));
+    // Symlinks and special files.
+    let s = v
+        .symlink(ROOT_INO, os("link"), b"../target", ME)
+        .await
+        .unwrap();
+    assert_eq!(s.kind, FileKind::Symlink);
+    assert_eq!(v.readlink(s.ino).await.unwrap(), b"../target");
+    let fifo = v
+        .mknod(ROOT_INO, os("pipe"), libc::S_IFIFO | 0o600, 0, ME)
+        .await
+        .unwrap();
+    assert_eq!(fifo.kind, FileKind::Fifo);
+    // Extended attributes on a clean file and a directory.
+    v.setxattr(h.ino, os("user.colour"), b"blue", XattrHow::Set)
+        .await
+        .unwrap();
+    assert!(matches!(
+        v.setxattr(h.ino, os("user.colour"), b"red", XattrHow::Create)
+            .await,
+        Err(FsError::Exists)
+    ));
+    assert!(matches!(
+        v.setxattr(h.ino, os("user.size"), b"1", XattrHow::Replace)
+            .await,
+        Err(FsError::NoAttribute)
+    ));
+    v.setxattr(sub.ino, os("user.dir"), b"yes", XattrHow::Set)
+        .await
+        .unwrap();
+    assert_eq!(v.getxattr(h.ino, os("user.colour")).await.unwrap(), b"blue");
+    assert_eq!(v.listxattr(h.ino).await.unwrap(), b"user.colour\0");
+    v.removexattr(h.ino, os("user.colour")).await.unwrap();
+    assert!(matches!(
+        v.getxattr(h.ino, os("user.colour")).await,
+        Err(FsError::NoAttribute)
+    ));
+    // chmod and utimens persist.
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    let set = SetAttr {
+        mode: Some(0o600),
+        mtime: Some(SetTime::At(t)),
+        ..SetAttr::default()
+    };
+    v.setattr(h.ino, None, set).await.unwrap();
+    v.sync_all().await.unwrap();
+    v.shutdown().await;
+    let d2 = tempfile::tempdir().unwrap();
+    let w = start(&fake, d2.path()).await;
+    let h2 = w.lookup(ROOT_INO, os("hard")).await.unwrap();
+    assert_eq!(h2.perm, 0o600);
+    assert_eq!(h2.mtime, t);
+    let sub2 = w.lookup(ROOT_INO, os("sub")).await.unwrap();
+    assert_eq!(w.getxattr(sub2.ino, os("user.dir")).await.unwrap(), b"yes");
+    fake.check_invariants().unwrap();
+}
+
+#[tokio::test]
+async fn an_open_file_stays_readable_after_unlink() {
+    let fake = Arc::new(FakeVault::new());
+    let d = tempfile::tempdir().unwrap();
+    let v = start(&fake, d.path()).await;
+    let data = pattern(300_000, 5);
+    let ino = write_file(&v, ROOT_INO, "doomed", &data).await;
+    v.sync_all().await.unwrap();
+    let fh = v.open(ino, OpenMode::default()).await.unwrap();
+    v.unlink(ROOT_INO, os("doomed")).await.unwrap();
+    assert_eq!(v.read(ino, fh, 0, 300_000).await.unwrap(), data);
+    v.release(ino, fh).await.unwrap();
+}
+
+#[tokio::test]
+async fn cached_files_stay_readable_while_the_server_is_unreachable() {
+    let fake = Arc::new(FakeVault::new());
+    let d = tempfile::tempdir().unwrap();
+    let v = start(&fake, d.path()).await;
+    let data = pattern(6 * 1024 * 1024, 4);
+    let ino = write_file(&v, ROOT_INO, "cached", &data).await;
+    v.sync_all().await.unwrap();
+    assert_eq!(read_file(&v, ino).await.unwrap(), data);
+    for _ in 0..100_000 {
+        fake.fail_next(Injected::Unreachable);
+    }
+    let a = v.lookup(ROOT_INO, os("cached")).await.unwrap();
+    assert_eq!(a.ino, ino);
+    assert_eq!(read_file(&v, ino).await.unwrap(), data);
+    // Writes to an open file queue in the journal meanwhile.
+    let fh = v.open(ino, RW).await.unwrap();
+    v.write(ino, fh, 0, b"offline edit").await.unwrap();
+    v.release(ino, fh).await.unwrap();
+    assert!(matches!(
+        v.lookup(ROOT_INO, os("never-seen")).await,
+        Err(FsError::Api(_))
+    ));
+    fake.clear_failures();
+    v.sync_all().await.unwrap();
+    v.shutdown().await;
+    let d2 = tempfile::tempdir().unwrap();
+    let w = start(&fake, d2.path()).await;
+    let b = w.lookup(ROOT_INO, os("cached")).await.unwrap();
+    let mut want = data;
+    want[..12].copy_from_slice(b"offline edit");
+    assert_eq!(read_file(&w, b.ino).await.unwrap(), want);
+}
+
+#[tokio::test]
+async fn a_tampering_server_gives_errors_not_data() {
+    let fake = Arc::new(FakeVault::new());
+    let d = tempfile::tempdir().unwrap();
+    let v = start(&fake, d.path()).await;
+    write_file(&v, ROOT_INO, "f", &pattern(200_000, 9)).await;
+    v.sync_all().await.unwrap();
+    v.shutdown().await;
+    assert!(
+        fake.tamper_objects(|b| {
+            let i = b.len() / 2;
+            b[i] ^= 1;
+        }) > 0
+    );
+    let d2 = tempfile::tempdir().unwrap();
+    let w = start(&fake, d2.path()).await;
+    let a = w.lookup(ROOT_INO, os("f")).await.unwrap();
+    let fh = w.open(a.ino, OpenMode::default()).await.unwrap();
+    let err = w.read(a.ino, fh, 0, 4096).await.unwrap_err();
+    assert_eq!(err.errno(), libc::EIO, "{err:?}");
+}
+
+#[tokio::test]
+async fn closed_files_survive_a_crash_before_upload() {
+    let fake = Arc::new(FakeVault::new());
+    let d = tempfile::tempdir().unwrap();
+    let data = pattern(5 * 1024 * 1024 + 7, 2);
+    {
+        let v = start(&fake, d.path()).await;
+        // The server goes away: nothing can be uploaded.
+        for _ in 0..10_000 {
+            fake.fail_next(Injected::Unreachable);
+        }
+        let (attr, fh) = match v.create(ROOT_INO, os("precious"), 0o600, 0, RW, ME).await {
+            Ok(x) => x,
+            Err(_) => {
+                // create needs the server; let it through, then cut it off.
+                fake.clear_failures();
+                let x = v
+                    .create(ROOT_INO, os("precious"), 0o600, 0, RW, ME)
+                    .await
+                    .unwrap();
+                for _ in 0..10_000 {
+                    fake.fail_next(Injected::Unreachable);
+                }
+                x
+            }
+        };
+        v.write(attr.ino, fh, 0, &data).await.unwrap();
+        v.flush(attr.ino, fh).await.unwrap();
+        v.release(attr.ino, fh).await.unwrap();
+        assert!(v.pending().files >= 1);
+        // The daemon dies here: no sync; its tasks just stop.
+        v.shutdown().await;
+    }
+    fake.clear_failures();
+    // The journal holds ciphertext only.
+    for entry in std::fs::read_dir(d.path().join("journal")).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!bytes.windows(64).any(|w| w == &data[1000..1064]));
+        assert!(!bytes.windows(8).any(|w| w == b"precious"));
+    }
+    // The next run (a new process: a fresh cache lock) replays it.
+    let cache = tempfile::tempdir().unwrap();
+    let v = start_with(
+        &fake,
+        VfsConfig {
+            cache_dir: cache.path().into(),
+            ..config(d.path())
+        },
+    )
+    .await;
+    v.sync_all().await.unwrap();
+    let d2 = tempfile::tempdir().unwrap();
+    let w = start(&fake, d2.path()).await;
+    let a = w.lookup(ROOT_INO, os("precious")).await.unwrap();
+    assert_eq!(read_file(&w, a.ino).await.unwrap(), data);
+}
+
+#[tokio::test]
+async fn concurrent_edits_keep_a_conflict_copy() {
+    let fake = Arc::new(FakeVault::new());
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let v = start(&fake, d1.path()).await;
+    write_file(&v, ROOT_INO, "shared", b"original").await;
+    v.sync_all().await.unwrap();
+    let w = start(&fake, d2.path()).await;
+    let a = v.lookup(ROOT_INO, os("shared")).await.unwrap();
+    let b = w.lookup(ROOT_INO, os("shared")).await.unwrap();
+    let fa = v.open(a.ino, RW).await.unwrap();
+    let fb = w.open(b.ino, RW).await.unwrap();
+    v.write(a.ino, fa, 0, b"from A!!").await.unwrap();
+    w.write(b.ino, fb, 0, b"from B!!").await.unwrap();
+    v.fsync(a.ino, fa, false).await.unwrap();
+    w.fsync(b.ino, fb, false).await.unwrap();
+    v.release(a.ino, fa).await.unwrap();
+    w.release(b.ino, fb).await.unwrap();
+    let d3 = tempfile::tempdir().unwrap();
+    let x = start(&fake, d3.path()).await;
+    let fh = x.opendir(ROOT_INO).await.unwrap();
+    let entries = x.readdir(ROOT_INO, fh, 2).await.unwrap();
+    assert_eq!(entries.len(), 2, "the file and one conflict copy");
+    let mut contents = Vec::new();
+    for e in &entries {
+        contents.push(read_file(&x, e.attr.ino).await.unwrap());
+    }
+    contents.sort();
+    assert_eq!(contents, vec![b"from A!!".to_vec(), b"from B!!".to_vec()]);
+    let copy = entries.iter().find(|e| e.name != b"shared").unwrap();
+    assert!(String::from_utf8_lossy(&copy.name).starts_with("shared (conflicted copy "));
+}
+
+#[tokio::test]
+async fn nothing_plaintext_reaches_the_server() {
+    let fake = Arc::new(FakeVault::new());
+    let d = tempfile::tempdir().unwrap();
+    let v = start(&fake, d.path()).await;
+    let marker = b"TOP-SECRET-MARKER-0123456789".repeat(100);
+    let dir = v
+        .mkdir(ROOT_INO, os("secret-plans-dir"), 0o755, 0, ME)
+        .await
+        .unwrap();
+    let ino = write_file(&v, dir.ino, "secret-plan-XYZ.txt", &marker).await;
+    v.setxattr(
+        ino,
+        os("user.secret-xattr"),
+        b"XATTR-VALUE-MARKER",
+        XattrHow::Set,
+    )
+    .await
+    .unwrap();
+    v.symlink(ROOT_INO, os("lnk"), b"SYMLINK-TARGET-MARKER", ME)
+        .await
+        .unwrap();
+    v.sync_all().await.unwrap();
+    let all = fake.all_bytes();
+    for needle in [
+        &b"TOP-SECRET-MARKER"[..],
+        b"secret-plan",
+        b"secret-xattr",
+        b"XATTR-VALUE-MARKER",
+        b"SYMLINK-TARGET-MARKER",
+    ] {
+        assert!(
+            !all.windows(needle.len()).any(|w| w == needle),
+            "{:?} leaked",
+            String::from_utf8_lossy(needle)
+        );
+    }
+}
+
+// ---- reference model ----
+
+#[derive(Debug, Clone)]
+enum Op {
+    Create(u8),
+    Write(u8, u32, u32, u8),
+    Truncate(u8, u32),
+    Read(u8, u32, u32),
+    Unlink(u8),
+    Rename(u8, u8),
+    Fsync(u8),
+    Remount,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let name = 0u8..4;
+    // Offsets reach past one 4 MiB chunk; writes span segment boundaries.
+    let off = prop_oneof![
+        0u32..200_000,
+        (4u32 << 20) - 70_000..(4 << 20) + 70_000,
+        0u32..9_000_000
+    ];
+    prop_oneof![
+        2 => name.clone().prop_map(Op::Create),
+        5 => (name.clone(), off.clone(), 1u32..150_000, any::<u8>()).prop_map(|(n, o, l, b)| Op::Write(n, o, l, b)),
+        2 => (name.clone(), off.clone()).prop_map(|(n, s)| Op::Truncate(n, s)),
+        4 => (name.clone(), off, 1u32..300_000).prop_map(|(n, o, l)| Op::Read(n, o, l)),
+        1 => name.clone().prop_map(Op::Unlink),
+        1 => (name.clone(), name.clone()).prop_map(|(a, b)| Op::Rename(a, b)),
+        1 => name.prop_map(Op::Fsync),
+        1 => Just(Op::Remount),
+    ]
+}
+
+fn fname(n: u8) -> String {
+    format!("file-{n}")
+}
+
+async fn run_model(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let fake = Arc::new(FakeVault::new());
+    let d = tempfile::tempdir().unwrap();
+    let mut v = start(&fake, d.path()).await;
+    let mut model: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
+    for op in ops {
+        match op {
+            Op::Create(n) => {
+                let r = v.create(ROOT_INO, os(&fname(n)), 0o644, 0, RW, ME).await;
+                if let std::collections::btree_map::Entry::Vacant(e) = model.entry(n) {
+                    let (a, fh) = r.unwrap();
+                    v.release(a.ino, fh).await.unwrap();
+                    e.insert(Vec::new());
+                } else {
+                    prop_assert!(matches!(r, Err(FsError::Exists)));
+                }
+            }
+            Op::Write(n, off, len, byte) => {
+                let Some(m) = model.get_mut(&n) else { continue };
+                let a = v.lookup(ROOT_INO, os(&fname(n))).await.unwrap();
+                let fh = v.open(a.ino, RW).await.unwrap();
+                let data: Vec<u8> = (0..len).map(|i| byte.wrapping_add(i as u8)).collect();
+                v.write(a.ino, fh, u64::from(off), &data).await.unwrap();
+                v.flush(a.ino, fh).await.unwrap();
+                v.release(a.ino, fh).await.unwrap();
+                let end = off as usize + len as usize;
+                if m.len() < end {
+                    m.resize(end, 0);
+                }
+                m[off as usize..end].copy_from_slice(&data);
+            }
+            Op::Truncate(n, size) => {
+                let Some(m) = model.get_mut(&n) else { continue };
+                let a = v.lookup(ROOT_INO, os(&fname(n))).await.unwrap();
+                v.setattr(
+                    a.ino,
+                    None,
+                    SetAttr {
+                        size: Some(u64::from(size)),
+                        ..SetAttr::default()
+                    },
+                )
+                .await
+                .unwrap();
+                m.resize(size as usize, 0);
+            }
+            Op::Read(n, off, len) => {
+                let Some(m) = model.get(&n) else { continue };
+                let a = v.lookup(ROOT_INO, os(&fname(n))).await.unwrap();
+                prop_assert_eq!(a.size, m.len() as u64);
+                let fh = v.open(a.ino, OpenMode::default()).await.unwrap();
+                let got = v.read(a.ino, fh, u64::from(off), len).await.unwrap();
+                v.release(a.ino, fh).await.unwrap();
+                let start = (off as usize).min(m.len());
+                let end = (off as usize + len as usize).min(m.len());
+                prop_assert!(
+                    got == m[start..end],
+                    "read {} bytes at {} of {}",
+                    len,
+                    off,
+                    fname(n)
+                );
+            }
+            Op::Unlink(n) => {
+                let r = v.unlink(ROOT_INO, os(&fname(n))).await;
+                prop_assert_eq!(r.is_ok(), model.remove(&n).is_some());
+            }
+            Op::Rename(a, b) => {
+                let r = v
+                    .rename(
+                        ROOT_INO,
+                        os(&fname(a)),
+                        ROOT_INO,
+                        os(&fname(b)),
+                        RenameHow::Replace,
+                    )
+                    .await;
+                if let Some(data) = model.remove(&a) {
+                    r.unwrap();
+                    model.insert(b, data);
+                } else {
+                    prop_assert!(r.is_err());
+                }
+            }
+            Op::Fsync(n) => {
+                if model.contains_key(&n) {
+                    let a = v.lookup(ROOT_INO, os(&fname(n))).await.unwrap();
+                    let fh = v.open(a.ino, OpenMode::default()).await.unwrap();
+                    v.fsync(a.ino, fh, false).await.unwrap();
+                    v.release(a.ino, fh).await.unwrap();
+                }
+            }
+            Op::Remount => {
+                v.sync_all().await.unwrap();
+                v.shutdown().await;
+                v = start(&fake, tempfile::tempdir().unwrap().keep().as_path()).await;
+            }
+        }
+    }
+    v.sync_all().await.unwrap();
+    v.shutdown().await;
+    fake.check_invariants().map_err(TestCaseError::fail)?;
+    // Everything the model has, a fresh mount reads back.
+    let d2 = tempfile::tempdir().unwrap();
+    let w = start(&fake, d2.path()).await;
+    for (n, data) in &model {
+        let a = w.lookup(ROOT_INO, os(&fname(*n))).await.unwrap();
+        prop_assert!(
+            read_file(&w, a.ino).await.unwrap() == *data,
+            "{} differs after remount",
+            fname(*n)
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, max_shrink_iters: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_filesystem_agrees_with_a_simple_model(ops in prop::collection::vec(op(), 1..40)) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(run_model(ops))?;
+    }
+}
