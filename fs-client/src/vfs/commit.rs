@@ -128,7 +128,17 @@ pub(crate) async fn commit_locked<A: VaultApi + 'static>(
             .await;
         match res {
             Ok(info) => {
-                lock(&core.table).observe(file.ino, &info, attrs.clone())?;
+                {
+                    let mut t = lock(&core.table);
+                    t.observe(file.ino, &info, attrs.clone())?;
+                    // The kernel's pages came from our own writes: still
+                    // right for the version we just made.
+                    if let Ok(slot) = t.slot_mut(file.ino)
+                        && slot.kernel_version == inner.base_version
+                    {
+                        slot.kernel_version = info.version;
+                    }
+                }
                 inner.rebase_clean(info.version, attrs);
                 inner.clear_pending(&core.journal)?;
                 file.publish(inner);
@@ -317,7 +327,7 @@ pub(crate) async fn upload_early<A: VaultApi + 'static>(
     file: Arc<FileState>,
     k: u64,
 ) {
-    let Ok(permit) = core.content.upload_permit().await else {
+    let Ok(permit) = core.content.early_upload_permit().await else {
         return;
     };
     let (plain, seq) = {
@@ -389,15 +399,19 @@ pub(crate) async fn uploader<A: VaultApi + 'static>(core: Arc<Core<A>>) {
         let mut set = JoinSet::new();
         for ino in dirty {
             // Files being written keep their handles' data coming; commit
-            // when the last writer closed (flush queues them again).
-            if let Some(f) = core.file(ino)
-                && let Ok(inner) = f.inner.try_lock()
-                && f.handles.load(std::sync::atomic::Ordering::Acquire) > 0
-                && !inner.gone
-                && inner.dirty
-                && !inner_closed(&inner)
-            {
-                continue;
+            // when the last writer closed (flush queues them again). A file
+            // busy right now is left for the next round.
+            if let Some(f) = core.file(ino) {
+                let Ok(inner) = f.inner.try_lock() else {
+                    continue;
+                };
+                if f.handles.load(std::sync::atomic::Ordering::Acquire) > 0
+                    && !inner.gone
+                    && inner.dirty
+                    && !inner_closed(&inner)
+                {
+                    continue;
+                }
             }
             let c = core.clone();
             set.spawn(async move { commit_ino(Budget::Uploader, &c, ino).await });

@@ -33,6 +33,8 @@ use crate::api::{ByteRange, VaultApi};
 use crate::cache::{DiskCache, SegmentCache};
 
 const SEG: u64 = SEGMENT_SIZE as u64;
+/// Chunks of files still being written that upload at once.
+const EARLY_UPLOADS: usize = 2;
 
 /// Object reads and writes with their caches.
 pub(crate) struct Content<A> {
@@ -42,6 +44,7 @@ pub(crate) struct Content<A> {
     mem: SegmentCache,
     inflight: std::sync::Mutex<HashMap<ObjectId, Arc<tokio::sync::Mutex<()>>>>,
     uploads: Arc<Semaphore>,
+    early_uploads: Arc<Semaphore>,
     prefetches: Arc<Semaphore>,
 }
 
@@ -70,6 +73,7 @@ impl<A: VaultApi + 'static> Content<A> {
             mem,
             inflight: std::sync::Mutex::new(HashMap::new()),
             uploads: Arc::new(Semaphore::new(parallel_uploads.max(1))),
+            early_uploads: Arc::new(Semaphore::new(EARLY_UPLOADS)),
             prefetches: Arc::new(Semaphore::new(2)),
         }
     }
@@ -277,10 +281,23 @@ impl<A: VaultApi + 'static> Content<A> {
         });
     }
 
-    /// An upload slot: taken before a chunk is read into memory, so the
-    /// plaintext and ciphertext held at once stay bounded.
+    /// An upload slot for a commit: taken (under the file's lock) before a
+    /// chunk is read into memory, so the plaintext and ciphertext held at
+    /// once stay bounded.
     pub(crate) async fn upload_permit(&self) -> FsResult<OwnedSemaphorePermit> {
         self.uploads
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| FsError::Internal("uploader closed".into()))
+    }
+
+    /// An upload slot for an early upload of a chunk still being written,
+    /// taken *before* the file's lock. Separate from the commit slots: a
+    /// commit holds the lock while it waits for a slot, so sharing them
+    /// would let early uploads holding every slot wait on that lock forever.
+    pub(crate) async fn early_upload_permit(&self) -> FsResult<OwnedSemaphorePermit> {
+        self.early_uploads
             .clone()
             .acquire_owned()
             .await

@@ -38,6 +38,7 @@ pub(crate) enum Handle {
     File {
         ino: Ino,
         write: bool,
+        keep_cache: bool,
         file: Arc<FileState>,
     },
     Dir {

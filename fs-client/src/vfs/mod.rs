@@ -651,11 +651,35 @@ impl<A: VaultApi + 'static> Vfs<A> {
                 c.mark_dirty(ino, 0);
             }
         }
+        let version = file.inner.lock().await.base_version;
+        let keep_cache = match lock(&c.table).slot_mut(ino) {
+            Ok(slot) => {
+                let keep = slot.kernel_version == version;
+                slot.kernel_version = version;
+                keep
+            }
+            Err(_) => false,
+        };
         Ok(c.new_handle(Handle::File {
             ino,
             write: mode.write,
+            keep_cache,
             file,
         }))
+    }
+
+    /// Whether the kernel may keep its cached pages of the file opened as
+    /// `fh` (`FOPEN_KEEP_CACHE`): true when the version it cached is still
+    /// the current one, so reads of an unchanged file stay in the page
+    /// cache; false after a change from elsewhere (close-to-open).
+    pub fn keep_cache(&self, fh: Fh) -> bool {
+        matches!(
+            lock(&self.core.handles).get(&fh),
+            Some(Handle::File {
+                keep_cache: true,
+                ..
+            })
+        )
     }
 
     /// Creates and opens a file.
@@ -676,9 +700,13 @@ impl<A: VaultApi + 'static> Vfs<A> {
         let file = FileState::new(id, ino, inner, nlink);
         file.handles.fetch_add(1, Ordering::AcqRel);
         lock(&c.files).insert(ino, file.clone());
+        if let Ok(slot) = lock(&c.table).slot_mut(ino) {
+            slot.kernel_version = 1;
+        }
         let fh = c.new_handle(Handle::File {
             ino,
             write: open.write,
+            keep_cache: false,
             file,
         });
         Ok((attr, fh))
@@ -690,6 +718,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
                 ino: i,
                 write,
                 file,
+                ..
             }) if *i == ino => Ok((file.clone(), *write)),
             _ => Err(FsError::BadHandle),
         }

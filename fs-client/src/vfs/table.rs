@@ -57,6 +57,9 @@ pub(crate) struct Slot {
     pub stale: Option<Known>,
     /// The highest version verified.
     pub max_version: u64,
+    /// The file version whose contents the kernel's page cache holds (0:
+    /// none), so `open` can let it keep them.
+    pub kernel_version: u64,
 }
 
 /// Every inode of the mount.
@@ -83,6 +86,7 @@ impl Table {
                 known: None,
                 stale: None,
                 max_version: 0,
+                kernel_version: 0,
             },
         );
         let mut by_id = HashMap::new();
@@ -140,6 +144,7 @@ impl Table {
                 known: None,
                 stale: None,
                 max_version: 0,
+                kernel_version: 0,
             },
         );
         ino

@@ -307,6 +307,33 @@ async fn names_links_renames_and_xattrs() {
 }
 
 #[tokio::test]
+async fn the_page_cache_is_kept_only_while_the_file_is_unchanged() {
+    let fake = Arc::new(FakeVault::new());
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let v = start(&fake, d1.path()).await;
+    let ino = write_file(&v, ROOT_INO, "f", b"one").await;
+    v.sync_all().await.unwrap();
+    // Our own commit: the kernel's pages are still right.
+    let fh = v.open(ino, OpenMode::default()).await.unwrap();
+    assert!(v.keep_cache(fh));
+    v.release(ino, fh).await.unwrap();
+    // Changed on another machine: the next open drops them.
+    let w = start(&fake, d2.path()).await;
+    let a = w.lookup(ROOT_INO, os("f")).await.unwrap();
+    let wf = w.open(a.ino, RW).await.unwrap();
+    w.write(a.ino, wf, 0, b"two").await.unwrap();
+    w.fsync(a.ino, wf, false).await.unwrap();
+    w.release(a.ino, wf).await.unwrap();
+    let fh = v.open(ino, OpenMode::default()).await.unwrap();
+    assert!(!v.keep_cache(fh));
+    assert_eq!(v.read(ino, fh, 0, 10).await.unwrap(), b"two");
+    v.release(ino, fh).await.unwrap();
+    let fh = v.open(ino, OpenMode::default()).await.unwrap();
+    assert!(v.keep_cache(fh));
+    v.release(ino, fh).await.unwrap();
+}
+
+#[tokio::test]
 async fn an_open_file_stays_readable_after_unlink() {
     let fake = Arc::new(FakeVault::new());
     let d = tempfile::tempdir().unwrap();
