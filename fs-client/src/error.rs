@@ -6,6 +6,8 @@
 //! Display never includes a cause; causes hang off [`std::error::Error::source`]
 //! and are shown only with `-v`.
 
+use std::path::PathBuf;
+
 use common::api::ErrorCode;
 use common::crypto::CryptoError;
 
@@ -139,6 +141,86 @@ pub enum Error {
     /// Writing to the terminal failed.
     #[error("cannot write the output")]
     Output(#[from] std::io::Error),
+    /// A local file or directory operation of the mount commands failed.
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The directory cannot be mounted on.
+    #[error("cannot mount on {}: {reason}", dir.display())]
+    BadMountPoint {
+        /// The directory given.
+        dir: PathBuf,
+        /// Why not.
+        reason: &'static str,
+    },
+    /// Something is mounted on the directory already.
+    #[error("{}", if *ours {
+        format!("{} is already mounted: run `vault unmount {}` first", dir.display(), dir.display())
+    } else {
+        format!("{} is already a mount point", dir.display())
+    })]
+    AlreadyMounted {
+        /// The directory.
+        dir: PathBuf,
+        /// True when it is a live SecureVault mount.
+        ours: bool,
+    },
+    /// Nothing is mounted on the directory.
+    #[error("{} is not mounted", dir.display())]
+    NotMounted {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// Something other than a vault is mounted on the directory.
+    #[error("{} is not a SecureVault mount", dir.display())]
+    NotAVaultMount {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// Another daemon on this machine holds the account's journal.
+    #[error("this vault is already mounted on this machine (journal {} is in use)", journal.display())]
+    VaultInUse {
+        /// The journal directory.
+        journal: PathBuf,
+    },
+    /// Mounting failed.
+    #[error("cannot mount {}: {reason}", dir.display())]
+    MountFailed {
+        /// The mount point.
+        dir: PathBuf,
+        /// Why, in a few words.
+        reason: String,
+        /// The cause.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// Unmounting failed.
+    #[error("cannot unmount {}: {reason}", dir.display())]
+    UnmountFailed {
+        /// The mount point.
+        dir: PathBuf,
+        /// Why, in a few words.
+        reason: String,
+    },
+    /// The filesystem could not be opened.
+    #[error("cannot open the vault")]
+    Vault(#[source] crate::vfs::FsError),
+    /// The detached mount daemon failed; its message and causes.
+    #[error("{message}")]
+    Daemon {
+        /// The daemon's one-line error.
+        message: String,
+        /// Its causes, as the daemon reported them.
+        #[source]
+        cause: Option<crate::mount::RemoteCause>,
+    },
 }
 
 impl From<ApiError> for Error {

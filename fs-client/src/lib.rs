@@ -18,6 +18,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod mount;
 pub mod secrets;
 pub mod server_url;
 pub mod vfs;

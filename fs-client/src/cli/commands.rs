@@ -7,6 +7,7 @@ use std::io::{self, Write};
 
 use common::crypto::keywrap::canonical_account;
 
+use super::keep_key::{Remembering, keep_vault_key};
 use super::render::{clean, table, utc};
 use super::{Cli, Command, SessionsCommand, TotpCommand};
 use crate::account::{self, LoginOptions};
@@ -15,6 +16,7 @@ use crate::api::http::{HttpApi, HttpOptions};
 use crate::api::{AccountApi, AuditQuery};
 use crate::config::{FileStore, MemoryStore, Session, SessionStore, config_dir};
 use crate::error::Error;
+use crate::mount::{command as mount, keyring};
 use crate::secrets::{NEW_PASSWORD_ENV, PASSWORD_ENV, Prompter, Secrets, given_password};
 use crate::server_url::ServerUrl;
 
@@ -50,6 +52,10 @@ pub fn session_for(
 
 /// Runs the parsed command line.
 pub async fn run(cli: &Cli) -> Result<(), Error> {
+    // The daemon gets everything from `vault mount` over its stdin.
+    if let Command::MountDaemon = cli.command {
+        return mount::daemon().await;
+    }
     let store = FileStore::new(config_dir()?);
     let flag = cli.server.as_deref();
     let http = |server: ServerUrl| {
@@ -90,16 +96,20 @@ pub async fn run(cli: &Cli) -> Result<(), Error> {
                 device: account::device_label(),
             };
             let api = http(server.clone())?;
+            // Keep the password only if the keyring can take the key.
+            let keep = args.keep_key > 0 && keyring::available();
+            let mut prompter = Remembering::new(&mut secrets, keep);
             let session = account::login(
                 &api,
                 &store,
-                &mut secrets,
+                &mut prompter,
                 &mut out,
                 &server,
                 &email,
                 &options,
             )
             .await?;
+            keep_vault_key(&session, prompter.take_password(), args.keep_key).await;
             if let Some(old) = saved
                 .filter(|old| old.server == session.server && old.session_id != session.session_id)
             {
@@ -109,12 +119,19 @@ pub async fn run(cli: &Cli) -> Result<(), Error> {
         }
         Command::Logout(args) => {
             let (api, session) = connect()?;
+            keyring::revoke(&session.server, &session.account_id);
             let client = SessionClient::new(&api, &store, session);
             logout(&client, &store, args.all, &mut out).await
         }
         Command::Status => {
             let (api, session) = connect()?;
-            status(&SessionClient::new(&api, &store, session), &mut out).await
+            let mounts = mount::status_lines().await;
+            status(
+                &SessionClient::new(&api, &store, session),
+                &mounts,
+                &mut out,
+            )
+            .await
         }
         Command::Passwd(args) => {
             let current = given_password(args.password.password_file.as_deref(), PASSWORD_ENV)?;
@@ -151,6 +168,9 @@ pub async fn run(cli: &Cli) -> Result<(), Error> {
             };
             audit(&SessionClient::new(&api, &store, session), query, &mut out).await
         }
+        Command::Mount(args) => mount::mount(cli, args, &mut out).await,
+        Command::Unmount(args) => mount::unmount(&args.dir, &mut out).await,
+        Command::MountDaemon => mount::daemon().await,
     }
 }
 
@@ -213,15 +233,10 @@ pub async fn logout<A: AccountApi, S: SessionStore, W: Write>(
     }
 }
 
-/// Lines for mounted vaults in `vault status`. Mounting arrives with a later
-/// issue; until then there is nothing to list.
-fn mount_lines() -> Vec<String> {
-    Vec::new()
-}
-
-/// `vault status`.
+/// `vault status`; `mounts` are the lines of the live mounts.
 pub async fn status<A: AccountApi, S: SessionStore, W: Write>(
     client: &SessionClient<'_, A, S>,
+    mounts: &[String],
     out: &mut W,
 ) -> Result<(), Error> {
     let account = client.account().await?;
@@ -240,8 +255,6 @@ pub async fn status<A: AccountApi, S: SessionStore, W: Write>(
     writeln!(out, "Account:        {}", clean(&account.email))?;
     writeln!(out, "Second factor:  {second}")?;
     writeln!(out, "Session:        {}", clean(&session.session_id))?;
-    // Mounts: filled in by the mount issue.
-    let mounts = mount_lines();
     if mounts.is_empty() {
         writeln!(out, "Mounts:         none")?;
     } else {

@@ -4,6 +4,7 @@
 //! only under `-v`) and a non-zero exit status.
 
 mod commands;
+mod keep_key;
 pub mod render;
 
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
-pub use commands::run;
+pub use commands::{run, session_for};
 
 use crate::error::Error;
 
@@ -22,7 +23,9 @@ give the password (unless given otherwise) and then each code asked for, in orde
 asked.
 
 The session is kept in $VAULT_CONFIG_DIR, else $XDG_CONFIG_HOME/securevault, else \
-~/.config/securevault.";
+~/.config/securevault. Mounts keep their write-back journal, control sockets and logs in \
+$VAULT_DATA_DIR, else $XDG_DATA_HOME/securevault, else ~/.local/share/securevault, and their \
+cache in --cache-dir, else $XDG_CACHE_HOME/securevault/ACCOUNT, else ~/.cache/securevault/ACCOUNT.";
 
 /// SecureVault: an end-to-end encrypted folder backed by a vault server.
 #[derive(Debug, Parser)]
@@ -57,7 +60,7 @@ pub enum Command {
     Login(LoginArgs),
     /// Log out of this session, or of every session with --all.
     Logout(LogoutArgs),
-    /// Show the server and the logged-in account.
+    /// Show the server, the logged-in account and the mounted vaults.
     Status,
     /// Change the password (the same vault key is re-wrapped; no file is re-encrypted).
     Passwd(PasswdArgs),
@@ -68,6 +71,13 @@ pub enum Command {
     Totp(TotpCommand),
     /// Show the account's audit log, newest first.
     Audit(AuditArgs),
+    /// Mount the vault on a directory (in the background unless --foreground).
+    Mount(MountArgs),
+    /// Upload pending changes, then unmount a mounted vault.
+    Unmount(UnmountArgs),
+    /// The detached mount daemon that `vault mount` starts (internal).
+    #[command(name = "__mount-daemon", hide = true)]
+    MountDaemon,
 }
 
 /// Where the password comes from in scripts.
@@ -106,6 +116,10 @@ pub struct LoginArgs {
     /// For an account with an authenticator app: have a code e-mailed instead.
     #[arg(long)]
     pub email_code: bool,
+    /// Keep the vault key in the kernel session keyring for this many
+    /// seconds, so `vault mount` needs no password meanwhile (0: do not).
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::mount::keyring::DEFAULT_KEEP_SECONDS)]
+    pub keep_key: u64,
     #[command(flatten)]
     pub password: PasswordArgs,
 }
@@ -167,16 +181,59 @@ pub struct AuditArgs {
     pub before: Option<i64>,
 }
 
-fn init_tracing(verbose: u8) {
-    if verbose == 0 {
-        return;
-    }
+/// `vault mount`.
+#[derive(Debug, Clone, Args)]
+pub struct MountArgs {
+    /// The directory to mount the vault on (it must exist).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Stay attached: log to stderr, unmount on Ctrl-C.
+    #[arg(long)]
+    pub foreground: bool,
+    /// The on-disk cache of encrypted data (default:
+    /// $XDG_CACHE_HOME/securevault/ACCOUNT).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Bound of the on-disk cache (e.g. 512M, 2G, 1GiB; K/M/G/T are
+    /// powers of 1024, KB/MB/GB/TB of 1000).
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = crate::mount::size::parse_size)]
+    pub cache_size: u64,
+    /// Bound of the in-memory cache of decrypted data.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = crate::mount::size::parse_size)]
+    pub memory_cache: u64,
+    /// Mount read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Let other users (root included) use the mount; ordinary users need
+    /// user_allow_other in /etc/fuse.conf.
+    #[arg(long)]
+    pub allow_other: bool,
+    #[command(flatten)]
+    pub password: PasswordArgs,
+}
+
+/// `vault unmount`.
+#[derive(Debug, Clone, Args)]
+pub struct UnmountArgs {
+    /// The directory the vault is mounted on.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// True for the commands that run a mount in this process.
+fn runs_a_mount(command: &Command) -> bool {
+    matches!(command, Command::MountDaemon)
+        || matches!(command, Command::Mount(args) if args.foreground)
+}
+
+fn init_tracing(verbose: u8, daemon: bool) {
     // Never trace hyper or h2 internals: their frame logs are too close to
     // the headers that carry tokens.
-    let default = if verbose == 1 {
-        "fs_client=debug"
-    } else {
-        "fs_client=trace,reqwest=debug"
+    let default = match (verbose, daemon) {
+        (0, false) => return,
+        (0, true) => "fs_client=info",
+        (1, _) => "fs_client=debug",
+        _ => "fs_client=trace,reqwest=debug",
     };
     let filter = tracing_subscriber::EnvFilter::new(default);
     let _ = tracing_subscriber::fmt()
@@ -204,18 +261,30 @@ pub fn report(error: &Error, verbose: u8) {
 /// The `vault` program.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let mounting = runs_a_mount(&cli.command);
+    init_tracing(cli.verbose, mounting);
+    // A mount serves FUSE requests as tasks: it needs worker threads.
+    let built = if mounting {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let runtime = match built {
         Ok(rt) => rt,
         Err(e) => {
             report(&Error::Output(e), cli.verbose);
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(&cli)) {
+    let result = runtime.block_on(run(&cli));
+    // A mount may leave a blocking task stuck on a dead FUSE request; do
+    // not wait for it to exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             report(&e, cli.verbose);
@@ -228,6 +297,7 @@ pub fn main() -> ExitCode {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use std::path::Path;
 
     #[test]
     fn the_command_line_is_consistent() {
@@ -265,5 +335,72 @@ mod tests {
         ));
         assert!(Cli::try_parse_from(["vault", "audit", "--limit", "0"]).is_err());
         assert!(Cli::try_parse_from(["vault", "register"]).is_err());
+    }
+
+    #[test]
+    fn mount_commands_parse() {
+        let cli = Cli::try_parse_from(["vault", "mount", "/mnt/v"]).unwrap();
+        let Command::Mount(args) = cli.command else {
+            panic!("not a mount")
+        };
+        assert_eq!(args.dir, PathBuf::from("/mnt/v"));
+        assert!(!args.foreground && !args.read_only && !args.allow_other);
+        assert_eq!(args.cache_size, 1 << 30);
+        assert_eq!(args.memory_cache, 64 << 20);
+        assert!(args.cache_dir.is_none());
+
+        let cli = Cli::try_parse_from([
+            "vault",
+            "mount",
+            "d",
+            "--foreground",
+            "--cache-dir",
+            "/c",
+            "--cache-size",
+            "512M",
+            "--memory-cache",
+            "2G",
+            "--read-only",
+            "--allow-other",
+            "--password-file",
+            "/pw",
+        ])
+        .unwrap();
+        assert!(runs_a_mount(&cli.command));
+        let Command::Mount(args) = cli.command else {
+            panic!("not a mount")
+        };
+        assert!(args.foreground && args.read_only && args.allow_other);
+        assert_eq!(args.cache_size, 512 << 20);
+        assert_eq!(args.memory_cache, 2 << 30);
+        assert_eq!(args.cache_dir, Some(PathBuf::from("/c")));
+        assert_eq!(args.password.password_file, Some(PathBuf::from("/pw")));
+
+        assert!(Cli::try_parse_from(["vault", "mount", "d", "--cache-size", "lots"]).is_err());
+        assert!(Cli::try_parse_from(["vault", "mount"]).is_err());
+        let cli = Cli::try_parse_from(["vault", "unmount", "d"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Unmount(UnmountArgs { ref dir }) if dir == Path::new("d"))
+        );
+        let cli = Cli::try_parse_from(["vault", "__mount-daemon"]).unwrap();
+        assert!(runs_a_mount(&cli.command));
+        let cli = Cli::try_parse_from(["vault", "login", "--keep-key", "0"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Login(LoginArgs { keep_key: 0, .. })
+        ));
+        let cli = Cli::try_parse_from(["vault", "login"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Login(LoginArgs { keep_key: 3600, .. })
+        ));
+    }
+
+    #[test]
+    fn the_daemon_command_is_hidden_from_help() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("mount"), "{help}");
+        assert!(help.contains("unmount"));
+        assert!(!help.contains("__mount-daemon"), "{help}");
     }
 }

@@ -119,6 +119,7 @@ pub(crate) async fn commit_locked<A: VaultApi + 'static>(
             record: seal::seal(&core.keys, id, version, &attrs)?.into(),
             objects: attrs.objects.iter().map(|o| o.id).collect(),
         };
+        let since = core.tick();
         let res = core
             .remote
             .call(budget, |api, t| {
@@ -130,7 +131,7 @@ pub(crate) async fn commit_locked<A: VaultApi + 'static>(
             Ok(info) => {
                 {
                     let mut t = lock(&core.table);
-                    t.observe(file.ino, &info, attrs.clone())?;
+                    t.observe(file.ino, &info, attrs.clone(), since)?;
                     // The kernel's pages came from our own writes: still
                     // right for the version we just made.
                     if let Ok(slot) = t.slot_mut(file.ino)

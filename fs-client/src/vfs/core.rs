@@ -119,9 +119,11 @@ pub(crate) fn attr_of(ino: Ino, attrs: &NodeAttributes, nlink: u32, updated_at: 
     };
     let mut mtime = system_time(attrs.mtime);
     let mut ctime = system_time(attrs.ctime);
-    if kind == FileKind::Directory {
+    if kind == FileKind::Directory && updated_at > attrs.ctime.secs {
         // Entries added or removed change a directory on the server, not
-        // its record: show the later of the two.
+        // its record: when that happened after the record last changed,
+        // show it. A time set explicitly (utimens, as tar and rsync do
+        // last) changes the record and wins.
         let changed = system_time(Timestamp {
             secs: updated_at,
             nanos: 0,
@@ -165,6 +167,11 @@ impl<A: VaultApi + 'static> Core<A> {
         }
     }
 
+    /// The inode table's tick, noted before a request (see `Table::observe`).
+    pub(crate) fn tick(&self) -> u64 {
+        lock(&self.table).tick()
+    }
+
     pub(crate) fn id_of(&self, ino: Ino) -> FsResult<NodeId> {
         lock(&self.table).id(ino)
     }
@@ -175,6 +182,7 @@ impl<A: VaultApi + 'static> Core<A> {
 
     /// Fetches `id` from the server, verifies it and records it for `ino`.
     pub(crate) async fn fetch(&self, ino: Ino, id: NodeId) -> FsResult<(NodeInfo, NodeAttributes)> {
+        let since = self.tick();
         let info = self
             .remote
             .call(Budget::Interactive, |api, t| async move {
@@ -188,7 +196,7 @@ impl<A: VaultApi + 'static> Core<A> {
             }));
         }
         let attrs = seal::open(&self.keys, &info)?;
-        lock(&self.table).observe(ino, &info, attrs.clone())?;
+        let attrs = lock(&self.table).observe(ino, &info, attrs, since)?;
         Ok((info, attrs))
     }
 
@@ -233,6 +241,7 @@ impl<A: VaultApi + 'static> Core<A> {
     /// tag and (when given) is the name asked for.
     pub(crate) fn admit(
         &self,
+        since: u64,
         parent_ino: Ino,
         parent: NodeId,
         entry: &common::api::tree::EntryInfo,
@@ -249,7 +258,7 @@ impl<A: VaultApi + 'static> Core<A> {
         let attrs = seal::open(&self.keys, &entry.node)?;
         let mut t = lock(&self.table);
         let ino = t.ino_for(entry.node.id, parent_ino, &name);
-        t.observe(ino, &entry.node, attrs.clone())?;
+        let attrs = t.observe(ino, &entry.node, attrs, since)?;
         drop(t);
         let attr = match self.file(ino) {
             Some(f) => {
@@ -274,6 +283,7 @@ impl<A: VaultApi + 'static> Core<A> {
     {
         let id = self.id_of(ino)?;
         for _ in 0..8 {
+            let since = self.tick();
             let (version, mut attrs, _, _) = self.known(ino).await?;
             change(&mut attrs)?;
             attrs.ctime = Timestamp::now();
@@ -292,7 +302,7 @@ impl<A: VaultApi + 'static> Core<A> {
                 .await;
             match res {
                 Ok(info) => {
-                    lock(&self.table).observe(ino, &info, attrs.clone())?;
+                    lock(&self.table).observe(ino, &info, attrs.clone(), since)?;
                     let attr = attr_of(ino, &attrs, info.nlink, info.updated_at);
                     return Ok((info.version, attrs, attr));
                 }
@@ -352,6 +362,25 @@ impl<A: VaultApi + 'static> Core<A> {
     pub(crate) fn mark_dirty(&self, ino: Ino, bytes: u64) {
         lock(&self.dirty).insert(ino, bytes);
         self.upload_wake.notify_one();
+    }
+
+    /// After the entry `name` in `parent` went away: the node it named (if
+    /// this mount knows it) has one link less.
+    pub(crate) fn unlinked(&self, parent: Ino, name: &[u8]) {
+        let ino = {
+            let mut t = lock(&self.table);
+            let Some((ino, _)) = t.remembered(parent, name) else {
+                return;
+            };
+            if let Ok(id) = t.id(ino) {
+                t.invalidate(id);
+            }
+            ino
+        };
+        if let Some(f) = self.file(ino) {
+            let mut v = f.view.lock().unwrap_or_else(|p| p.into_inner());
+            v.nlink = v.nlink.saturating_sub(1);
+        }
     }
 
     /// The file state of `ino` with one more handle counted on it.

@@ -192,6 +192,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
         let name = name.as_bytes();
         let dir = c.id_of(parent)?;
         let tag = seal::tag(&c.keys, dir, name)?;
+        let since = c.tick();
         let entry = match c
             .remote
             .call(Budget::Interactive, |api, t| async move {
@@ -222,7 +223,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
                 common::crypto::CryptoError::NameTagMismatch,
             ));
         }
-        let (ino, attr, _) = c.admit(parent, dir, &entry, Some(name))?;
+        let (ino, attr, _) = c.admit(since, parent, dir, &entry, Some(name))?;
         lock(&c.table).remember(ino);
         Ok(attr)
     }
@@ -392,6 +393,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
                 encrypted_name: seal::encrypt(&c.keys, dir, id, name)?.into(),
             }),
         };
+        let since = c.tick();
         let res = c
             .remote
             .call(Budget::Interactive, |api, t| {
@@ -418,7 +420,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
         };
         let mut t = lock(&c.table);
         let ino = t.ino_for(id, parent, name);
-        t.observe(ino, &info, attrs.clone())?;
+        t.observe(ino, &info, attrs.clone(), since)?;
         t.remember(ino);
         drop(t);
         Ok((
@@ -479,6 +481,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
                 api.remove(&t, pid, &tag, dir).await
             })
             .await?;
+        c.unlinked(parent, name.as_bytes());
         Ok(())
     }
 
@@ -528,13 +531,14 @@ impl<A: VaultApi + 'static> Vfs<A> {
         let dst = c.id_of(new_parent)?;
         let src_tag = seal::tag(&c.keys, src, name)?;
         let dst_tag = seal::tag(&c.keys, dst, new_name)?;
+        let since = c.tick();
         let entry = c
             .remote
             .call(Budget::Interactive, |api, t| async move {
                 api.lookup(&t, src, &src_tag).await
             })
             .await?;
-        let (child_ino, _, _) = c.admit(parent, src, &entry, Some(name))?;
+        let (child_ino, _, _) = c.admit(since, parent, src, &entry, Some(name))?;
         let child = entry.node.id;
         let mut other = None;
         let src_encrypted_name = if how == RenameHow::Exchange {
@@ -544,7 +548,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
                     api.lookup(&t, dst, &dst_tag).await
                 })
                 .await?;
-            let (ino, _, _) = c.admit(new_parent, dst, &target, Some(new_name))?;
+            let (ino, _, _) = c.admit(since, new_parent, dst, &target, Some(new_name))?;
             other = Some(ino);
             Some(seal::encrypt(&c.keys, src, target.node.id, name)?.into())
         } else {
@@ -569,6 +573,15 @@ impl<A: VaultApi + 'static> Vfs<A> {
                 async move { api.rename(&t, &req).await }
             })
             .await?;
+        if how == RenameHow::Replace {
+            // A replaced target loses the link the name gave it.
+            let replaced = lock(&c.table)
+                .remembered(new_parent, new_name)
+                .map(|(ino, _)| ino);
+            if replaced.is_some_and(|r| r != child_ino) {
+                c.unlinked(new_parent, new_name);
+            }
+        }
         self.moved(child_ino, child, new_parent, dst, new_name)
             .await;
         if let Some(ino) = other {
@@ -605,6 +618,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
             },
             child,
         };
+        let since = c.tick();
         let info = c
             .remote
             .call(Budget::Interactive, |api, t| {
@@ -615,7 +629,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
         let attrs = seal::open(&c.keys, &info)?;
         {
             let mut t = lock(&c.table);
-            t.observe(ino, &info, attrs.clone())?;
+            t.observe(ino, &info, attrs.clone(), since)?;
             t.remember(ino);
         }
         if let Some(f) = c.file(ino) {
@@ -877,6 +891,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
                 after,
                 limit: Some(1000),
             };
+            let since = c.tick();
             let page = c
                 .remote
                 .call(Budget::Interactive, |api, t| async move {
@@ -884,7 +899,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
                 })
                 .await?;
             for e in &page.entries {
-                let (child, attr, name) = c.admit(ino, dir, e, None)?;
+                let (child, attr, name) = c.admit(since, ino, dir, e, None)?;
                 let _ = child;
                 entries.push(DirEntry {
                     offset: i64::try_from(entries.len() + 1).unwrap_or(i64::MAX),

@@ -55,8 +55,9 @@ pub(crate) struct Slot {
     pub known: Option<Known>,
     /// The last verified state, kept when `known` is dropped.
     pub stale: Option<Known>,
-    /// The highest version verified.
+    /// The highest version verified, and the table tick when it was.
     pub max_version: u64,
+    pub max_tick: u64,
     /// The file version whose contents the kernel's page cache holds (0:
     /// none), so `open` can let it keep them.
     pub kernel_version: u64,
@@ -71,6 +72,8 @@ pub(crate) struct Table {
     /// server cannot be reached.
     by_name: HashMap<(Ino, Name), Ino>,
     next: Ino,
+    /// Counts recorded versions; a request notes it before it is sent.
+    tick: u64,
 }
 
 impl Table {
@@ -86,6 +89,7 @@ impl Table {
                 known: None,
                 stale: None,
                 max_version: 0,
+                max_tick: 0,
                 kernel_version: 0,
             },
         );
@@ -96,6 +100,7 @@ impl Table {
             by_id,
             by_name: HashMap::new(),
             next: ROOT_INO + 1,
+            tick: 0,
         }
     }
 
@@ -144,39 +149,57 @@ impl Table {
                 known: None,
                 stale: None,
                 max_version: 0,
+                max_tick: 0,
                 kernel_version: 0,
             },
         );
         ino
     }
 
-    /// Records a verified record of `ino`; refuses one older than a version
-    /// already seen.
+    /// The current tick: note it before sending a request whose answer
+    /// goes to [`Table::observe`].
+    pub(crate) fn tick(&self) -> u64 {
+        self.tick
+    }
+
+    /// Records a verified record of `ino` from an answer to a request sent
+    /// at tick `since`, and returns the attributes now current. An answer
+    /// older than a version this mount knew *before the request was sent*
+    /// is a rollback by the server and refused; one older than a version
+    /// learned while it was in flight (a concurrent commit) is only late,
+    /// and the newer state stays.
     pub(crate) fn observe(
         &mut self,
         ino: Ino,
         info: &NodeInfo,
         attrs: NodeAttributes,
-    ) -> FsResult<()> {
+        since: u64,
+    ) -> FsResult<NodeAttributes> {
+        self.tick += 1;
+        let tick = self.tick;
         let slot = self.slot_mut(ino)?;
         if info.version < slot.max_version {
-            tracing::error!(node = %slot.id, seen = slot.max_version, served = info.version, "server served an older version of a node");
-            return Err(FsError::Integrity(CryptoError::Malformed {
-                what: "node",
-                reason: "version older than one already seen (rollback)",
-            }));
+            if slot.max_tick <= since {
+                tracing::error!(node = %slot.id, seen = slot.max_version, served = info.version, "server served an older version of a node");
+                return Err(FsError::Integrity(CryptoError::Malformed {
+                    what: "node",
+                    reason: "version older than one already seen (rollback)",
+                }));
+            }
+            return Ok(slot.stale.as_ref().map_or(attrs, |k| k.attrs.clone()));
         }
         slot.max_version = info.version;
+        slot.max_tick = tick;
         let known = Known {
             version: info.version,
             nlink: info.nlink,
             updated_at: info.updated_at,
-            attrs,
+            attrs: attrs.clone(),
             at: Instant::now(),
         };
         slot.stale = Some(known.clone());
         slot.known = Some(known);
-        Ok(())
+        Ok(attrs)
     }
 
     /// Fresh verified state of `ino`, if any.

@@ -68,7 +68,7 @@ async fn status_shows_the_server_and_the_account() {
     let session = logged_in(&fake, &store).await;
     let client = SessionClient::new(&fake, &store, session.clone());
     let mut out = Vec::new();
-    status(&client, &mut out).await.unwrap();
+    status(&client, &[], &mut out).await.unwrap();
     let out = text(out);
     assert!(
         out.contains("Server:         https://vault.example.org\n"),
@@ -77,6 +77,16 @@ async fn status_shows_the_server_and_the_account() {
     assert!(out.contains(&format!("Account:        {EMAIL}\n")));
     assert!(out.contains("Second factor:  e-mailed code\n"));
     assert!(out.contains("Mounts:         none\n"));
+
+    let mut out = Vec::new();
+    let mounts =
+        vec!["/mnt/v  (a@example.org)  pending uploads: 0 file(s), 0 B  cache: 0 B".to_owned()];
+    status(&client, &mounts, &mut out).await.unwrap();
+    let out = text(out);
+    assert!(
+        out.contains("Mounts:\n  /mnt/v  (a@example.org)  pending uploads"),
+        "{out}"
+    );
 }
 
 #[tokio::test]
