@@ -151,8 +151,11 @@ pub(crate) async fn commit_locked<A: VaultApi + 'static>(
             }
             Err(e) if e.code() == Some(ErrorCode::NotFound) => {
                 // Deleted (here or elsewhere): nothing left to commit to.
+                // Open descriptors still read and write what they had: the
+                // stage file stays open after its name is gone.
                 inner.gone = true;
-                inner.clear_pending(&core.journal)?;
+                inner.dirty = false;
+                core.journal.remove(inner.node)?;
                 return Ok(());
             }
             Err(e) if e.code() == Some(ErrorCode::Conflict) => {

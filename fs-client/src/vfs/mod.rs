@@ -811,6 +811,11 @@ impl<A: VaultApi + 'static> Vfs<A> {
         } else {
             Ok(())
         };
+        if inner.gone && file.handles.load(Ordering::Acquire) <= 1 {
+            // The last descriptor of a deleted file: its stage goes too.
+            inner.stage = None;
+            let _ = self.core.journal.remove(file.node);
+        }
         drop(inner);
         self.core.release_file(&file);
         res

@@ -341,10 +341,25 @@ async fn an_open_file_stays_readable_after_unlink() {
     let data = pattern(300_000, 5);
     let ino = write_file(&v, ROOT_INO, "doomed", &data).await;
     v.sync_all().await.unwrap();
-    let fh = v.open(ino, OpenMode::default()).await.unwrap();
+    let fh = v.open(ino, RW).await.unwrap();
     v.unlink(ROOT_INO, os("doomed")).await.unwrap();
     assert_eq!(v.read(ino, fh, 0, 300_000).await.unwrap(), data);
+    // Written after the unlink: the commit finds the node gone, and the
+    // descriptor still reads what it wrote.
+    v.write(ino, fh, 5, b"still here").await.unwrap();
+    v.fsync(ino, fh, false).await.unwrap();
+    v.write(ino, fh, 100, b"and here").await.unwrap();
+    assert_eq!(v.read(ino, fh, 5, 10).await.unwrap(), b"still here");
+    assert_eq!(v.read(ino, fh, 100, 8).await.unwrap(), b"and here");
     v.release(ino, fh).await.unwrap();
+    v.sync_all().await.unwrap();
+    assert!(
+        std::fs::read_dir(d.path().join("journal"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "journal left behind"
+    );
 }
 
 #[tokio::test]
