@@ -1,9 +1,12 @@
 # shellcheck shell=bash
-# Dependency installer for the test suite. Source this file, then call
-# ensure_packages. Installs only what is missing; fails clearly otherwise.
+# Dependency installer for the test suite and the demo. Source this file,
+# then call ensure_packages (the test suite) or sv_install_packages PKG...
+# Installs only what is missing; fails clearly otherwise.
 
 # Debian packages the test suite needs (FUSE, private MariaDB, a real SMTP
-# server, and the tools the integration tests and benchmarks drive).
+# server, and the tools the integration tests and benchmarks drive: the
+# mount tests run cp, rsync, tar, git, sqlite3, restic, setfattr/getfattr,
+# touch, truncate, diff and mariadb-dump in the mount).
 SV_DEBIAN_PACKAGES=(
     fuse3
     mariadb-server
@@ -21,6 +24,15 @@ SV_DEBIAN_PACKAGES=(
     curl
     procps
     pkg-config
+    coreutils
+    diffutils
+    util-linux
+)
+
+# What scripts/demo.sh needs beyond the Rust toolchain: fusermount3.
+# shellcheck disable=SC2034 # used by scripts/demo.sh
+SV_DEMO_PACKAGES=(
+    fuse3
 )
 
 # Prints the packages from the arguments that dpkg does not report as installed.
@@ -34,9 +46,11 @@ sv_missing_packages() {
     done
 }
 
-ensure_packages() {
+# Installs those of the given Debian packages that are missing (as root,
+# with apt-get; otherwise says what to run and fails). Verifies the result.
+sv_install_packages() {
     if ! command -v dpkg-query >/dev/null 2>&1; then
-        echo "error: dpkg-query not found; this script supports Debian/Ubuntu only (needs: ${SV_DEBIAN_PACKAGES[*]})" >&2
+        echo "error: dpkg-query not found; this script supports Debian/Ubuntu only (needs: $*)" >&2
         return 1
     fi
 
@@ -44,35 +58,38 @@ ensure_packages() {
     local pkg
     while IFS= read -r pkg; do
         [[ -n "$pkg" ]] && missing+=("$pkg")
-    done < <(sv_missing_packages "${SV_DEBIAN_PACKAGES[@]}")
+    done < <(sv_missing_packages "$@")
 
-    if ((${#missing[@]} > 0)); then
-        if [[ "$(id -u)" -ne 0 ]]; then
-            echo "error: missing Debian packages; install them as root: apt-get install -y --no-install-recommends ${missing[*]}" >&2
-            return 1
-        fi
-        echo "installing missing Debian packages: ${missing[*]}"
-        export DEBIAN_FRONTEND=noninteractive
-        if ! apt-get update -qq; then
-            echo "error: apt-get update failed" >&2
-            return 1
-        fi
-        if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null; then
-            echo "error: apt-get install failed for: ${missing[*]}" >&2
-            return 1
-        fi
-        # Verify: a package that apt "installed" but dpkg still reports as
-        # missing (half-configured) is an error, not something to ignore.
-        local -a still=()
-        while IFS= read -r pkg; do
-            [[ -n "$pkg" ]] && still+=("$pkg")
-        done < <(sv_missing_packages "${missing[@]}")
-        if ((${#still[@]} > 0)); then
-            echo "error: packages still not installed after apt-get: ${still[*]}" >&2
-            return 1
-        fi
+    ((${#missing[@]} == 0)) && return 0
+    if [[ "$(id -u)" -ne 0 ]]; then
+        echo "error: missing Debian packages; install them as root: apt-get install -y --no-install-recommends ${missing[*]}" >&2
+        return 1
     fi
+    echo "installing missing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get update -qq; then
+        echo "error: apt-get update failed" >&2
+        return 1
+    fi
+    if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null; then
+        echo "error: apt-get install failed for: ${missing[*]}" >&2
+        return 1
+    fi
+    # Verify: a package that apt "installed" but dpkg still reports as
+    # missing (half-configured) is an error, not something to ignore.
+    local -a still=()
+    while IFS= read -r pkg; do
+        [[ -n "$pkg" ]] && still+=("$pkg")
+    done < <(sv_missing_packages "${missing[@]}")
+    if ((${#still[@]} > 0)); then
+        echo "error: packages still not installed after apt-get: ${still[*]}" >&2
+        return 1
+    fi
+}
 
+# Everything the test suite needs: the Debian packages and the Rust components.
+ensure_packages() {
+    sv_install_packages "${SV_DEBIAN_PACKAGES[@]}" || return 1
     ensure_rust_components
 }
 

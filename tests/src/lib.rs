@@ -17,6 +17,9 @@
 //! - [`tree`]: the tree endpoints for one logged-in account, typed;
 //! - [`account`]: test accounts with the real client-side crypto, and the
 //!   register / login flows;
+//! - [`mount`]: a real FUSE mount through `vault login` / `vault mount`
+//!   (unmounted on drop), the syscalls std lacks, test data, tree
+//!   snapshots and the plaintext-marker scan;
 //! - [`forge`]: access tokens made outside the server (alg=none, other keys,
 //!   bad claims) and TOTP codes computed from an enrolment's secret.
 
@@ -27,6 +30,7 @@ pub mod account;
 pub mod client;
 pub mod forge;
 pub mod mail;
+pub mod mount;
 pub mod mysql;
 pub mod objects;
 pub mod server;
