@@ -113,11 +113,7 @@ impl FsError {
 
     /// True when the server could not be reached (worth retrying later).
     pub fn is_transient(&self) -> bool {
-        match self {
-            Self::Api(ApiError::Unreachable { .. } | ApiError::Timeout { .. }) => true,
-            Self::Api(ApiError::Status { status, .. }) => *status >= 500 || *status == 429,
-            _ => false,
-        }
+        matches!(self, Self::Api(e) if super::remote::is_transient(e))
     }
 }
 
