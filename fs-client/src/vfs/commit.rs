@@ -120,6 +120,7 @@ pub(crate) async fn commit_locked<A: VaultApi + 'static>(
             objects: attrs.objects.iter().map(|o| o.id).collect(),
         };
         let since = core.tick();
+        let link_gen = file.view.lock().unwrap_or_else(|p| p.into_inner()).link_gen;
         let res = core
             .remote
             .call(budget, |api, t| {
@@ -145,7 +146,11 @@ pub(crate) async fn commit_locked<A: VaultApi + 'static>(
                 file.publish(inner);
                 {
                     let mut v = file.view.lock().unwrap_or_else(|p| p.into_inner());
-                    v.nlink = info.nlink;
+                    // A link or unlink answered while this commit was in
+                    // flight knows better than the commit's answer.
+                    if v.link_gen == link_gen {
+                        v.nlink = info.nlink;
+                    }
                 }
                 return Ok(());
             }

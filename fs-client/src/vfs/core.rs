@@ -141,10 +141,11 @@ pub(crate) fn attr_of(ino: Ino, attrs: &NodeAttributes, nlink: u32, updated_at: 
         ctime,
         crtime: system_time(attrs.btime),
         perm: u16::try_from(attrs.mode & 0o7777).unwrap_or(0o644),
+        // 0 is right for a file unlinked while open (fstat shows it).
         nlink: if kind == FileKind::Directory {
             nlink.max(2)
         } else {
-            nlink.max(1)
+            nlink
         },
         uid: attrs.uid,
         gid: attrs.gid,
@@ -380,6 +381,7 @@ impl<A: VaultApi + 'static> Core<A> {
         if let Some(f) = self.file(ino) {
             let mut v = f.view.lock().unwrap_or_else(|p| p.into_inner());
             v.nlink = v.nlink.saturating_sub(1);
+            v.link_gen += 1;
         }
     }
 

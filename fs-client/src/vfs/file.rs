@@ -49,6 +49,10 @@ fn usize_of(n: u64) -> FsResult<usize> {
 pub(crate) struct View {
     pub attrs: NodeAttributes,
     pub nlink: u32,
+    /// Bumped whenever this mount changes the link count (link, unlink,
+    /// rename over it): a commit answer sent before such a change must not
+    /// write its older count back.
+    pub link_gen: u64,
 }
 
 /// An open or changed file.
@@ -76,6 +80,7 @@ impl FileState {
         let view = View {
             attrs: inner.attrs.clone(),
             nlink,
+            link_gen: 0,
         };
         Arc::new(Self {
             node,

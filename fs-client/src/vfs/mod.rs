@@ -635,6 +635,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
         if let Some(f) = c.file(ino) {
             let mut v = f.view.lock().unwrap_or_else(|p| p.into_inner());
             v.nlink = info.nlink;
+            v.link_gen += 1;
             let attrs = v.attrs.clone();
             drop(v);
             return Ok(attr_of(ino, &attrs, info.nlink, 0));

@@ -343,6 +343,7 @@ async fn an_open_file_stays_readable_after_unlink() {
     v.sync_all().await.unwrap();
     let fh = v.open(ino, RW).await.unwrap();
     v.unlink(ROOT_INO, os("doomed")).await.unwrap();
+    assert_eq!(v.getattr(ino).await.unwrap().nlink, 0, "fstat after unlink");
     assert_eq!(v.read(ino, fh, 0, 300_000).await.unwrap(), data);
     // Written after the unlink: the commit finds the node gone, and the
     // descriptor still reads what it wrote.
