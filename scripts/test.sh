@@ -162,7 +162,9 @@ else
     run_step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 fi
 run_step "cargo build" cargo build --workspace --all-targets --locked
-run_step "cargo test" cargo test --workspace --locked
+# The tests start the binaries just built instead of building them again
+# (see tests/src/lib.rs, binary()).
+run_step "cargo test" env VAULT_TEST_PREBUILT=1 cargo test --workspace --locked
 if [[ -f fuzz/Cargo.toml ]]; then
     run_step "cargo check (fuzz)" cargo check --manifest-path fuzz/Cargo.toml --locked
 fi

@@ -88,6 +88,18 @@ pub fn which(name: &str) -> Option<PathBuf> {
         })
 }
 
+/// A size knob of the heavy tests: the variable `name` if set to a number,
+/// else `default` (the size the tests are specified with).
+pub fn env_knob(name: &str, default: u64) -> u64 {
+    match var(name) {
+        None => default,
+        Some(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v} is not a number")),
+    }
+}
+
 /// Why FUSE mounts cannot run here, if they cannot.
 pub fn fuse_problem() -> Option<String> {
     if var("VAULT_TEST_FUSE").as_deref() == Some("0") {
@@ -1378,6 +1390,8 @@ pub mod tree {
         pub hard_links: bool,
         /// Owner and group.
         pub owner: bool,
+        /// Times to the nanosecond (else to the second, as rsync keeps them).
+        pub nanos: bool,
     }
 
     impl Compare {
@@ -1388,6 +1402,7 @@ pub mod tree {
             xattrs: true,
             hard_links: true,
             owner: true,
+            nanos: true,
         };
         /// Kinds, modes, sizes, contents and link targets only.
         pub const CONTENT: Self = Self {
@@ -1396,6 +1411,7 @@ pub mod tree {
             xattrs: false,
             hard_links: false,
             owner: false,
+            nanos: false,
         };
     }
 
@@ -1541,11 +1557,15 @@ pub mod tree {
                 format!("{:?}", eb.target),
             );
             if how.mtime && (ea.kind != "dir" || how.dir_mtime) {
-                d(
-                    "mtime",
-                    format!("{:?}", ea.mtime),
-                    format!("{:?}", eb.mtime),
-                );
+                if how.nanos {
+                    d(
+                        "mtime",
+                        format!("{:?}", ea.mtime),
+                        format!("{:?}", eb.mtime),
+                    );
+                } else {
+                    d("mtime (s)", ea.mtime.0.to_string(), eb.mtime.0.to_string());
+                }
             }
             if how.xattrs {
                 d(
