@@ -853,6 +853,11 @@ impl FakeVault {
         out
     }
 
+    /// Nodes on the server (the root included).
+    pub fn node_count(&self) -> usize {
+        self.lock().nodes.len()
+    }
+
     /// Objects that are pending or committed (not released), for leak
     /// checks.
     pub fn live_objects(&self) -> usize {

@@ -108,7 +108,16 @@ pub(crate) async fn commit_locked<A: VaultApi + 'static>(
     }
     inner.flush_tail(&core.journal)?;
     for _ in 0..4 {
-        let objects = build_objects(budget, core, inner, inner.node, false).await?;
+        let objects = match build_objects(budget, core, inner, inner.node, false).await {
+            Ok(objects) => objects,
+            // A base object we re-read is gone: so is the file, when it was
+            // deleted before its changes got here.
+            Err(FsError::NotFound) if node_deleted(core, file, inner.node).await => {
+                forget_deleted(core, inner)?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         let mut attrs = inner.attrs.clone();
         attrs.objects = objects;
         attrs.validate()?;
@@ -155,12 +164,7 @@ pub(crate) async fn commit_locked<A: VaultApi + 'static>(
                 return Ok(());
             }
             Err(e) if e.code() == Some(ErrorCode::NotFound) => {
-                // Deleted (here or elsewhere): nothing left to commit to.
-                // Open descriptors still read and write what they had: the
-                // stage file stays open after its name is gone.
-                inner.gone = true;
-                inner.dirty = false;
-                core.journal.remove(inner.node)?;
+                forget_deleted(core, inner)?;
                 return Ok(());
             }
             Err(e) if e.code() == Some(ErrorCode::Conflict) => {
@@ -174,6 +178,25 @@ pub(crate) async fn commit_locked<A: VaultApi + 'static>(
     Err(FsError::Internal(
         "the file kept changing on the server".into(),
     ))
+}
+
+/// The file was deleted (here or elsewhere): nothing left to commit to.
+/// Open descriptors still read and write what they had: the stage file
+/// stays open after its name is gone.
+fn forget_deleted<A>(core: &Core<A>, inner: &mut FileInner) -> FsResult<()> {
+    inner.gone = true;
+    inner.dirty = false;
+    core.journal.remove(inner.node)?;
+    Ok(())
+}
+
+/// True when the server says `node` no longer exists.
+async fn node_deleted<A: VaultApi + 'static>(
+    core: &Arc<Core<A>>,
+    file: &FileState,
+    node: NodeId,
+) -> bool {
+    matches!(core.fetch(file.ino, node).await, Err(FsError::NotFound))
 }
 
 /// Handles a 409: returns true to retry the commit on the newer version,

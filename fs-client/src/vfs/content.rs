@@ -26,6 +26,7 @@ use common::crypto::subkeys::ContentKey;
 use common::{NodeId, ObjectId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::background::Background;
 use super::error::{FsError, FsResult};
 use super::remote::{Budget, Remote};
 use crate::api::tree::sha256;
@@ -46,6 +47,7 @@ pub(crate) struct Content<A> {
     uploads: Arc<Semaphore>,
     early_uploads: Arc<Semaphore>,
     prefetches: Arc<Semaphore>,
+    background: Arc<Background>,
 }
 
 impl<A> std::fmt::Debug for Content<A> {
@@ -65,6 +67,7 @@ impl<A: VaultApi + 'static> Content<A> {
         disk: Option<DiskCache>,
         mem: SegmentCache,
         parallel_uploads: usize,
+        background: Arc<Background>,
     ) -> Self {
         Self {
             remote,
@@ -75,6 +78,7 @@ impl<A: VaultApi + 'static> Content<A> {
             uploads: Arc::new(Semaphore::new(parallel_uploads.max(1))),
             early_uploads: Arc::new(Semaphore::new(EARLY_UPLOADS)),
             prefetches: Arc::new(Semaphore::new(2)),
+            background,
         }
     }
 
@@ -268,7 +272,7 @@ impl<A: VaultApi + 'static> Content<A> {
             return;
         };
         let this = self.clone();
-        tokio::spawn(async move {
+        self.background.spawn(async move {
             let _permit = permit;
             let lock = this.object_lock(obj.id);
             let _guard = lock.lock().await;

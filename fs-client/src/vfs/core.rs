@@ -22,6 +22,7 @@ use common::crypto::subkeys::VaultSubkeys;
 use tokio::sync::Notify;
 
 use super::VfsConfig;
+use super::background::Background;
 use super::content::Content;
 use super::error::{FsError, FsResult};
 use super::file::{FileState, Io};
@@ -66,6 +67,12 @@ pub(crate) struct Core<A> {
     /// The change feed's position.
     pub change_seq: AtomicI64,
     pub stopping: std::sync::atomic::AtomicBool,
+    /// Early uploads and read-ahead; stopped with the mount.
+    pub background: Arc<Background>,
+    /// Files unlinked while open (see `held`).
+    pub held: std::sync::Mutex<super::held::Held>,
+    /// This machine's id in held names.
+    pub device_id: String,
 }
 
 impl<A> std::fmt::Debug for Core<A> {

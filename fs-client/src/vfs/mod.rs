@@ -9,11 +9,13 @@
 //!
 //! Every method takes `&self` and may run concurrently with any other.
 
+mod background;
 mod commit;
 mod content;
 mod core;
 mod error;
 mod file;
+mod held;
 mod journal;
 mod remote;
 mod seal;
@@ -135,14 +137,17 @@ impl<A: VaultApi + 'static> Vfs<A> {
             None
         };
         let mem = SegmentCache::new(config.memory_cache_bytes);
+        let background = Arc::new(background::Background::new());
         let content = Arc::new(content::Content::new(
             remote.clone(),
             keys.content.clone(),
             disk,
             mem,
             config.upload_parallelism.clamp(1, 16),
+            background.clone(),
         ));
         let journal = journal::Journal::open(&config.journal_dir, keys.local.clone())?;
+        let device_id = held::device_id(&config.journal_dir)?;
         let core = Arc::new(Core {
             remote,
             keys,
@@ -158,6 +163,9 @@ impl<A: VaultApi + 'static> Vfs<A> {
             committed: Notify::new(),
             change_seq: AtomicI64::new(0),
             stopping: AtomicBool::new(false),
+            background,
+            held: std::sync::Mutex::new(held::Held::default()),
+            device_id,
         });
         core.ensure_root(
             rustix::process::geteuid().as_raw(),
@@ -180,14 +188,25 @@ impl<A: VaultApi + 'static> Vfs<A> {
             tasks.push(tokio::spawn(commit::uploader(core.clone())));
         }
         tasks.push(tokio::spawn(watch_changes(core.clone())));
-        Ok(Self {
+        let vfs = Self {
             core,
             tasks: std::sync::Mutex::new(tasks),
-        })
+        };
+        if let Err(e) = vfs.clean_held().await {
+            tracing::warn!(error = %e, "cannot remove files a crashed mount held open");
+        }
+        Ok(vfs)
     }
 
     /// Looks `name` up in `parent`; counts one kernel reference on success.
     pub async fn lookup(&self, parent: Ino, name: &OsStr) -> FsResult<Attr> {
+        if held::reserved(parent, name.as_bytes()) {
+            return Err(FsError::NotFound);
+        }
+        self.lookup_inner(parent, name).await
+    }
+
+    async fn lookup_inner(&self, parent: Ino, name: &OsStr) -> FsResult<Attr> {
         let c = &self.core;
         let name = name.as_bytes();
         let dir = c.id_of(parent)?;
@@ -378,6 +397,18 @@ impl<A: VaultApi + 'static> Vfs<A> {
         name: &OsStr,
         attrs: NodeAttributes,
     ) -> FsResult<(Ino, Attr, NodeId, u32)> {
+        if held::reserved(parent, name.as_bytes()) {
+            return Err(FsError::NotPermitted);
+        }
+        self.make_inner(parent, name, attrs).await
+    }
+
+    async fn make_inner(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        attrs: NodeAttributes,
+    ) -> FsResult<(Ino, Attr, NodeId, u32)> {
         let c = &self.core;
         c.check_writable()?;
         let name = name.as_bytes();
@@ -472,16 +503,28 @@ impl<A: VaultApi + 'static> Vfs<A> {
     }
 
     async fn remove(&self, parent: Ino, name: &OsStr, dir: bool) -> FsResult<()> {
+        let name = name.as_bytes();
+        if held::reserved(parent, name) {
+            return Err(FsError::NotPermitted);
+        }
+        self.core.check_writable()?;
+        if !dir && self.hold_if_open(parent, name).await? {
+            return Ok(());
+        }
+        self.remove_inner(parent, name, dir).await
+    }
+
+    async fn remove_inner(&self, parent: Ino, name: &[u8], dir: bool) -> FsResult<()> {
         let c = &self.core;
         c.check_writable()?;
         let pid = c.id_of(parent)?;
-        let tag = seal::tag(&c.keys, pid, name.as_bytes())?;
+        let tag = seal::tag(&c.keys, pid, name)?;
         c.remote
             .call(Budget::Interactive, |api, t| async move {
                 api.remove(&t, pid, &tag, dir).await
             })
             .await?;
-        c.unlinked(parent, name.as_bytes());
+        c.unlinked(parent, name);
         Ok(())
     }
 
@@ -524,9 +567,29 @@ impl<A: VaultApi + 'static> Vfs<A> {
         new_name: &OsStr,
         how: RenameHow,
     ) -> FsResult<()> {
+        let (name, new_name) = (name.as_bytes(), new_name.as_bytes());
+        if held::reserved(parent, name) || held::reserved(new_parent, new_name) {
+            return Err(FsError::NotPermitted);
+        }
+        self.core.check_writable()?;
+        if how == RenameHow::Replace && (parent, name) != (new_parent, new_name) {
+            // A file open here keeps its contents when replaced.
+            self.hold_if_open(new_parent, new_name).await?;
+        }
+        self.rename_inner(parent, name, new_parent, new_name, how)
+            .await
+    }
+
+    async fn rename_inner(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        how: RenameHow,
+    ) -> FsResult<()> {
         let c = &self.core;
         c.check_writable()?;
-        let (name, new_name) = (name.as_bytes(), new_name.as_bytes());
         let src = c.id_of(parent)?;
         let dst = c.id_of(new_parent)?;
         let src_tag = seal::tag(&c.keys, src, name)?;
@@ -608,6 +671,9 @@ impl<A: VaultApi + 'static> Vfs<A> {
         let c = &self.core;
         c.check_writable()?;
         let name = new_name.as_bytes();
+        if held::reserved(new_parent, name) {
+            return Err(FsError::NotPermitted);
+        }
         let child = c.id_of(ino)?;
         let dir = c.id_of(new_parent)?;
         let req = LinkRequest {
@@ -775,7 +841,8 @@ impl<A: VaultApi + 'static> Vfs<A> {
         drop(inner);
         lock(&c.dirty).insert(ino, bytes);
         for k in ready {
-            tokio::spawn(commit::upload_early(c.clone(), file.clone(), k));
+            c.background
+                .spawn(commit::upload_early(c.clone(), file.clone(), k));
         }
         Ok(n)
     }
@@ -819,6 +886,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
         }
         drop(inner);
         self.core.release_file(&file);
+        self.release_held(ino).await;
         res
     }
 
@@ -907,6 +975,9 @@ impl<A: VaultApi + 'static> Vfs<A> {
             for e in &page.entries {
                 let (child, attr, name) = c.admit(since, ino, dir, e, None)?;
                 let _ = child;
+                if held::reserved(ino, &name) {
+                    continue;
+                }
                 entries.push(DirEntry {
                     offset: i64::try_from(entries.len() + 1).unwrap_or(i64::MAX),
                     name: name.to_vec(),
@@ -1114,6 +1185,19 @@ impl<A: VaultApi + 'static> Vfs<A> {
         for t in tasks {
             t.abort();
             let _ = t.await;
+        }
+        self.core.background.stop().await;
+        // Tasks of an aborted JoinSet (the uploader's commits, a commit's
+        // chunk uploads) are cancelled asynchronously: wait until nothing
+        // but this handle holds the mount, so that its keys, cache lock and
+        // journal are released when it is dropped and not by a straggler.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&self.core) > 1 || Arc::strong_count(&self.core.content) > 1 {
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!("background work still running after shutdown");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 }
