@@ -102,16 +102,31 @@ pub fn config_dir_from(
     xdg: Option<OsString>,
     home: Option<OsString>,
 ) -> Result<PathBuf, ConfigError> {
+    xdg_dir(vault, xdg, home, &[".config"]).ok_or(ConfigError::NoDirectory)
+}
+
+/// `explicit`, else `$XDG_.../securevault`, else `~/<home_rel>/securevault`
+/// (None without a home). Empty values count as unset; a relative XDG value
+/// is ignored, as the XDG base directory spec requires.
+pub fn xdg_dir(
+    explicit: Option<OsString>,
+    xdg: Option<OsString>,
+    home: Option<OsString>,
+    home_rel: &[&str],
+) -> Option<PathBuf> {
     let set = |v: Option<OsString>| v.filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(dir) = set(vault) {
-        return Ok(dir);
+    if let Some(dir) = set(explicit) {
+        return Some(dir);
     }
     if let Some(xdg) = set(xdg).filter(|p| p.is_absolute()) {
-        return Ok(xdg.join(APP_DIR));
+        return Some(xdg.join(APP_DIR));
     }
-    set(home)
-        .map(|h| h.join(".config").join(APP_DIR))
-        .ok_or(ConfigError::NoDirectory)
+    set(home).map(|h| {
+        home_rel
+            .iter()
+            .fold(h, |p, part| p.join(part))
+            .join(APP_DIR)
+    })
 }
 
 /// A refresh token: a bearer secret, so zeroized and never printed.

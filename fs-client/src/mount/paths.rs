@@ -25,7 +25,6 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::config::APP_DIR;
 use crate::error::Error;
 
 /// Overrides the data directory.
@@ -63,20 +62,9 @@ pub fn base_dir(
     home: Option<OsString>,
     home_rel: &[&str],
 ) -> Result<PathBuf, Error> {
-    let set = |v: Option<OsString>| v.filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(dir) = set(explicit) {
-        return Ok(dir);
-    }
-    if let Some(xdg) = set(xdg).filter(|p| p.is_absolute()) {
-        return Ok(xdg.join(APP_DIR));
-    }
-    let home = set(home).ok_or(Error::Usage(
+    crate::config::xdg_dir(explicit, xdg, home, home_rel).ok_or(Error::Usage(
         "cannot find a data directory: set VAULT_DATA_DIR or HOME".into(),
-    ))?;
-    Ok(home_rel
-        .iter()
-        .fold(home, |p, part| p.join(part))
-        .join(APP_DIR))
+    ))
 }
 
 fn absolute(dir: &Path) -> Result<PathBuf, Error> {
