@@ -750,8 +750,46 @@ async fn unlink_of_an_open_file(b: Backend) {
         assert_eq!(read(&g), b"new g");
         assert_eq!(names(&d), ["g", "open.txt"].map(str::to_owned).into());
         assert_eq!(unlinked_nlink, 0, "fstat's nlink of an unlinked open file");
+        let big = pattern(11, 9_000_000);
+        write(&d.join("big.bin"), &big);
+        File::open(d.join("big.bin")).unwrap().sync_all().unwrap();
     })
     .await;
+
+    // Another device, with nothing of the file cached, opens it, removes
+    // its name and still reads every byte (the server alone would have
+    // freed its objects).
+    let mut other = TestMount::new(&v.server, &v.account).await;
+    let r2 = other.path().to_owned();
+    blocking(
+        "read an unlinked file nothing of which is cached",
+        STEP,
+        move || {
+            let p = r2.join("d").join("big.bin");
+            let f = File::open(&p).unwrap();
+            fs::remove_file(&p).unwrap();
+            expect_errno("stat after unlink", fs::metadata(&p), libc::ENOENT);
+            assert_eq!(
+                names(&r2),
+                ["d".to_owned()].into(),
+                "the root lists a hidden name"
+            );
+            let mut got = Vec::new();
+            (&f).read_to_end(&mut got).unwrap();
+            assert_bytes(
+                "an unlinked file read on another device",
+                &got,
+                &pattern(11, 9_000_000),
+            );
+            drop(f);
+            assert_eq!(
+                names(&r2.join("d")),
+                ["g", "open.txt"].map(str::to_owned).into()
+            );
+        },
+    )
+    .await;
+    other.unmount();
 }
 
 async fn renames(b: Backend) {
