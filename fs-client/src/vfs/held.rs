@@ -112,12 +112,13 @@ impl<A: VaultApi + 'static> Vfs<A> {
         let Some((ino, _)) = lock(&c.table).remembered(parent, name) else {
             return Ok(false);
         };
-        if !self.is_open(ino) {
-            return Ok(false);
-        }
+        // Cheap first: only files with state here can be open.
         let Some(file) = c.file(ino) else {
             return Ok(false);
         };
+        if !self.is_open(ino) {
+            return Ok(false);
+        }
         let view = file.view();
         if view.nlink > 1 || seal::file_kind(view.attrs.kind) == FileKind::Directory {
             return Ok(false);
@@ -145,7 +146,9 @@ impl<A: VaultApi + 'static> Vfs<A> {
     /// After a descriptor of `ino` closed: the last one removes a held
     /// file for good.
     pub(crate) async fn release_held(&self, ino: Ino) {
-        if self.is_open(ino) {
+        // Every release passes here: look at the (almost always empty) held
+        // map before scanning the open handles.
+        if !lock(&self.core.held).files.contains_key(&ino) || self.is_open(ino) {
             return;
         }
         let (dir, name) = {
