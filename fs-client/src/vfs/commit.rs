@@ -20,10 +20,12 @@ use common::api::ErrorCode;
 use common::api::tree::{CommitRequest, CreateNodeRequest, EntrySpec, Kind};
 use common::crypto::attrs::{ObjectEntry, Timestamp};
 use tokio::task::JoinSet;
+use zeroize::Zeroizing;
 
 use super::core::{Core, lock};
 use super::error::{FsError, FsResult};
 use super::file::{CHUNK, FileInner, FileState, SEGS_PER_CHUNK};
+use super::journal::Stage;
 use super::remote::Budget;
 use super::seal;
 use super::types::{Ino, ROOT_INO};
@@ -84,7 +86,7 @@ async fn build_objects<A: VaultApi + 'static>(
         let content = core.content.clone();
         uploads.spawn(async move {
             content
-                .upload_with(budget, permit, target, start, &plain)
+                .upload_with(budget, permit, target, start, plain)
                 .await
         });
     }
@@ -352,62 +354,102 @@ pub(crate) async fn commit_ino<A: VaultApi + 'static>(
     res
 }
 
+/// Early-uploaded chunks whose stage slots wait for one durable manifest
+/// before they are punched: one fsync per this many chunks (64 MiB), not
+/// one per chunk, and the journal holds at most this much already-uploaded
+/// data.
+const PUNCH_BATCH: usize = 16;
+
 /// Uploads chunk `k` of `file` before the file is closed (a long write
-/// streams to the server instead of piling up in the journal).
+/// streams to the server instead of piling up in the journal). The caller
+/// queued `k` in `uploading` ([`FileInner::take_ready`]).
+///
+/// The file's lock is held only to check the chunk and to record the
+/// result: the chunk's slots are read and decrypted, encrypted again and
+/// uploaded without it, so writes carry on meanwhile. That is safe because
+/// a ready chunk lives wholly in the stage file, and the result is kept
+/// only if no segment of the chunk changed in between (its write sequence
+/// is the same); a slot rewritten while it was read fails authentication
+/// or is caught by that check.
 pub(crate) async fn upload_early<A: VaultApi + 'static>(
     core: Arc<Core<A>>,
     file: Arc<FileState>,
     k: u64,
 ) {
     let Ok(permit) = core.content.early_upload_permit().await else {
+        lock_and_unqueue(&file, k).await;
         return;
     };
-    let (plain, seq) = {
+    let (stage, seq) = {
         let mut inner = file.inner.lock().await;
-        if !inner.ready_chunks().contains(&k) || inner.gone {
-            return;
-        }
-        inner.uploading.insert(k);
-        let io = core.io();
-        match inner.chunk(&io, k).await {
-            Ok(p) => (p, inner.chunk_seq(k)),
-            Err(e) => {
-                tracing::debug!(error = %e, "early upload: cannot read the chunk");
+        match (&inner.stage, inner.chunk_ready(k) && !inner.gone) {
+            (Some(stage), true) => (stage.clone(), inner.chunk_seq(k)),
+            _ => {
                 inner.uploading.remove(&k);
                 return;
             }
         }
     };
+    let plain = match read_staged_chunk(&stage, k) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(error = %e, "early upload: the chunk changed while it was read");
+            lock_and_unqueue(&file, k).await;
+            return;
+        }
+    };
+    drop(stage);
     let res = core
         .content
-        .upload_with(Budget::Uploader, permit, file.node, k * CHUNK, &plain)
+        .upload_with(Budget::Uploader, permit, file.node, k * CHUNK, plain)
         .await;
-    drop(plain);
     let mut inner = file.inner.lock().await;
     inner.uploading.remove(&k);
     let segs = k * SEGS_PER_CHUNK..(k + 1) * SEGS_PER_CHUNK;
-    let intact = inner.staged.range(segs.clone()).count() as u64 == SEGS_PER_CHUNK
-        && inner.chunk_seq(k) == seq
-        && (k + 1) * CHUNK <= inner.size()
-        && !inner.tail.as_ref().is_some_and(|(t, _)| segs.contains(t));
+    let intact = inner.chunk_ready(k) && inner.chunk_seq(k) == seq;
     match res {
         Ok(obj) if intact && !inner.gone => {
             inner.uploaded.insert(k, obj);
-            for s in segs.clone() {
+            for s in segs {
                 inner.staged.remove(&s);
             }
-            // The manifest must name the object before the slots go.
-            match inner.save(&core.journal, true) {
-                Ok(()) => {
-                    if let Some(stage) = &inner.stage {
-                        stage.punch(segs);
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot update the journal"),
+            inner.unpunched.insert(k);
+            if inner.unpunched.len() >= PUNCH_BATCH {
+                punch_uploaded(&core, &mut inner);
             }
         }
         Ok(_) => {}
         Err(e) => tracing::debug!(error = %e, "early upload failed; the commit will retry"),
+    }
+}
+
+async fn lock_and_unqueue(file: &FileState, k: u64) {
+    file.inner.lock().await.uploading.remove(&k);
+}
+
+/// Plaintext of ready chunk `k`, read from its stage slots.
+fn read_staged_chunk(stage: &Stage, k: u64) -> FsResult<Zeroizing<Vec<u8>>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(usize::try_from(CHUNK).unwrap_or(0)));
+    for seg in k * SEGS_PER_CHUNK..(k + 1) * SEGS_PER_CHUNK {
+        out.extend_from_slice(&stage.read(seg)?);
+    }
+    Ok(out)
+}
+
+/// Makes a manifest naming the early-uploaded objects durable, then frees
+/// their chunks' slots in the stage file (never the other way round: a
+/// crash in between must find either the slots or the objects).
+fn punch_uploaded<A>(core: &Core<A>, inner: &mut FileInner) {
+    match inner.save(&core.journal, true) {
+        Ok(()) => {
+            let chunks = std::mem::take(&mut inner.unpunched);
+            if let Some(stage) = &inner.stage {
+                for k in chunks {
+                    stage.punch(k * SEGS_PER_CHUNK..(k + 1) * SEGS_PER_CHUNK);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot update the journal"),
     }
 }
 

@@ -25,6 +25,7 @@ use common::crypto::content::{
 use common::crypto::subkeys::ContentKey;
 use common::{NodeId, ObjectId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use zeroize::Zeroizing;
 
 use super::background::Background;
 use super::error::{FsError, FsResult};
@@ -35,7 +36,7 @@ use crate::cache::{DiskCache, SegmentCache};
 
 const SEG: u64 = SEGMENT_SIZE as u64;
 /// Chunks of files still being written that upload at once.
-const EARLY_UPLOADS: usize = 2;
+const EARLY_UPLOADS: usize = 4;
 
 /// Object reads and writes with their caches.
 pub(crate) struct Content<A> {
@@ -316,7 +317,7 @@ impl<A: VaultApi + 'static> Content<A> {
         permit: OwnedSemaphorePermit,
         file: NodeId,
         offset: u64,
-        plain: &[u8],
+        plain: Zeroizing<Vec<u8>>,
     ) -> FsResult<ObjectEntry> {
         let _permit = permit;
         let id = ObjectId::random()?;
@@ -325,7 +326,10 @@ impl<A: VaultApi + 'static> Content<A> {
             object: id,
             offset,
         };
-        let ct = Bytes::from(encrypt_object(&self.key, &binding, plain)?);
+        let len = plain.len() as u64;
+        let ct = Bytes::from(encrypt_object(&self.key, &binding, &plain)?);
+        // Only the ciphertext is kept while the upload is in flight.
+        drop(plain);
         let digest = sha256(&ct);
         let body = ct.clone();
         let sent = self
@@ -350,7 +354,7 @@ impl<A: VaultApi + 'static> Content<A> {
         Ok(ObjectEntry {
             id,
             offset,
-            len: plain.len() as u64,
+            len,
             digest: ObjectDigest::from_bytes(digest),
         })
     }

@@ -122,8 +122,11 @@ pub(crate) struct FileInner {
     pub staged: BTreeMap<u64, u64>,
     /// Chunks uploaded as new objects, not yet committed.
     pub uploaded: BTreeMap<u64, ObjectEntry>,
-    /// Chunks being uploaded early right now.
+    /// Chunks queued for or in an early upload.
     pub uploading: BTreeSet<u64>,
+    /// Chunks uploaded early whose stage slots are still there: they are
+    /// punched in batches, after a durable manifest names their objects.
+    pub unpunched: BTreeSet<u64>,
     pub tail: Option<(u64, Zeroizing<Vec<u8>>)>,
     /// Write sequence: bumped by every segment change.
     pub seq: u64,
@@ -133,7 +136,7 @@ pub(crate) struct FileInner {
     /// Something is not committed (contents or attributes).
     pub dirty: bool,
     pub epoch: u64,
-    pub stage: Option<Stage>,
+    pub stage: Option<Arc<Stage>>,
     /// Where the file was last seen, for a conflict copy.
     pub parent: NodeId,
     pub name: Zeroizing<Vec<u8>>,
@@ -177,6 +180,7 @@ impl FileInner {
             staged: BTreeMap::new(),
             uploaded: BTreeMap::new(),
             uploading: BTreeSet::new(),
+            unpunched: BTreeSet::new(),
             tail: None,
             seq: 0,
             closed_seq: 0,
@@ -253,9 +257,11 @@ impl FileInner {
             if self.epoch == 0 {
                 self.epoch = u64::from_be_bytes(random_array()?);
             }
-            self.stage = Some(journal.stage(self.node, self.epoch)?);
+            self.stage = Some(Arc::new(journal.stage(self.node, self.epoch)?));
         }
-        self.stage.as_ref().ok_or(FsError::Internal("stage".into()))
+        self.stage
+            .as_deref()
+            .ok_or(FsError::Internal("stage".into()))
     }
 
     /// Writes the in-memory tail segment to the stage file.
@@ -390,6 +396,8 @@ impl FileInner {
         if self.tail.as_ref().is_some_and(|(t, _)| *t != seg) {
             self.flush_tail(journal)?;
         }
+        // The chunk's old slots are being reused: they must not be punched.
+        self.unpunched.remove(&(seg / SEGS_PER_CHUNK));
         self.seq += 1;
         self.staged.insert(seg, self.seq);
         self.tail = Some((seg, buf));
@@ -441,10 +449,10 @@ impl FileInner {
             pos = seg_start + to as u64;
         }
         self.attrs.size = new_size;
-        // A rewritten chunk no longer matches its early upload.
-        let first = offset / CHUNK;
-        let last = (end - 1) / CHUNK;
-        self.uploaded.retain(|k, _| *k < first || *k > last);
+        // A chunk uploaded early and now partly rewritten keeps its object
+        // as the layer under the rewritten segments (dropping it would
+        // turn the rest of the chunk into zeros); the commit rebuilds the
+        // chunk from both.
         self.touch();
         Ok(())
     }
@@ -494,34 +502,34 @@ impl FileInner {
         Ok(())
     }
 
-    /// Chunks wholly written and staged that could be uploaded before the
-    /// file is closed.
-    pub(crate) fn ready_chunks(&self) -> Vec<u64> {
-        let mut out = Vec::new();
-        let full = self.size() / CHUNK;
-        let mut last_checked = None;
-        for &seg in self.staged.keys() {
-            let k = seg / SEGS_PER_CHUNK;
-            if last_checked == Some(k) || k >= full {
-                continue;
-            }
-            last_checked = Some(k);
-            // The tail is still being written.
-            if self
+    /// True when chunk `k` is wholly written and staged (and not the
+    /// tail's), so it could be uploaded before the file is closed.
+    pub(crate) fn chunk_ready(&self, k: u64) -> bool {
+        k < self.size() / CHUNK
+            && self
                 .tail
                 .as_ref()
-                .is_some_and(|(t, _)| t / SEGS_PER_CHUNK == k)
-            {
-                continue;
-            }
-            let n = self
+                .is_none_or(|(t, _)| t / SEGS_PER_CHUNK != k)
+            && self
                 .staged
                 .range(k * SEGS_PER_CHUNK..(k + 1) * SEGS_PER_CHUNK)
-                .count() as u64;
-            if n == SEGS_PER_CHUNK && !self.uploading.contains(&k) {
+                .count() as u64
+                == SEGS_PER_CHUNK
+    }
+
+    /// Of the chunks `candidates` (those a write touched, and the one its
+    /// tail left), the ones now ready and not yet queued: marks them queued
+    /// and returns them, so each ready chunk gets one early upload. O(the
+    /// candidates), not O(the staged segments): a long write calls this
+    /// for every request.
+    pub(crate) fn take_ready(&mut self, candidates: impl IntoIterator<Item = u64>) -> Vec<u64> {
+        let mut out: Vec<u64> = Vec::new();
+        for k in candidates {
+            if !out.contains(&k) && !self.uploading.contains(&k) && self.chunk_ready(k) {
                 out.push(k);
             }
         }
+        self.uploading.extend(out.iter().copied());
         out
     }
 
@@ -566,7 +574,7 @@ impl FileInner {
     pub(crate) fn save(&mut self, journal: &Journal, durable: bool) -> FsResult<()> {
         self.flush_tail(journal)?;
         let m = self.manifest();
-        journal.write_manifest(&m, self.stage.as_ref(), durable)
+        journal.write_manifest(&m, self.stage.as_deref(), durable)
     }
 
     /// State rebuilt from a manifest, on top of the committed `base`.
@@ -579,7 +587,7 @@ impl FileInner {
         let stage = if m.staged.is_empty() {
             None
         } else {
-            Some(journal.stage(m.node, m.epoch)?)
+            Some(Arc::new(journal.stage(m.node, m.epoch)?))
         };
         let mut staged = BTreeMap::new();
         for (a, b) in &m.staged {
@@ -602,6 +610,7 @@ impl FileInner {
             staged,
             uploaded: m.uploaded.into_iter().collect(),
             uploading: BTreeSet::new(),
+            unpunched: BTreeSet::new(),
             tail: None,
             seq: 1,
             closed_seq: 1,
@@ -620,6 +629,7 @@ impl FileInner {
         self.uploaded.clear();
         self.tail = None;
         self.stage = None;
+        self.unpunched.clear();
         self.epoch = 0;
         self.dirty = false;
         journal.remove(self.node)

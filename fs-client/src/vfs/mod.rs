@@ -834,9 +834,13 @@ impl<A: VaultApi + 'static> Vfs<A> {
         }
         let n = u32::try_from(data.len()).map_err(|_| FsError::TooBig)?;
         let mut inner = file.inner.lock().await;
+        // The chunk the tail was in may be complete once the tail moves on.
+        let left = inner.tail.as_ref().map(|(s, _)| s / file::SEGS_PER_CHUNK);
         inner.write(&c.io(), offset, data).await?;
         file.publish(&inner);
-        let ready = inner.ready_chunks();
+        let touched =
+            offset / file::CHUNK..=(offset + u64::from(n)).saturating_sub(1) / file::CHUNK;
+        let ready = inner.take_ready(left.into_iter().chain(touched));
         let bytes = staged_bytes(&inner);
         drop(inner);
         lock(&c.dirty).insert(ino, bytes);

@@ -874,3 +874,83 @@ fn model_regression_deleted_before_a_commit_that_rereads_its_base() {
         .unwrap();
     rt.block_on(run_model(ops)).unwrap();
 }
+
+/// Uploaded objects the fake holds (committed or not).
+fn stored_objects(fake: &FakeVault) -> usize {
+    fake.live_objects()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_write_streams_chunks_and_later_rewrites_of_them_survive_a_crash() {
+    let fake = Arc::new(FakeVault::new());
+    let d = tempfile::tempdir().unwrap();
+    let chunk = 4 << 20;
+    let mut data = pattern(20 * chunk + 12_345, 5);
+    let v = start(&fake, d.path()).await;
+    let (attr, fh) = v
+        .create(ROOT_INO, os("big"), 0o644, 0o022, RW, ME)
+        .await
+        .unwrap();
+    for (i, part) in data.chunks(1 << 20).enumerate() {
+        v.write(attr.ino, fh, (i << 20) as u64, part).await.unwrap();
+    }
+    // Chunks stream to the server while the file is still open, and the
+    // journal gives back the space of those it no longer needs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while stored_objects(&fake) < 17 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        stored_objects(&fake) >= 17,
+        "chunks were not uploaded early"
+    );
+    let journal_bytes = || -> u64 {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::read_dir(d.path().join("journal"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().blocks() * 512)
+            .sum()
+    };
+    assert!(
+        journal_bytes() < 12 * chunk as u64,
+        "uploaded chunks were not punched from the stage: {} bytes",
+        journal_bytes()
+    );
+    // Rewrites of chunks already uploaded (punched or not yet) and of the
+    // last one, then the daemon dies before anything is committed.
+    for at in [100, 16 * chunk + 7, 19 * chunk + 3, 20 * chunk + 1] {
+        let patch = pattern(70_000, at as u8);
+        v.write(attr.ino, fh, at as u64, &patch).await.unwrap();
+        let end = (at + patch.len()).min(data.len());
+        data[at..end].copy_from_slice(&patch[..end - at]);
+        if at + patch.len() > data.len() {
+            data.extend_from_slice(&patch[end - at..]);
+        }
+    }
+    v.flush(attr.ino, fh).await.unwrap();
+    assert!(
+        read_file(&v, attr.ino).await.unwrap() == data,
+        "the mount reads back other than what was written"
+    );
+    v.shutdown().await;
+    // The next run replays the journal; another device reads it all.
+    let cache = tempfile::tempdir().unwrap();
+    let v = start_with(
+        &fake,
+        VfsConfig {
+            cache_dir: cache.path().into(),
+            ..config(d.path())
+        },
+    )
+    .await;
+    v.sync_all().await.unwrap();
+    let d2 = tempfile::tempdir().unwrap();
+    let w = start(&fake, d2.path()).await;
+    let a = w.lookup(ROOT_INO, os("big")).await.unwrap();
+    let back = read_file(&w, a.ino).await.unwrap();
+    assert_eq!(back.len(), data.len());
+    if let Some(i) = back.iter().zip(&data).position(|(a, b)| a != b) {
+        let last = back.iter().zip(&data).rposition(|(a, b)| a != b).unwrap();
+        panic!("contents differ after replay at {i}..={last}");
+    }
+}
