@@ -3,7 +3,10 @@
 //! Every request is answered by a tokio task spawned on the daemon's
 //! runtime, which awaits the [`Vfs`] method and replies (fuser's replies
 //! are `Send`), so a slow network call never holds up the FUSE threads and
-//! independent requests run concurrently. Borrowed arguments (names, write
+//! independent requests run concurrently. The exceptions are `getattr` and
+//! `getxattr` that the [`Vfs`] can answer from memory at once (its
+//! `*_cached` methods): those are answered on the FUSE thread, saving a
+//! task and two thread wake-ups per `stat` storm entry. Borrowed arguments (names, write
 //! data) are copied into the task first.
 //!
 //! This layer only translates ([`super::convert`]): `OsStr` names, flags to
@@ -194,6 +197,9 @@ impl<A: VaultApi + 'static> Filesystem for FuseFs<A> {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        if let Some(attr) = self.vfs.getattr_cached(ino.0) {
+            return reply.attr(&TTL, &file_attr(&attr));
+        }
         self.spawn(|vfs| async move { reply_attr("getattr", reply, vfs.getattr(ino.0).await) });
     }
 
@@ -554,6 +560,9 @@ impl<A: VaultApi + 'static> Filesystem for FuseFs<A> {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if let Some(res) = self.vfs.getxattr_cached(ino.0, name) {
+            return reply_xattr("getxattr", reply, size, res);
+        }
         let name = name.to_owned();
         self.spawn(|vfs| async move {
             reply_xattr("getxattr", reply, size, vfs.getxattr(ino.0, &name).await);

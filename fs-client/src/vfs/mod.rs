@@ -258,6 +258,36 @@ impl<A: VaultApi + 'static> Vfs<A> {
         self.core.attr(ino).await
     }
 
+    /// [`Vfs::getattr`] when it can be answered from memory at once (an
+    /// open file's own view, or a fresh verified record), else `None`. For
+    /// the FUSE adapter to answer on its own thread, without a task.
+    pub fn getattr_cached(&self, ino: Ino) -> Option<Attr> {
+        if let Some(f) = self.core.file(ino) {
+            let v = f.view();
+            return Some(attr_of(ino, &v.attrs, v.nlink, 0));
+        }
+        let t = lock(&self.core.table);
+        t.fresh(ino)
+            .map(|k| attr_of(ino, &k.attrs, k.nlink, k.updated_at))
+    }
+
+    /// [`Vfs::getxattr`] when it can be answered from memory at once, else
+    /// `None`. `ls -l` asks two of these per file (an ACL and a security
+    /// label), so they must not cost a task and a wake-up each.
+    pub fn getxattr_cached(&self, ino: Ino, name: &OsStr) -> Option<FsResult<Vec<u8>>> {
+        let pick = |a: &NodeAttributes| {
+            a.xattrs
+                .get(name.as_bytes())
+                .cloned()
+                .ok_or(FsError::NoAttribute)
+        };
+        if let Some(f) = self.core.file(ino) {
+            return Some(pick(&f.view().attrs));
+        }
+        let t = lock(&self.core.table);
+        t.fresh(ino).map(|k| pick(&k.attrs))
+    }
+
     /// The open or changed state of file `ino`, created from the server's
     /// current version when there is none (`revalidate`: refresh a clean
     /// state from the server: close-to-open). Counts one handle on it: the
@@ -963,22 +993,20 @@ impl<A: VaultApi + 'static> Vfs<A> {
                 attr: parent_attr,
             },
         ];
-        let mut after = None;
-        loop {
-            let query = ListQuery {
-                after,
-                limit: Some(1000),
-            };
-            let since = c.tick();
-            let page = c
-                .remote
-                .call(Budget::Interactive, |api, t| async move {
-                    api.list(&t, dir, query).await
-                })
-                .await?;
+        // Pages are fetched one ahead: the next is on its way while this
+        // one is decrypted and verified.
+        let mut next = Some(self.list_page(dir, None));
+        while let Some(fetch) = next.take() {
+            let (since, page) = fetch
+                .await
+                .map_err(|e| FsError::Internal(e.to_string()))??;
+            if let Some(n) = page.next
+                && !page.entries.is_empty()
+            {
+                next = Some(self.list_page(dir, Some(n)));
+            }
             for e in &page.entries {
-                let (child, attr, name) = c.admit(since, ino, dir, e, None)?;
-                let _ = child;
+                let (_, attr, name) = c.admit(since, ino, dir, e, None)?;
                 if held::reserved(ino, &name) {
                     continue;
                 }
@@ -988,12 +1016,32 @@ impl<A: VaultApi + 'static> Vfs<A> {
                     attr,
                 });
             }
-            match page.next {
-                Some(n) if !page.entries.is_empty() => after = Some(n),
-                _ => break,
-            }
         }
         Ok(c.new_handle(Handle::Dir { entries }))
+    }
+
+    /// Fetches one page of `dir`'s listing in its own task; answers the
+    /// table tick noted before it was sent, and the page.
+    fn list_page(
+        &self,
+        dir: NodeId,
+        after: Option<common::crypto::name::NameTag>,
+    ) -> tokio::task::JoinHandle<FsResult<(u64, common::api::tree::EntryPage)>> {
+        let core = self.core.clone();
+        tokio::spawn(async move {
+            let since = core.tick();
+            let query = ListQuery {
+                after,
+                limit: Some(FEED_PAGE),
+            };
+            let page = core
+                .remote
+                .call(Budget::Interactive, |api, t| async move {
+                    api.list(&t, dir, query).await
+                })
+                .await?;
+            Ok((since, page))
+        })
     }
 
     /// Entries after `offset` (0 = from the start), including `.` and `..`.
@@ -1219,8 +1267,12 @@ fn staged_bytes(inner: &FileInner) -> u64 {
     inner.staged.len() as u64 * file::SEG
 }
 
+/// Changes asked for per poll of the change feed.
+const FEED_PAGE: u32 = 1000;
+
 /// Polls the change feed and drops cached state of nodes that changed, so
-/// the next `stat` or `open` sees them.
+/// the next `stat` or `open` sees them; a complete poll vouches for the
+/// states it did not drop (`Table::feed_polled`).
 async fn watch_changes<A: VaultApi + 'static>(core: Arc<Core<A>>) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -1228,10 +1280,11 @@ async fn watch_changes<A: VaultApi + 'static>(core: Arc<Core<A>>) {
             return;
         }
         let since = core.change_seq.load(Ordering::Acquire);
+        let sent = std::time::Instant::now();
         let page = core
             .remote
             .call(Budget::Interactive, |api, t| async move {
-                api.changes(&t, since, Some(1000)).await
+                api.changes(&t, since, Some(FEED_PAGE)).await
             })
             .await;
         let Ok(page) = page else { continue };
@@ -1242,6 +1295,11 @@ async fn watch_changes<A: VaultApi + 'static>(core: Arc<Core<A>>) {
                 if let Some(p) = ch.parent {
                     t.invalidate(p);
                 }
+            }
+            // A full page may have more behind it: only a short one
+            // vouches for everything up to when it was asked for.
+            if page.changes.len() < FEED_PAGE as usize {
+                t.feed_polled(sent);
             }
         }
         let next = page.changes.last().map_or(page.latest, |c| c.seq);

@@ -23,6 +23,13 @@ use super::types::{Ino, ROOT_INO};
 /// (the change feed drops them earlier when the node changes).
 pub(crate) const ATTR_TTL: Duration = Duration::from_secs(1);
 
+/// How long a complete poll of the change feed vouches for every state
+/// verified before it was sent and not dropped by it. The feed is polled
+/// every second, so while it answers, a `stat` storm (`ls -l`, `rsync`,
+/// `find`) is served from memory with the same staleness bound as
+/// [`ATTR_TTL`]; when it does not, states age out after [`ATTR_TTL`].
+pub(crate) const FEED_TTL: Duration = Duration::from_secs(2);
+
 /// A node's verified state.
 #[derive(Debug, Clone)]
 pub(crate) struct Known {
@@ -74,6 +81,8 @@ pub(crate) struct Table {
     next: Ino,
     /// Counts recorded versions; a request notes it before it is sent.
     tick: u64,
+    /// When the last complete change-feed poll was sent.
+    feed_at: Option<Instant>,
 }
 
 impl Table {
@@ -101,7 +110,14 @@ impl Table {
             by_name: HashMap::new(),
             next: ROOT_INO + 1,
             tick: 0,
+            feed_at: None,
         }
+    }
+
+    /// A poll of the change feed sent at `sent` was applied in full: no
+    /// node it did not drop changed before `sent`.
+    pub(crate) fn feed_polled(&mut self, sent: Instant) {
+        self.feed_at = Some(sent);
     }
 
     /// The node of `ino`.
@@ -204,10 +220,11 @@ impl Table {
 
     /// Fresh verified state of `ino`, if any.
     pub(crate) fn fresh(&self, ino: Ino) -> Option<&Known> {
+        let feed = self.feed_at.filter(|f| f.elapsed() < FEED_TTL);
         self.by_ino
             .get(&ino)
             .and_then(|s| s.known.as_ref())
-            .filter(|k| k.at.elapsed() < ATTR_TTL)
+            .filter(|k| k.at.elapsed() < ATTR_TTL || feed.is_some_and(|f| f >= k.at))
     }
 
     /// The inode last seen as `name` in `parent`, with its last verified
