@@ -26,6 +26,8 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 /// connections let reads proceed beside it.
 const MAX_CONNECTIONS: u32 = 4;
 /// How long a statement waits for another connection's write lock.
+/// Bytes the WAL file is cut back to after a checkpoint (64 MiB).
+const JOURNAL_SIZE_LIMIT: u64 = 64 << 20;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a caller waits for a free connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,7 +57,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            // The WAL is truncated back to this after a checkpoint; without
+            // it, a burst of writes leaves a file of its largest size.
+            .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT.to_string());
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let pool = if in_memory {
             SqlitePoolOptions::new()

@@ -1335,6 +1335,11 @@ async fn connect_sqlite_url_forms_and_pragmas() {
         .await
         .unwrap();
     assert_eq!(busy, 5_000);
+    let wal_limit: i64 = sqlx::query_scalar("PRAGMA journal_size_limit")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(wal_limit, 64 << 20);
     let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
         .fetch_one(pool)
         .await
