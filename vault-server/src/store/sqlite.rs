@@ -25,9 +25,9 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 /// Connections in the pool: SQLite has one writer at a time; a few
 /// connections let reads proceed beside it.
 const MAX_CONNECTIONS: u32 = 4;
-/// How long a statement waits for another connection's write lock.
 /// Bytes the WAL file is cut back to after a checkpoint (64 MiB).
 const JOURNAL_SIZE_LIMIT: u64 = 64 << 20;
+/// How long a statement waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a caller waits for a free connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
