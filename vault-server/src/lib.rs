@@ -18,6 +18,7 @@ pub mod state;
 pub mod store;
 pub mod tree;
 
+use axum::serve::ListenerExt as _;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -161,7 +162,13 @@ async fn serve_http(
         http::router(state, settings.max_body).into_make_service_with_connect_info::<SocketAddr>();
     match &settings.tls {
         None => {
-            let listener = tokio::net::TcpListener::from_std(listener)?;
+            // TCP_NODELAY: a response written as headers, then body (object
+            // downloads) must not wait for the client's delayed ACK (40 ms).
+            let listener = tokio::net::TcpListener::from_std(listener)?.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await?;
@@ -174,7 +181,10 @@ async fn serve_http(
                 shutdown.await;
                 stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
             });
-            axum_server::from_tcp_rustls(listener, config)?
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
+                .acceptor(axum_server::accept::NoDelayAcceptor::new());
+            axum_server::from_tcp(listener)?
+                .acceptor(acceptor)
                 .handle(handle)
                 .serve(app)
                 .await?;
