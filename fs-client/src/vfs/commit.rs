@@ -188,6 +188,7 @@ pub(crate) async fn commit_locked<A: VaultApi + 'static>(
 fn forget_deleted<A>(core: &Core<A>, inner: &mut FileInner) -> FsResult<()> {
     inner.gone = true;
     inner.dirty = false;
+    inner.forget_saved();
     core.journal.remove(inner.node)?;
     Ok(())
 }
@@ -512,12 +513,22 @@ pub(crate) async fn uploader<A: VaultApi + 'static>(core: Arc<Core<A>>) {
             backoff = Duration::from_millis(500);
             let wait = core.upload_wake.notified();
             tokio::select! {
-                () = wait => {}
+                () = wait => {
+                    // Let the burst settle: what a program does right after
+                    // close (tar and rsync set times, modes and owners) then
+                    // joins the pending commit instead of costing a request
+                    // of its own, and files closed together commit together.
+                    tokio::time::sleep(COMMIT_SETTLE).await;
+                }
                 () = tokio::time::sleep(Duration::from_secs(5)) => {}
             }
         }
     }
 }
+
+/// How long the uploader waits after a file is closed before it commits
+/// (`fsync` and unmount do not wait).
+const COMMIT_SETTLE: Duration = Duration::from_millis(200);
 
 fn core_parallel<A>(core: &Core<A>) -> usize {
     core.config.upload_parallelism.clamp(1, 8)

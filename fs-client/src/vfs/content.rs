@@ -35,6 +35,8 @@ use crate::api::{ByteRange, VaultApi};
 use crate::cache::{DiskCache, SegmentCache};
 
 const SEG: u64 = SEGMENT_SIZE as u64;
+/// Objects fetched ahead of sequential readers at once.
+const PREFETCHES: usize = 2;
 /// Chunks of files still being written that upload at once.
 const EARLY_UPLOADS: usize = 4;
 
@@ -78,7 +80,7 @@ impl<A: VaultApi + 'static> Content<A> {
             inflight: std::sync::Mutex::new(HashMap::new()),
             uploads: Arc::new(Semaphore::new(parallel_uploads.max(1))),
             early_uploads: Arc::new(Semaphore::new(EARLY_UPLOADS)),
-            prefetches: Arc::new(Semaphore::new(2)),
+            prefetches: Arc::new(Semaphore::new(PREFETCHES)),
             background,
         }
     }

@@ -142,6 +142,9 @@ pub(crate) struct FileInner {
     pub name: Zeroizing<Vec<u8>>,
     /// The node is gone from the server (unlinked): nothing to commit.
     pub gone: bool,
+    /// SHA-256 of the manifest last written to the journal (memory only),
+    /// so closing, `chmod` and `utimens` do not write the same one again.
+    pub saved: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for FileInner {
@@ -190,6 +193,7 @@ impl FileInner {
             parent,
             name: Zeroizing::new(name.to_vec()),
             gone: false,
+            saved: None,
         }
     }
 
@@ -571,10 +575,24 @@ impl FileInner {
     }
 
     /// Writes the manifest (and with `durable`, syncs the stage first).
+    /// A save that is not `durable` and would write the manifest already
+    /// there is skipped.
     pub(crate) fn save(&mut self, journal: &Journal, durable: bool) -> FsResult<()> {
         self.flush_tail(journal)?;
         let m = self.manifest();
-        journal.write_manifest(&m, self.stage.as_deref(), durable)
+        let fingerprint = m.fingerprint()?;
+        if !durable && self.saved == Some(fingerprint) {
+            return Ok(());
+        }
+        self.saved = None;
+        journal.write_manifest(&m, self.stage.as_deref(), durable)?;
+        self.saved = Some(fingerprint);
+        Ok(())
+    }
+
+    /// The journal no longer holds this file's manifest.
+    pub(crate) fn forget_saved(&mut self) {
+        self.saved = None;
     }
 
     /// State rebuilt from a manifest, on top of the committed `base`.
@@ -620,6 +638,7 @@ impl FileInner {
             parent: m.parent,
             name: Zeroizing::new(m.name),
             gone: false,
+            saved: None,
         })
     }
 
@@ -632,6 +651,7 @@ impl FileInner {
         self.unpunched.clear();
         self.epoch = 0;
         self.dirty = false;
+        self.saved = None;
         journal.remove(self.node)
     }
 }

@@ -68,6 +68,11 @@ pub(crate) struct Manifest {
 }
 
 impl Manifest {
+    /// SHA-256 of the encoded manifest: equal fingerprints, equal files.
+    pub(crate) fn fingerprint(&self) -> FsResult<[u8; 32]> {
+        Ok(crate::api::tree::sha256(&self.encode()?))
+    }
+
     fn encode(&self) -> FsResult<Zeroizing<Vec<u8>>> {
         let mut attrs = self.attrs.clone();
         attrs.objects.clear();

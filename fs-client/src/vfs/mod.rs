@@ -841,14 +841,19 @@ impl<A: VaultApi + 'static> Vfs<A> {
         let inner = file.inner.lock().await;
         let out = inner.read(&self.core.io(), offset, size).await?;
         let end = offset + out.len() as u64;
-        // Sequential reading: fetch the next chunk's object ahead.
+        // Sequential reading: fetch the next chunks' objects ahead, so the
+        // downloads overlap this chunk's decryption and copying.
         let sequential = file.last_read_end.swap(end, Ordering::Relaxed) == offset;
         if sequential {
-            let next = (end / file::CHUNK + 1) * file::CHUNK;
-            if next < inner.base_limit
-                && let Some(obj) = inner.base.iter().find(|o| o.offset == next)
-            {
-                self.core.content.prefetch(file.node, obj.clone());
+            for ahead in 1..=READ_AHEAD_CHUNKS {
+                let next = (end / file::CHUNK + ahead) * file::CHUNK;
+                if next >= inner.base_limit {
+                    break;
+                }
+                let first = inner.base.partition_point(|o| o.offset < next);
+                if let Some(obj) = inner.base.get(first).filter(|o| o.offset == next) {
+                    self.core.content.prefetch(file.node, obj.clone());
+                }
             }
         }
         Ok(out)
@@ -916,6 +921,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
         if inner.gone && file.handles.load(Ordering::Acquire) <= 1 {
             // The last descriptor of a deleted file: its stage goes too.
             inner.stage = None;
+            inner.forget_saved();
             let _ = self.core.journal.remove(file.node);
         }
         drop(inner);
@@ -1266,6 +1272,9 @@ impl<A: VaultApi + 'static> Drop for Vfs<A> {
 fn staged_bytes(inner: &FileInner) -> u64 {
     inner.staged.len() as u64 * file::SEG
 }
+
+/// Chunks (4 MiB objects) fetched ahead of a sequential reader.
+const READ_AHEAD_CHUNKS: u64 = 1;
 
 /// Changes asked for per poll of the change feed.
 const FEED_PAGE: u32 = 1000;
