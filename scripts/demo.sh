@@ -24,6 +24,8 @@ ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 cd -- "$ROOT"
 # shellcheck source=scripts/lib/deps.sh
 source scripts/lib/deps.sh
+# shellcheck source=scripts/lib/vault-account.sh
+source scripts/lib/vault-account.sh
 
 usage() {
     awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
@@ -32,7 +34,7 @@ usage() {
 # Take what the demo reads from the environment, then drop every other
 # VAULT_* variable so nothing from the caller's shell reaches the server or
 # the client by accident.
-PASSWORD=${VAULT_PASSWORD:-}
+VA_PASSWORD=${VAULT_PASSWORD:-}
 EMAIL=${VAULT_DEMO_EMAIL:-demo@example.com}
 DEMO_DATA=$(realpath -m -- "${VAULT_DEMO_DATA:-$ROOT/vault-demo-data}")
 MOUNT_DIR=$(realpath -m -- "${VAULT_DEMO_DIR:-$ROOT/vault-demo}")
@@ -52,6 +54,10 @@ PASSFILE="$DEMO_DATA/demo-password"
 REGISTERED="$DEMO_DATA/registered"
 ENVFILE="$DEMO_DATA/env"
 OUTBOX="$SERVER_DATA/outbox"
+# For scripts/lib/vault-account.sh (VA_PASSWORD is set above).
+VA_VAULT_BIN="$BIN/vault"
+VA_CLIENT="$CLIENT"
+VA_OUTBOX="$OUTBOX"
 
 say() { printf '==> %s\n' "$*"; }
 die() {
@@ -154,63 +160,15 @@ stop_server() {
 # The client
 # ---------------------------------------------------------------------------
 
-# `vault ARGS` with the demo's private client state (never ~/.config).
+# `vault ARGS` with the demo's private client state (never ~/.config); the
+# account helpers (va_*) are in scripts/lib/vault-account.sh.
 vault() {
-    VAULT_CONFIG_DIR="$CLIENT/config" VAULT_DATA_DIR="$CLIENT/data" \
-        VAULT_SERVER="$(server_url)" XDG_CACHE_HOME="$CLIENT/xdg-cache" \
-        "$BIN/vault" "$@"
+    VA_SERVER_URL="$(server_url)" va_vault "$@"
 }
 
-outbox_files() {
-    [[ -d "$OUTBOX" ]] || return 0
-    find "$OUTBOX" -maxdepth 1 -type f -name '*.eml' -printf '%f\n' | sort
-}
-
-# Waits for a new mail (one not in the list $2) carrying a "$1 code: NNNNNN"
-# subject, and prints the code.
-wait_for_code() {
-    local purpose=$1 before=$2 pid=$3
-    local deadline=$((SECONDS + 60)) f code
-    while ((SECONDS < deadline)); do
-        while IFS= read -r f; do
-            [[ -n "$f" ]] || continue
-            grep -qxF -- "$f" <<<"$before" && continue
-            # Unfold the headers, then find the subject's code.
-            code=$(sed -e ':a' -e 'N' -e '$!ba' -e 's/\r//g' -e 's/\n[[:space:]]\{1,\}/ /g' "$OUTBOX/$f" |
-                grep -o "$purpose code: [0-9]\{6\}" | head -n 1 | grep -o '[0-9]\{6\}' || true)
-            if [[ -n "$code" ]]; then
-                printf '%s\n' "$code"
-                return 0
-            fi
-        done < <(outbox_files)
-        kill -0 "$pid" 2>/dev/null || return 1
-        sleep 0.2
-    done
-    return 1
-}
-
-# Runs `vault ARGS` with the password in VAULT_PASSWORD and answers the one
-# code it asks for on its standard input with the code mailed to the outbox.
+# Registration and login read their codes from the server's outbox.
 vault_with_code() {
-    local purpose=$1
-    shift
-    local before fifo pid code rc=0
-    before=$(outbox_files)
-    fifo="$DEMO_DATA/.code-fifo.$$"
-    rm -f -- "$fifo"
-    mkfifo -m 600 -- "$fifo"
-    VAULT_PASSWORD="$PASSWORD" vault "$@" <"$fifo" &
-    pid=$!
-    exec 3>"$fifo"
-    rm -f -- "$fifo"
-    if code=$(wait_for_code "$purpose" "$before" "$pid"); then
-        printf '%s\n' "$code" >&3
-    else
-        echo "error: no $purpose code arrived in $OUTBOX" >&2
-    fi
-    exec 3>&-
-    wait "$pid" || rc=$?
-    return "$rc"
+    VA_SERVER_URL="$(server_url)" va_vault_with_code "$@"
 }
 
 # live, stale (the daemon is gone; the kernel still lists the mount) or none.
@@ -229,11 +187,11 @@ mount_state() {
 }
 
 load_password() {
-    if [[ -n "$PASSWORD" ]]; then
+    if [[ -n "$VA_PASSWORD" ]]; then
         return 0
     fi
     if [[ -s "$PASSFILE" ]]; then
-        PASSWORD=$(<"$PASSFILE")
+        VA_PASSWORD=$(<"$PASSFILE")
         return 0
     fi
     return 1
@@ -290,10 +248,10 @@ cmd_start() {
         say "reusing the demo account $(<"$REGISTERED")"
     else
         if ! load_password; then
-            PASSWORD=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+            VA_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
             (
                 umask 077
-                printf '%s\n' "$PASSWORD" >"$PASSFILE"
+                printf '%s\n' "$VA_PASSWORD" >"$PASSFILE"
             )
             generated=1
         fi
@@ -322,7 +280,7 @@ cmd_start() {
         [[ "$state" == stale ]] && say "cleaning a stale mount at $MOUNT_DIR"
         say "mounting the vault at $MOUNT_DIR"
         if load_password; then
-            VAULT_PASSWORD="$PASSWORD" vault mount "$MOUNT_DIR" --cache-dir "$CLIENT/cache" ||
+            VAULT_PASSWORD="$VA_PASSWORD" vault mount "$MOUNT_DIR" --cache-dir "$CLIENT/cache" ||
                 die "vault mount failed (its logs: $CLIENT/data/logs)"
         else
             # Without a password `vault mount` can still use the key that
@@ -344,7 +302,7 @@ SecureVault demo is running.
 EOF
     if ((generated)); then
         cat <<EOF
-  password: $PASSWORD
+  password: $VA_PASSWORD
             (generated for the demo and kept in $rel_data/demo-password so
             that re-runs can mount; a real account's password is never stored)
 EOF
