@@ -99,6 +99,26 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// The next run on the journal in `dir` (a new process: a fresh cache
+/// lock) replays and uploads it; then another device reads `name` from
+/// the root.
+async fn replay_then_read_elsewhere(fake: &Arc<FakeVault>, dir: &Path, name: &str) -> Vec<u8> {
+    let cache = tempfile::tempdir().unwrap();
+    let v = start_with(
+        fake,
+        VfsConfig {
+            cache_dir: cache.path().into(),
+            ..config(dir)
+        },
+    )
+    .await;
+    v.sync_all().await.unwrap();
+    let d2 = tempfile::tempdir().unwrap();
+    let w = start(fake, d2.path()).await;
+    let a = w.lookup(ROOT_INO, os(name)).await.unwrap();
+    read_file(&w, a.ino).await.unwrap()
+}
+
 #[tokio::test]
 async fn files_round_trip_through_a_fresh_mount() {
     let fake = Arc::new(FakeVault::new());
@@ -458,21 +478,11 @@ async fn closed_files_survive_a_crash_before_upload() {
         assert!(!bytes.windows(64).any(|w| w == &data[1000..1064]));
         assert!(!bytes.windows(8).any(|w| w == b"precious"));
     }
-    // The next run (a new process: a fresh cache lock) replays it.
-    let cache = tempfile::tempdir().unwrap();
-    let v = start_with(
-        &fake,
-        VfsConfig {
-            cache_dir: cache.path().into(),
-            ..config(d.path())
-        },
-    )
-    .await;
-    v.sync_all().await.unwrap();
-    let d2 = tempfile::tempdir().unwrap();
-    let w = start(&fake, d2.path()).await;
-    let a = w.lookup(ROOT_INO, os("precious")).await.unwrap();
-    assert_eq!(read_file(&w, a.ino).await.unwrap(), data);
+    // The next run replays it.
+    assert_eq!(
+        replay_then_read_elsewhere(&fake, d.path(), "precious").await,
+        data
+    );
 }
 
 #[tokio::test]
@@ -935,20 +945,7 @@ async fn a_long_write_streams_chunks_and_later_rewrites_of_them_survive_a_crash(
     );
     v.shutdown().await;
     // The next run replays the journal; another device reads it all.
-    let cache = tempfile::tempdir().unwrap();
-    let v = start_with(
-        &fake,
-        VfsConfig {
-            cache_dir: cache.path().into(),
-            ..config(d.path())
-        },
-    )
-    .await;
-    v.sync_all().await.unwrap();
-    let d2 = tempfile::tempdir().unwrap();
-    let w = start(&fake, d2.path()).await;
-    let a = w.lookup(ROOT_INO, os("big")).await.unwrap();
-    let back = read_file(&w, a.ino).await.unwrap();
+    let back = replay_then_read_elsewhere(&fake, d.path(), "big").await;
     assert_eq!(back.len(), data.len());
     if let Some(i) = back.iter().zip(&data).position(|(a, b)| a != b) {
         let last = back.iter().zip(&data).rposition(|(a, b)| a != b).unwrap();
