@@ -236,12 +236,23 @@ impl<A: VaultApi + 'static> Core<A> {
     /// `stat` of `ino`: an open or changed file's own view, else the
     /// verified record.
     pub(crate) async fn attr(&self, ino: Ino) -> FsResult<Attr> {
-        if let Some(f) = self.file(ino) {
-            let v = f.view();
-            return Ok(attr_of(ino, &v.attrs, v.nlink, 0));
+        if let Some(attr) = self.attr_cached(ino) {
+            return Ok(attr);
         }
         let (_, attrs, nlink, updated) = self.known(ino).await?;
         Ok(attr_of(ino, &attrs, nlink, updated))
+    }
+
+    /// [`Core::attr`] when memory answers it at once (an open or changed
+    /// file's view, or a fresh verified record).
+    pub(crate) fn attr_cached(&self, ino: Ino) -> Option<Attr> {
+        if let Some(f) = self.file(ino) {
+            let v = f.view();
+            return Some(attr_of(ino, &v.attrs, v.nlink, 0));
+        }
+        lock(&self.table)
+            .fresh(ino)
+            .map(|k| attr_of(ino, &k.attrs, k.nlink, k.updated_at))
     }
 
     /// Verifies an entry the server returned for `parent_ino`, gives its

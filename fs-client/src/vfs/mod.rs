@@ -262,13 +262,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
     /// open file's own view, or a fresh verified record), else `None`. For
     /// the FUSE adapter to answer on its own thread, without a task.
     pub fn getattr_cached(&self, ino: Ino) -> Option<Attr> {
-        if let Some(f) = self.core.file(ino) {
-            let v = f.view();
-            return Some(attr_of(ino, &v.attrs, v.nlink, 0));
-        }
-        let t = lock(&self.core.table);
-        t.fresh(ino)
-            .map(|k| attr_of(ino, &k.attrs, k.nlink, k.updated_at))
+        self.core.attr_cached(ino)
     }
 
     /// [`Vfs::getxattr`] when it can be answered from memory at once, else
