@@ -29,8 +29,8 @@
 #                     MiB, 200 small files in one dir, a 150-file tree,
 #                     short fio; no restic, 10 GiB or load test; fewer
 #                     remounts: fio reads warm, the rsync copy and fio's
-#                     writes verified at once): under 3 minutes after the
-#                     build
+#                     writes verified at once): about 3 minutes after the
+#                     build on an idle 2-core machine
 #   --only LIST       only these systems (comma-separated: securevault,
 #                     gocryptfs,rclone,juicefs,plain)
 #   --workloads LIST  only these workloads (comma-separated: seq,big,load,
