@@ -41,6 +41,8 @@ pub mod paths {
     pub const STATFS: &str = "/v1/statfs";
     /// `GET ?since=SEQ&limit=N` → 200 [`super::ChangePage`].
     pub const CHANGES: &str = "/v1/changes";
+    /// `POST` [`super::BatchRequest`] → 200 [`super::BatchResponse`].
+    pub const BATCH: &str = "/v1/batch";
 }
 
 /// The header carrying an uploaded object's SHA-256 (hex).
@@ -247,4 +249,93 @@ pub struct ChangePage {
     pub changes: Vec<Change>,
     /// The latest sequence number (poll from here when `changes` is short).
     pub latest: i64,
+}
+
+/// Most operations in one [`BatchRequest`].
+pub const BATCH_MAX_OPS: usize = 1000;
+/// Most inline objects in one [`BatchRequest`].
+pub const BATCH_MAX_OBJECTS: usize = 1000;
+/// Largest inline object (bytes of ciphertext); bigger ones go through
+/// `PUT /v1/objects/{id}`.
+pub const BATCH_MAX_INLINE_OBJECT: usize = 256 * 1024;
+/// Most ciphertext bytes inline in one [`BatchRequest`].
+pub const BATCH_MAX_INLINE_BYTES: usize = 8 * 1024 * 1024;
+
+/// A small object uploaded inside a [`BatchRequest`], as `PUT
+/// /v1/objects/{id}` would (the server checks the SHA-256 of `data`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InlineObject {
+    /// Client-chosen id.
+    pub id: ObjectId,
+    /// The ciphertext.
+    pub data: Base64,
+    /// SHA-256 of `data`.
+    pub sha256: Base64,
+}
+
+/// A commit inside a [`BatchRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchCommit {
+    /// The file.
+    pub id: NodeId,
+    /// As `POST /v1/nodes/{id}/commit`.
+    #[serde(flatten)]
+    pub commit: CommitRequest,
+}
+
+/// One operation of a batch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum BatchOp {
+    /// As `POST /v1/nodes` (never the root).
+    Create(CreateNodeRequest),
+    /// As `POST /v1/nodes/{id}/commit`.
+    Commit(BatchCommit),
+}
+
+/// Many tree changes in one request: the inline objects are stored first
+/// (all or none: a failing object fails the whole request and applies no
+/// operation), then the operations run in order, each atomic on its own
+/// and each answered as its own endpoint would, so a failed operation does
+/// not stop the ones after it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchRequest {
+    /// Small objects to store before the operations run.
+    #[serde(default)]
+    pub objects: Vec<InlineObject>,
+    /// At most [`BATCH_MAX_OPS`].
+    pub ops: Vec<BatchOp>,
+}
+
+/// The outcome of one [`BatchOp`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum BatchOutcome {
+    /// Done: the node as the endpoint would have returned it.
+    Ok(NodeInfo),
+    /// Refused, with the error the endpoint would have returned.
+    Err(BatchFailure),
+}
+
+/// A refused [`BatchOp`]: the status and error its own endpoint answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchFailure {
+    /// The HTTP status the endpoint would have answered.
+    pub status: u16,
+    /// The error.
+    pub error: super::ErrorDetail,
+}
+
+/// The answer to a [`BatchRequest`]: one outcome per operation, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchResponse {
+    /// One per operation, in the order asked.
+    pub results: Vec<BatchOutcome>,
 }

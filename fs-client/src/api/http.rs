@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::api::tree::{
-    self as wire, ChangePage, CommitRequest, CreateNodeRequest, EntryInfo, EntryPage, LinkRequest,
-    NameTags, NodeIds, NodeInfo, RenameRequest, StatFs, UpdateRecordRequest,
+    self as wire, BatchRequest, BatchResponse, ChangePage, CommitRequest, CreateNodeRequest,
+    EntryInfo, EntryPage, LinkRequest, NameTags, NodeIds, NodeInfo, RenameRequest, StatFs,
+    UpdateRecordRequest,
 };
 use common::api::{
     Accepted, AccountInfo, AccountKeys, AuditEvent, ChangePasswordRequest, ErrorBody, LoginRequest,
@@ -504,6 +505,10 @@ impl VaultApi for HttpApi {
 
     async fn rename(&self, token: &AccessToken, req: &RenameRequest) -> ApiResult<()> {
         self.post_empty(wire::paths::RENAME, token, Some(req)).await
+    }
+
+    async fn batch(&self, token: &AccessToken, req: &BatchRequest) -> ApiResult<BatchResponse> {
+        self.post(wire::paths::BATCH, Some(token), req).await
     }
 
     async fn upload_object(

@@ -13,8 +13,9 @@ use std::future::Future;
 
 use bytes::Bytes;
 use common::api::tree::{
-    ChangePage, CommitRequest, CreateNodeRequest, EntryInfo, EntryPage, LinkRequest, NameTags,
-    NodeIds, NodeInfo, RenameRequest, StatFs, UpdateRecordRequest,
+    BatchRequest, BatchResponse, ChangePage, CommitRequest, CreateNodeRequest, EntryInfo,
+    EntryPage, LinkRequest, NameTags, NodeIds, NodeInfo, RenameRequest, StatFs,
+    UpdateRecordRequest,
 };
 use common::crypto::name::NameTag;
 use common::{NodeId, ObjectId};
@@ -180,6 +181,13 @@ pub trait VaultApi: Send + Sync {
     ) -> impl Future<Output = ApiResult<Bytes>> + Send;
     /// `GET /v1/statfs`.
     fn statfs(&self, token: &AccessToken) -> impl Future<Output = ApiResult<StatFs>> + Send;
+    /// `POST /v1/batch`: inline objects stored first (all or none), then
+    /// each operation in order, each answered on its own.
+    fn batch(
+        &self,
+        token: &AccessToken,
+        req: &BatchRequest,
+    ) -> impl Future<Output = ApiResult<BatchResponse>> + Send;
     /// `GET /v1/changes?since=SEQ&limit=N`.
     fn changes(
         &self,
