@@ -6,7 +6,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use common::api::{ErrorBody, ErrorCode};
+use common::api::{ErrorBody, ErrorCode, ErrorDetail};
 
 use crate::blob::BlobError;
 use crate::store::{StoreError, TreeError};
@@ -164,6 +164,23 @@ impl ApiError {
     pub fn code(&self) -> ErrorCode {
         self.status_and_code().1
     }
+
+    /// The status and error this answers with, for an answer nested in
+    /// another (an operation of a batch): exactly what [`IntoResponse`]
+    /// sends, and a server error is logged the same way.
+    pub fn status_and_detail(&self) -> (StatusCode, ErrorDetail) {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() && status != StatusCode::INSUFFICIENT_STORAGE {
+            tracing::error!(error = ?self, "operation failed");
+        }
+        (
+            status,
+            ErrorDetail {
+                code,
+                message: self.to_string(),
+            },
+        )
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -186,6 +203,15 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// An error code as the wire writes it (`exists`, `conflict`, ...), for
+/// the audit log.
+pub fn code_name(code: ErrorCode) -> String {
+    serde_json::to_value(code)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "refused".into())
 }
 
 /// Result of a handler.

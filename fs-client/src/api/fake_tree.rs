@@ -23,6 +23,12 @@
 //!   (`digest_mismatch`, after which the id stays taken, as on the server
 //!   until its collector purges it) and are pending until committed;
 //!   downloads serve pending and committed objects, one range at a time;
+//! - `POST /v1/batch` as the server runs it: the batch's limits, then the
+//!   inline objects all or none (each checked like an upload before any is
+//!   reserved: nothing is reserved and no id taken on a refusal), then each
+//!   create and commit on its own, answered with its endpoint's status and
+//!   error; a refused one changes nothing and does not stop the next; the
+//!   root cannot be created in a batch (400);
 //! - a change feed with one record per (node, directory) pair a mutation
 //!   touches, and `statfs`;
 //! - the input limits the handlers check (name 1 to 1024 bytes, record at
@@ -38,11 +44,12 @@ use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
 use common::api::tree::{
-    Change, ChangePage, CommitRequest, CreateNodeRequest, EntryInfo, EntryPage, EntrySpec, Kind,
-    LinkRequest, NameTags, NodeIds, NodeInfo, RenameMode, RenameRequest, StatFs,
-    UpdateRecordRequest,
+    BATCH_MAX_INLINE_BYTES, BATCH_MAX_INLINE_OBJECT, BATCH_MAX_OBJECTS, BATCH_MAX_OPS,
+    BatchFailure, BatchOp, BatchOutcome, BatchRequest, BatchResponse, Change, ChangePage,
+    CommitRequest, CreateNodeRequest, EntryInfo, EntryPage, EntrySpec, Kind, LinkRequest, NameTags,
+    NodeIds, NodeInfo, RenameMode, RenameRequest, StatFs, UpdateRecordRequest,
 };
-use common::api::{Base64, ErrorCode};
+use common::api::{Base64, ErrorCode, ErrorDetail};
 use common::crypto::name::NameTag;
 use common::{NodeId, ObjectId};
 
@@ -165,6 +172,13 @@ fn bad_request(message: &str) -> ApiError {
 fn payload_too_large() -> ApiError {
     err(413, ErrorCode::PayloadTooLarge, "payload too large")
 }
+fn digest_mismatch() -> ApiError {
+    err(
+        400,
+        ErrorCode::DigestMismatch,
+        "the body does not match its SHA-256",
+    )
+}
 
 fn check_name(name: &Base64) -> ApiResult<()> {
     if name.0.is_empty() || name.0.len() > MAX_ENCRYPTED_NAME {
@@ -193,6 +207,31 @@ fn check_batch(len: usize) -> ApiResult<()> {
         return Err(bad_request("at most 1000 items per batch"));
     }
     Ok(())
+}
+
+/// How a refused batch operation travels back.
+fn batch_failure(e: &ApiError) -> BatchFailure {
+    match e {
+        ApiError::Status {
+            status,
+            code,
+            message,
+            ..
+        } => BatchFailure {
+            status: *status,
+            error: ErrorDetail {
+                code: code.unwrap_or(ErrorCode::Internal),
+                message: message.clone(),
+            },
+        },
+        other => BatchFailure {
+            status: 500,
+            error: ErrorDetail {
+                code: ErrorCode::Internal,
+                message: other.to_string(),
+            },
+        },
+    }
 }
 
 fn unix_now() -> i64 {
@@ -678,14 +717,89 @@ impl State {
             },
         );
         if !ok {
-            return Err(err(
-                400,
-                ErrorCode::DigestMismatch,
-                "the body does not match its SHA-256",
-            ));
+            return Err(digest_mismatch());
         }
         self.used += len;
         Ok(())
+    }
+
+    /// `POST /v1/batch`, in the server's order: the batch's own limits;
+    /// each inline object checked on its own (a SHA-256 of 32 bytes, the
+    /// object limit, the digest), so a malformed one reserves nothing; all
+    /// of them reserved at once (`exists` for a taken id, also one listed
+    /// twice; `quota_exceeded`), nothing on a refusal; then each operation
+    /// on its own, answered as its endpoint answers. A create of the root
+    /// is refused (400): a batch only adds to a tree that exists.
+    fn batch(&mut self, req: &BatchRequest) -> ApiResult<BatchResponse> {
+        if req.ops.len() > BATCH_MAX_OPS {
+            return Err(bad_request("too many operations in one batch"));
+        }
+        if req.objects.len() > BATCH_MAX_OBJECTS {
+            return Err(bad_request("too many inline objects in one batch"));
+        }
+        let mut inline = 0usize;
+        for o in &req.objects {
+            if o.data.0.len() > BATCH_MAX_INLINE_OBJECT {
+                return Err(payload_too_large());
+            }
+            inline += o.data.0.len();
+        }
+        if inline > BATCH_MAX_INLINE_BYTES {
+            return Err(payload_too_large());
+        }
+        for o in &req.objects {
+            let digest: [u8; 32] = o
+                .sha256
+                .0
+                .as_slice()
+                .try_into()
+                .map_err(|_| bad_request("sha256 must be 32 bytes"))?;
+            if o.data.0.len() as u64 > self.max_object {
+                return Err(payload_too_large());
+            }
+            if sha256(&o.data.0) != digest {
+                return Err(digest_mismatch());
+            }
+        }
+        let mut ids = HashSet::new();
+        let mut used = self.used;
+        for o in &req.objects {
+            if self.objects.contains_key(&o.id) || !ids.insert(o.id) {
+                return Err(exists());
+            }
+            used = used
+                .checked_add(o.data.0.len() as u64)
+                .filter(|used| *used <= self.quota)
+                .ok_or_else(quota_exceeded)?;
+        }
+        for o in &req.objects {
+            self.objects.insert(
+                o.id,
+                Object {
+                    data: Bytes::from(o.data.0.clone()),
+                    state: ObjectState::Pending,
+                },
+            );
+        }
+        self.used = used;
+        let results = req
+            .ops
+            .iter()
+            .map(|op| {
+                let res = match op {
+                    BatchOp::Create(c) if c.entry.is_none() && c.id == NodeId::ROOT => {
+                        Err(bad_request("a batch cannot create the root"))
+                    }
+                    BatchOp::Create(c) => self.create_node(c),
+                    BatchOp::Commit(c) => self.commit(c.id, &c.commit),
+                };
+                match res {
+                    Ok(info) => BatchOutcome::Ok(info),
+                    Err(e) => BatchOutcome::Err(batch_failure(&e)),
+                }
+            })
+            .collect();
+        Ok(BatchResponse { results })
     }
 
     fn download(&self, id: ObjectId, range: Option<ByteRange>) -> ApiResult<Bytes> {
@@ -1018,6 +1132,10 @@ impl VaultApi for FakeVault {
         self.with(token, |s| s.download(id, range))
     }
 
+    async fn batch(&self, token: &AccessToken, req: &BatchRequest) -> ApiResult<BatchResponse> {
+        self.with(token, |s| s.batch(req))
+    }
+
     async fn statfs(&self, token: &AccessToken) -> ApiResult<StatFs> {
         self.with(token, |s| Ok(s.statfs()))
     }
@@ -1035,6 +1153,7 @@ impl VaultApi for FakeVault {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::api::tree::{BatchCommit, InlineObject};
 
     fn tok() -> AccessToken {
         AccessToken::new("t".into())
@@ -1259,6 +1378,222 @@ mod tests {
         assert_eq!(
             code(v.download_object(&tok(), obj(9), None).await),
             ErrorCode::NotFound
+        );
+        v.check_invariants().unwrap();
+    }
+
+    fn inline(o: u8, data: &[u8]) -> InlineObject {
+        InlineObject {
+            id: obj(o),
+            data: Base64(data.to_vec()),
+            sha256: Base64(sha256(data).to_vec()),
+        }
+    }
+
+    fn create_op(parent: NodeId, t: u8, node: u8, kind: Kind) -> BatchOp {
+        BatchOp::Create(CreateNodeRequest {
+            id: id(node),
+            kind,
+            record: Base64(vec![node]),
+            entry: Some(EntrySpec {
+                parent,
+                tag: tag(t),
+                encrypted_name: name(t),
+            }),
+        })
+    }
+
+    fn commit_op(node: u8, expected: u64, objects: &[u8]) -> BatchOp {
+        BatchOp::Commit(BatchCommit {
+            id: id(node),
+            commit: CommitRequest {
+                expected_version: expected,
+                record: Base64(vec![9]),
+                objects: objects.iter().map(|o| obj(*o)).collect(),
+            },
+        })
+    }
+
+    async fn batch(
+        v: &FakeVault,
+        objects: Vec<InlineObject>,
+        ops: Vec<BatchOp>,
+    ) -> ApiResult<Vec<BatchOutcome>> {
+        v.batch(&tok(), &BatchRequest { objects, ops })
+            .await
+            .map(|r| r.results)
+    }
+
+    /// The status and code of each outcome (`None` for a success).
+    fn outcomes(results: &[BatchOutcome]) -> Vec<Option<(u16, ErrorCode)>> {
+        results
+            .iter()
+            .map(|r| match r {
+                BatchOutcome::Ok(_) => None,
+                BatchOutcome::Err(e) => Some((e.status, e.error.code)),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn batch_runs_each_operation_on_its_own_in_order() {
+        let v = vault().await;
+        mk(&v, R, 1, 1, Kind::File).await.unwrap();
+        let seq = v.statfs(&tok()).await.unwrap().seq;
+        let results = batch(
+            &v,
+            vec![inline(1, b"hello"), inline(2, b"world!")],
+            vec![
+                // A new node committed in the same batch, with an object.
+                create_op(R, 2, 2, Kind::File),
+                commit_op(2, 1, &[1]),
+                // A taken name, then a stale version: refused, and the
+                // next operations still run.
+                create_op(R, 1, 3, Kind::File),
+                commit_op(1, 2, &[2]),
+                commit_op(1, 1, &[2]),
+                // Object 1 is node 2's now.
+                commit_op(1, 2, &[1]),
+                create_op(id(9), 4, 4, Kind::File),
+                create_op(id(1), 5, 5, Kind::File),
+                commit_op(2, 2, &[1]),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            outcomes(&results),
+            [
+                None,
+                None,
+                Some((409, ErrorCode::Exists)),
+                Some((409, ErrorCode::Conflict)),
+                None,
+                Some((404, ErrorCode::NotFound)),
+                Some((404, ErrorCode::NotFound)),
+                Some((409, ErrorCode::NotADirectory)),
+                None,
+            ]
+        );
+        let BatchOutcome::Ok(two) = &results[1] else {
+            panic!("{results:?}");
+        };
+        assert_eq!((two.id, two.version, two.size), (id(2), 2, 5));
+        let BatchOutcome::Ok(one) = &results[4] else {
+            panic!("{results:?}");
+        };
+        assert_eq!((one.version, one.size), (2, 6));
+        let BatchOutcome::Err(stale) = &results[3] else {
+            panic!("{results:?}");
+        };
+        assert!(stale.error.message.contains("version 1"), "{stale:?}");
+        // Only what succeeded is in the tree and the feed, in order.
+        assert_eq!(code(v.node(&tok(), id(3)).await), ErrorCode::NotFound);
+        let page = v.changes(&tok(), seq, None).await.unwrap();
+        let feed: Vec<(NodeId, Option<NodeId>)> =
+            page.changes.iter().map(|c| (c.node, c.parent)).collect();
+        assert_eq!(
+            feed,
+            [
+                (id(2), Some(R)),
+                (id(2), None),
+                (id(1), None),
+                (id(2), None)
+            ]
+        );
+        let got = v.download_object(&tok(), obj(1), None).await.unwrap();
+        assert_eq!(&got[..], b"hello");
+        assert_eq!(v.statfs(&tok()).await.unwrap().used_bytes, 11);
+        // The root is never created in a batch.
+        let results = batch(&v, vec![], vec![BatchOp::Create(root_req())])
+            .await
+            .unwrap();
+        assert_eq!(outcomes(&results), [Some((400, ErrorCode::BadRequest))]);
+        v.check_invariants().unwrap();
+    }
+
+    #[tokio::test]
+    async fn batch_objects_are_all_or_none() {
+        let v = vault().await;
+        upload(&v, 1, b"taken").await.unwrap();
+        v.set_quota(15);
+        let before = v.statfs(&tok()).await.unwrap();
+        let ops = || vec![create_op(R, 1, 1, Kind::File), commit_op(1, 1, &[2, 3])];
+        let mut mismatch = inline(3, b"real");
+        mismatch.data = Base64(b"fake".to_vec());
+        let mut short = inline(3, b"x");
+        short.sha256 = Base64(vec![0; 31]);
+        for (objects, expected) in [
+            (vec![inline(2, b"ok"), mismatch], ErrorCode::DigestMismatch),
+            (vec![inline(2, b"ok"), short], ErrorCode::BadRequest),
+            (
+                vec![inline(2, b"ok"), inline(1, b"again")],
+                ErrorCode::Exists,
+            ),
+            (vec![inline(2, b"ok"), inline(2, b"ok")], ErrorCode::Exists),
+            (
+                vec![inline(2, b"12345"), inline(3, b"123456")],
+                ErrorCode::QuotaExceeded,
+            ),
+        ] {
+            assert_eq!(code(batch(&v, objects, ops()).await), expected);
+            // Nothing reserved, stored or run.
+            assert_eq!(v.statfs(&tok()).await.unwrap(), before);
+            assert_eq!(
+                code(v.download_object(&tok(), obj(2), None).await),
+                ErrorCode::NotFound
+            );
+        }
+        v.set_max_object(4);
+        assert_eq!(
+            code(batch(&v, vec![inline(2, b"12345")], ops()).await),
+            ErrorCode::PayloadTooLarge
+        );
+        v.set_max_object(DEFAULT_MAX_OBJECT);
+        // No id was burnt by the refusals: the same objects now fit.
+        let results = batch(&v, vec![inline(2, b"12345"), inline(3, b"12345")], ops())
+            .await
+            .unwrap();
+        assert_eq!(outcomes(&results), [None, None]);
+        assert_eq!(
+            v.statfs(&tok()).await.unwrap().used_bytes,
+            before.used_bytes + 10
+        );
+        v.check_invariants().unwrap();
+    }
+
+    #[tokio::test]
+    async fn batch_limits() {
+        let v = vault().await;
+        let ops: Vec<BatchOp> = (0..=BATCH_MAX_OPS).map(|_| commit_op(1, 1, &[])).collect();
+        assert_eq!(code(batch(&v, vec![], ops).await), ErrorCode::BadRequest);
+        let objects: Vec<InlineObject> = (0..=BATCH_MAX_OBJECTS).map(|_| inline(1, b"")).collect();
+        assert_eq!(
+            code(batch(&v, objects, vec![]).await),
+            ErrorCode::BadRequest
+        );
+        let big = vec![0; BATCH_MAX_INLINE_OBJECT + 1];
+        assert_eq!(
+            code(batch(&v, vec![inline(1, &big)], vec![]).await),
+            ErrorCode::PayloadTooLarge
+        );
+        let most = vec![0; BATCH_MAX_INLINE_OBJECT];
+        let n = BATCH_MAX_INLINE_BYTES / BATCH_MAX_INLINE_OBJECT;
+        let all: Vec<InlineObject> = (0..=n)
+            .map(|i| inline(u8::try_from(i).unwrap(), &most))
+            .collect();
+        assert_eq!(
+            code(batch(&v, all, vec![]).await),
+            ErrorCode::PayloadTooLarge
+        );
+        // Exactly at the limits is fine.
+        let all: Vec<InlineObject> = (0..n)
+            .map(|i| inline(u8::try_from(i).unwrap(), &most))
+            .collect();
+        assert!(batch(&v, all, vec![]).await.unwrap().is_empty());
+        assert_eq!(
+            v.statfs(&tok()).await.unwrap().used_bytes,
+            BATCH_MAX_INLINE_BYTES as u64
         );
         v.check_invariants().unwrap();
     }

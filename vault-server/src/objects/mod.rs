@@ -26,7 +26,12 @@
 //! and only the requested bytes are read from the store.
 //!
 //! The JSON body limit (`VAULT_MAX_BODY`) does not apply to these routes.
+//!
+//! Small objects may also arrive inline in `POST /v1/batch`: `inline`
+//! stores those through the same steps (size limit, reservation, blob-store
+//! put, abandon on failure), all or none.
 
+pub(crate) mod inline;
 mod range;
 
 pub use range::{Wanted, resolve as resolve_range};
@@ -171,27 +176,33 @@ async fn upload(
 }
 
 /// A short reason for the audit log: the error's stable code.
-fn failure_code(e: &ApiError) -> String {
-    serde_json::to_value(e.code())
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| "refused".into())
+pub(crate) fn failure_code(e: &ApiError) -> String {
+    crate::error::code_name(e.code())
 }
 
-/// Abandons a reservation if the upload does not complete: on an error
+/// Abandons reservations if their uploads do not complete: on an error
 /// explicitly, and when the handler is dropped (the client went away) from a
 /// spawned task.
 struct Reservation {
     state: AppState,
     owner: AccountId,
-    id: ObjectId,
+    ids: Vec<ObjectId>,
     armed: bool,
 }
 
 impl Reservation {
+    fn new(state: &AppState, owner: AccountId, ids: Vec<ObjectId>) -> Self {
+        Self {
+            state: state.clone(),
+            owner,
+            ids,
+            armed: true,
+        }
+    }
+
     async fn abandon(mut self) {
         self.armed = false;
-        abandon(&self.state, self.owner, self.id).await;
+        abandon(&self.state, self.owner, &self.ids).await;
     }
 
     fn keep(mut self) {
@@ -204,18 +215,80 @@ impl Drop for Reservation {
         if self.armed
             && let Ok(handle) = tokio::runtime::Handle::try_current()
         {
-            let (state, owner, id) = (self.state.clone(), self.owner, self.id);
-            handle.spawn(async move { abandon(&state, owner, id).await });
+            let (state, owner, ids) = (
+                self.state.clone(),
+                self.owner,
+                std::mem::take(&mut self.ids),
+            );
+            handle.spawn(async move { abandon(&state, owner, &ids).await });
         }
     }
 }
 
-async fn abandon(state: &AppState, owner: AccountId, id: ObjectId) {
-    if let Err(e) = state.store.abandon_object(owner, id).await {
-        // NotFound: already released (e.g. by the collector). Otherwise the
-        // collector releases the pending row after the grace period.
-        tracing::debug!(error = %e, object = %id, "abandoning a failed upload");
+/// Abandons pending objects (their uploads failed, or the request that
+/// stored them did): back to the quota, queued for purge.
+pub(crate) async fn abandon(state: &AppState, owner: AccountId, ids: &[ObjectId]) {
+    for id in ids {
+        if let Err(e) = state.store.abandon_object(owner, *id).await {
+            // NotFound: already released (e.g. by the collector). Otherwise
+            // the collector releases the pending row after the grace period.
+            tracing::debug!(error = %e, object = %id, "abandoning a failed upload");
+        }
     }
+}
+
+/// Refuses an object larger than `VAULT_MAX_OBJECT_BYTES` (413).
+fn check_size(state: &AppState, len: u64) -> Result<(), ApiError> {
+    if len > state.max_object_bytes {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    Ok(())
+}
+
+/// Streams the body of a reserved object into the blob store, which checks
+/// its length and SHA-256 before it becomes visible.
+async fn put_blob(
+    state: &AppState,
+    owner: AccountId,
+    id: ObjectId,
+    body: PutBody,
+    len: u64,
+    digest: [u8; 32],
+) -> Result<(), ApiError> {
+    let stored = state.blobs.put(owner, id, body, len, digest).await?;
+    if stored != len {
+        // hyper ends a body at Content-Length and fails a short one, so this
+        // is only a guard.
+        let _ = state.blobs.delete(owner, id).await;
+        return Err(ApiError::BadRequest(format!(
+            "the body was {stored} bytes, Content-Length said {len}"
+        )));
+    }
+    Ok(())
+}
+
+/// After the bodies are stored: an upload slower than VAULT_GC_GRACE_SECS
+/// may have been released (and even purged) by the collector while it
+/// streamed; then the object must not stay behind in the blob store,
+/// unaccounted for (409).
+async fn check_not_collected(
+    state: &AppState,
+    owner: AccountId,
+    ids: &[ObjectId],
+) -> Result<(), ApiError> {
+    let mut collected = false;
+    for id in ids {
+        if state.store.object(owner, *id).await?.is_none() {
+            let _ = state.blobs.delete(owner, *id).await;
+            collected = true;
+        }
+    }
+    if collected {
+        return Err(ApiError::Conflict(
+            "the upload took longer than the server keeps an uncommitted object; retry with a new id",
+        ));
+    }
+    Ok(())
 }
 
 async fn store_object(
@@ -226,49 +299,25 @@ async fn store_object(
     body: Body,
 ) -> Result<u64, ApiError> {
     let len = content_length(headers, &body)?;
-    if len > state.max_object_bytes {
-        return Err(ApiError::PayloadTooLarge);
-    }
+    check_size(state, len)?;
     let digest = announced_digest(headers)?;
     state
         .store
         .reserve_object(owner, id, len, &digest, state.quota_bytes, now())
         .await?;
-    let reservation = Reservation {
-        state: state.clone(),
-        owner,
-        id,
-        armed: true,
-    };
+    let reservation = Reservation::new(state, owner, vec![id]);
     let stream: PutBody = body
         .into_data_stream()
         .map_err(std::io::Error::other)
         .boxed();
-    let stored = match state.blobs.put(owner, id, stream, len, digest).await {
-        Ok(stored) => stored,
-        Err(e) => {
-            reservation.abandon().await;
-            return Err(e.into());
-        }
+    let stored = async {
+        put_blob(state, owner, id, stream, len, digest).await?;
+        check_not_collected(state, owner, &[id]).await
     };
-    if stored != len {
-        // hyper ends a body at Content-Length and fails a short one, so this
-        // is only a guard.
-        let _ = state.blobs.delete(owner, id).await;
+    if let Err(e) = stored.await {
+        // Nothing visible was left behind; the size returns to the quota.
         reservation.abandon().await;
-        return Err(ApiError::BadRequest(format!(
-            "the body was {stored} bytes, Content-Length said {len}"
-        )));
-    }
-    // An upload slower than VAULT_GC_GRACE_SECS may have been released (and
-    // even purged) by the collector while it streamed: then the object must
-    // not stay behind in the blob store, unaccounted for.
-    if state.store.object(owner, id).await?.is_none() {
-        let _ = state.blobs.delete(owner, id).await;
-        reservation.keep();
-        return Err(ApiError::Conflict(
-            "the upload took longer than the server keeps an uncommitted object; retry with a new id",
-        ));
+        return Err(e);
     }
     reservation.keep();
     metrics::counter!("vault_object_upload_bytes_total").increment(len);

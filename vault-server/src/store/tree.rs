@@ -138,6 +138,45 @@ pub struct Released {
     pub objects: Vec<ObjectId>,
 }
 
+/// A new version of a file, for [`TreeStore::batch`]: the arguments of
+/// [`TreeStore::commit_version`].
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    /// The file.
+    pub id: NodeId,
+    /// The version the change is based on.
+    pub expected_version: u64,
+    /// The sealed record of the new version.
+    pub record: Vec<u8>,
+    /// Exactly the objects of the new version (a set).
+    pub objects: Vec<ObjectId>,
+}
+
+/// One operation of [`TreeStore::batch`].
+#[derive(Debug, Clone)]
+pub enum TreeOp {
+    /// As [`TreeStore::create_node`], but never the root: a node without an
+    /// entry is refused with `InvalidMove`.
+    Create(NewNode),
+    /// As [`TreeStore::commit_version`].
+    Commit(NewVersion),
+}
+
+/// What one [`TreeOp`] answers: the node as it is afterwards, and what a
+/// commit released (nothing for a create).
+pub type TreeOpResult = Result<(NodeRow, Released), TreeError>;
+
+/// An object to reserve, for [`TreeStore::reserve_objects`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewObject {
+    /// Client-chosen id.
+    pub id: ObjectId,
+    /// Ciphertext bytes.
+    pub size: u64,
+    /// SHA-256 of the ciphertext.
+    pub digest: [u8; 32],
+}
+
 /// An object's bookkeeping row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectRow {
@@ -347,6 +386,38 @@ pub trait TreeStore: Send + Sync {
         default_quota: u64,
         now: i64,
     ) -> Result<(), TreeError>;
+
+    /// [`Self::reserve_object`] for several objects at once, all or none,
+    /// in one transaction: the first object (in order) that is refused
+    /// refuses them all (`EntryExists` for a taken id, also one listed
+    /// twice; `QuotaExceeded` when the objects up to it do not fit) and
+    /// nothing is reserved. An empty list reserves nothing and succeeds
+    /// (even for an account that does not exist).
+    async fn reserve_objects(
+        &self,
+        owner: AccountId,
+        objects: &[NewObject],
+        default_quota: u64,
+        now: i64,
+    ) -> Result<(), TreeError>;
+
+    /// Runs `ops` in order in one transaction (one lock of the account, one
+    /// commit): each operation is atomic on its own and answers exactly
+    /// what its own method would (same checks, same order, same feed
+    /// records), and a refused one changes nothing and does not stop the
+    /// ones after it. An operation sees what the earlier ones did (a node
+    /// created by one can be committed by the next).
+    ///
+    /// The outer error is for the batch as a whole: `NotFound` for an
+    /// account that does not exist, or a database failure (nothing is
+    /// applied then). Objects a commit releases are queued for purge as
+    /// [`Self::commit_version`]'s are. No operations: no transaction.
+    async fn batch(
+        &self,
+        owner: AccountId,
+        ops: &[TreeOp],
+        now: i64,
+    ) -> Result<Vec<TreeOpResult>, TreeError>;
 
     /// Drops a pending object whose upload failed, returning its size to the
     /// quota. The object is released (queued for purge, in case part of it

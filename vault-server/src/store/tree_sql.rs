@@ -16,6 +16,16 @@
 //! on either backend. The sequence handed out is gap-free: a change writes
 //! one feed row per number it uses, and a transaction that writes none puts
 //! the number back before it commits (or rolls back).
+//!
+//! Each rule is written once, as a function that works inside a
+//! transaction already holding the account's lock ([`Locked`]):
+//! `create_in` and `commit_in` in the macro (and one reservation of many
+//! objects serves `reserve_object` too). A single call
+//! wraps one in its own transaction; [`TreeStore::batch`](super::TreeStore::batch)
+//! runs many in one, each inside a savepoint, so a refused operation rolls
+//! back to its savepoint (and [`Locked::restore`] undoes its bookkeeping)
+//! while the others commit together: N operations cost one lock, one
+//! feed-and-usage write and one commit instead of N of each.
 
 use common::{NodeId, ObjectId};
 
@@ -54,9 +64,16 @@ pub(super) const USAGE: &str =
 /// `account_usage` primary key.
 pub(super) const SAVE_USAGE: &str = "UPDATE account_usage SET seq = ?, used_bytes = ?, \
      node_count = ? WHERE account_id = ?";
-/// `(owner, seq, node, parent, now)`.
-pub(super) const INSERT_CHANGE: &str = "INSERT INTO changes \
-     (owner_id, seq, node_id, parent_id, changed_at) VALUES (?, ?, ?, ?, ?)";
+/// The start of the feed's insert, to which [`CHANGE_ROW`] is appended
+/// once per record (comma-separated): `(owner, seq, node, parent, now)`
+/// each.
+pub(super) const INSERT_CHANGES: &str = "INSERT INTO changes \
+     (owner_id, seq, node_id, parent_id, changed_at) VALUES ";
+/// One record of [`INSERT_CHANGES`].
+pub(super) const CHANGE_ROW: &str = "(?, ?, ?, ?, ?)";
+/// Most records of one [`INSERT_CHANGES`] (a batch writes one or two per
+/// operation; five values each stay far below both backends' limits).
+pub(super) const CHANGES_CHUNK: usize = 200;
 /// `(owner, since, limit)`. Key: `changes` primary key (owner, seq), range.
 pub(super) const CHANGES: &str = "SELECT seq, node_id, parent_id FROM changes \
      WHERE owner_id = ? AND seq > ? ORDER BY seq LIMIT ?";
@@ -72,7 +89,7 @@ pub(super) const NODE: &str = concat!(
 /// What the checks need, without the (possibly large) record: `(owner,
 /// node)`. Key: `nodes` primary key.
 pub(super) const NODE_HEAD: &str =
-    "SELECT kind, version, nlink FROM nodes WHERE owner_id = ? AND node_id = ?";
+    "SELECT kind, version, nlink, created_at FROM nodes WHERE owner_id = ? AND node_id = ?";
 /// The start of [`TreeStore::nodes`](super::TreeStore::nodes)'s query, to
 /// which `(?, ?, ...)` and `)` are appended: `(owner, node...)`. Key: `nodes`
 /// primary key, one lookup per id.
@@ -169,10 +186,18 @@ pub(super) const DELETE_ENTRY: &str =
 /// `(owner, object)`. Key: `objects` primary key.
 pub(super) const OBJECT: &str = "SELECT object_id, node_id, size, digest, state, created_at \
      FROM objects WHERE owner_id = ? AND object_id = ?";
-/// `(owner, object, size, digest, now)`.
-pub(super) const INSERT_OBJECT: &str = "INSERT INTO objects \
-     (owner_id, object_id, node_id, size, digest, state, created_at) \
-     VALUES (?, ?, NULL, ?, ?, 'pending', ?)";
+/// Which of some ids are taken (in any state): the start of the query, to
+/// which `(?, ?, ...)` and `)` are appended: `(owner, object...)`. Key:
+/// `objects` primary key, one lookup per id.
+pub(super) const OBJECTS_IN: &str =
+    "SELECT object_id FROM objects WHERE owner_id = ? AND object_id IN ";
+/// The start of the insert of pending objects, to which [`OBJECT_ROW`] is
+/// appended once per object (comma-separated): `(owner, object, size,
+/// digest, now)` each.
+pub(super) const INSERT_OBJECTS: &str = "INSERT INTO objects \
+     (owner_id, object_id, node_id, size, digest, state, created_at) VALUES ";
+/// One object of [`INSERT_OBJECTS`].
+pub(super) const OBJECT_ROW: &str = "(?, ?, NULL, ?, ?, 'pending', ?)";
 /// `(node, owner, object)`. Key: `objects` primary key.
 pub(super) const COMMIT_OBJECT: &str = "UPDATE objects SET state = 'committed', node_id = ? \
      WHERE owner_id = ? AND object_id = ? AND state = 'pending'";
@@ -203,11 +228,17 @@ pub(super) const PURGE_QUEUE: &str = "SELECT owner_id, object_id FROM objects \
 pub(super) const FORGET_OBJECT: &str =
     "DELETE FROM objects WHERE owner_id = ? AND object_id = ? AND state = 'released'";
 
+/// Before each operation of a batch.
+pub(super) const SAVEPOINT: &str = "SAVEPOINT batch_op";
+/// After a refused operation of a batch.
+pub(super) const ROLLBACK_TO_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT batch_op";
+
 /// The stored object states.
 pub(super) const PENDING: &str = "pending";
 pub(super) const COMMITTED: &str = "committed";
 
-/// How many ids one [`NODES_IN`] query takes.
+/// How many ids one [`NODES_IN`] or [`OBJECTS_IN`] query takes, and how
+/// many rows one [`INSERT_OBJECTS`] inserts.
 pub(super) const NODES_CHUNK: usize = 100;
 
 /// The steps a walk up the tree takes before it calls the tree corrupt (a
@@ -290,14 +321,53 @@ pub(super) struct Locked {
     pub quota: Option<u64>,
     /// Number of nodes.
     pub nodes: u64,
-    /// Feed records to write, in order, without duplicates.
+    /// Feed records to write, in order, without duplicates within one
+    /// operation.
     pub changes: Vec<(NodeId, Option<NodeId>)>,
+    /// Where the current operation's records start in `changes` (0 but in
+    /// a batch, whose operations each write what they would alone).
+    pub op_start: usize,
+}
+
+/// What one operation of a batch may change in [`Locked`], saved before it
+/// runs so that a refused operation leaves no trace (its savepoint undoes
+/// its statements, [`Locked::restore`] its bookkeeping).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Mark {
+    used: u64,
+    nodes: u64,
+    changes: usize,
 }
 
 impl Locked {
+    /// Starts the next operation of a batch, and returns the state to
+    /// return to if it is refused.
+    pub(super) fn next_op(&mut self) -> Mark {
+        self.op_start = self.changes.len();
+        self.mark()
+    }
+
+    /// The state to return to if the next operation is refused.
+    pub(super) fn mark(&self) -> Mark {
+        Mark {
+            used: self.used,
+            nodes: self.nodes,
+            changes: self.changes.len(),
+        }
+    }
+
+    /// Forgets what happened since `mark` (feed records are only ever
+    /// appended, so cutting the list back restores it).
+    pub(super) fn restore(&mut self, mark: Mark) {
+        self.used = mark.used;
+        self.nodes = mark.nodes;
+        self.changes.truncate(mark.changes);
+    }
+
     /// Notes that `node` changed (in the listing of `parent`).
     pub(super) fn changed(&mut self, node: NodeId, parent: Option<NodeId>) {
-        if !self.changes.contains(&(node, parent)) {
+        let current = self.changes.get(self.op_start..).unwrap_or_default();
+        if !current.contains(&(node, parent)) {
             self.changes.push((node, parent));
         }
     }
@@ -388,12 +458,13 @@ macro_rules! impl_tree_store {
                 self as q, Fail, Locked, node_id, object_id, retry_tree, to_i64, to_u64,
             };
             use $crate::store::{
-                AccountId, ChangeRow, EntryRow, NewEntry, NewNode, NodeRow, ObjectRow, Released,
-                Rename, RenameMode, StoreError, TreeError, TreeStore, Usage,
+                AccountId, ChangeRow, EntryRow, NewEntry, NewNode, NewObject, NodeRow, ObjectRow,
+                Released, Rename, RenameMode, StoreError, TreeError, TreeOp, TreeOpResult,
+                TreeStore, Usage,
             };
 
             type DbRow = <$db as ::sqlx::Database>::Row;
-            type Tx = ::sqlx::Transaction<'static, $db>;
+            type Tx<'c> = ::sqlx::Transaction<'c, $db>;
 
             fn node_from_row(row: &DbRow) -> Result<NodeRow, StoreError> {
                 let id: Vec<u8> = row.try_get("node_id")?;
@@ -458,11 +529,12 @@ macro_rules! impl_tree_store {
                 Ok((AccountId(row.try_get("owner_id")?), object_id(&id)?))
             }
 
-            /// Kind, version and nlink of a node.
+            /// Kind, version, nlink and creation time of a node.
             struct Head {
                 kind: NodeKind,
                 version: u64,
                 nlink: u32,
+                created_at: i64,
             }
 
             fn head_from_row(row: &DbRow) -> Result<Head, StoreError> {
@@ -474,13 +546,14 @@ macro_rules! impl_tree_store {
                         .ok_or(StoreError::Corrupt("node kind"))?,
                     version: to_u64(row.try_get("version")?, "node version")?,
                     nlink: to_u32(row.try_get("nlink")?, "node nlink")?,
+                    created_at: row.try_get("created_at")?,
                 })
             }
 
             /// Takes the account's lock (see the module note): increments its
             /// sequence, creating its usage row on its first change. `None`
             /// when there is no such account.
-            async fn lock(tx: &mut Tx, owner: AccountId) -> Result<Option<Locked>, Fail> {
+            async fn lock(tx: &mut Tx<'_>, owner: AccountId) -> Result<Option<Locked>, Fail> {
                 let bumped = ::sqlx::query(q::BUMP_SEQ)
                     .bind(owner.0)
                     .execute(&mut **tx)
@@ -511,30 +584,40 @@ macro_rules! impl_tree_store {
                     quota: quota.map(|q| to_u64(q, "quota")).transpose()?,
                     nodes: to_u64(row.try_get("node_count")?, "node count")?,
                     changes: Vec::new(),
+                    op_start: 0,
                 }))
             }
 
             /// [`lock`], with a missing account reported as `NotFound`: it
             /// owns nothing.
-            async fn lock_owner(tx: &mut Tx, owner: AccountId) -> Result<Locked, Fail> {
+            async fn lock_owner(tx: &mut Tx<'_>, owner: AccountId) -> Result<Locked, Fail> {
                 lock(tx, owner)
                     .await?
                     .ok_or(Fail::Tree(TreeError::NotFound))
             }
 
             /// Writes the feed records and the usage row, and commits.
-            async fn finish(mut tx: Tx, acct: Locked, now: i64) -> Result<(), Fail> {
+            async fn finish(mut tx: Tx<'_>, acct: Locked, now: i64) -> Result<(), Fail> {
+                // A few rows per statement: a batch writes hundreds.
                 let mut seq = acct.prev_seq;
-                for (node, parent) in &acct.changes {
-                    seq += 1;
-                    ::sqlx::query(q::INSERT_CHANGE)
-                        .bind(acct.owner.0)
-                        .bind(seq)
-                        .bind(node.as_bytes().as_slice())
-                        .bind(parent.as_ref().map(|p| p.as_bytes().as_slice()))
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
+                for chunk in acct.changes.chunks(q::CHANGES_CHUNK) {
+                    // Only placeholders are appended to the statement.
+                    let sql = format!(
+                        "{}{}",
+                        q::INSERT_CHANGES,
+                        vec![q::CHANGE_ROW; chunk.len()].join(", ")
+                    );
+                    let mut query = ::sqlx::query(::sqlx::AssertSqlSafe(sql));
+                    for (node, parent) in chunk {
+                        seq += 1;
+                        query = query
+                            .bind(acct.owner.0)
+                            .bind(seq)
+                            .bind(node.as_bytes().as_slice())
+                            .bind(parent.as_ref().map(|p| p.as_bytes().as_slice()))
+                            .bind(now);
+                    }
+                    query.execute(&mut *tx).await?;
                 }
                 ::sqlx::query(q::SAVE_USAGE)
                     .bind(acct.final_seq()?)
@@ -547,7 +630,11 @@ macro_rules! impl_tree_store {
                 Ok(())
             }
 
-            async fn head(tx: &mut Tx, owner: AccountId, id: NodeId) -> Result<Option<Head>, Fail> {
+            async fn head(
+                tx: &mut Tx<'_>,
+                owner: AccountId,
+                id: NodeId,
+            ) -> Result<Option<Head>, Fail> {
                 let row = ::sqlx::query(q::NODE_HEAD)
                     .bind(owner.0)
                     .bind(id.as_bytes().as_slice())
@@ -556,7 +643,11 @@ macro_rules! impl_tree_store {
                 Ok(row.as_ref().map(head_from_row).transpose()?)
             }
 
-            async fn full_node(tx: &mut Tx, owner: AccountId, id: NodeId) -> Result<NodeRow, Fail> {
+            async fn full_node(
+                tx: &mut Tx<'_>,
+                owner: AccountId,
+                id: NodeId,
+            ) -> Result<NodeRow, Fail> {
                 let row = ::sqlx::query(q::NODE)
                     .bind(owner.0)
                     .bind(id.as_bytes().as_slice())
@@ -566,7 +657,7 @@ macro_rules! impl_tree_store {
             }
 
             /// Checks that `id` is a directory of the owner.
-            async fn directory(tx: &mut Tx, owner: AccountId, id: NodeId) -> Result<(), Fail> {
+            async fn directory(tx: &mut Tx<'_>, owner: AccountId, id: NodeId) -> Result<(), Fail> {
                 match head(tx, owner, id).await? {
                     None => Err(TreeError::NotFound.into()),
                     Some(h) if h.kind != NodeKind::Directory => {
@@ -577,7 +668,7 @@ macro_rules! impl_tree_store {
             }
 
             async fn find_entry(
-                tx: &mut Tx,
+                tx: &mut Tx<'_>,
                 owner: AccountId,
                 parent: NodeId,
                 tag: &NameTag,
@@ -591,7 +682,11 @@ macro_rules! impl_tree_store {
                 Ok(row.as_ref().map(entry_from_row).transpose()?)
             }
 
-            async fn has_entries(tx: &mut Tx, owner: AccountId, dir: NodeId) -> Result<bool, Fail> {
+            async fn has_entries(
+                tx: &mut Tx<'_>,
+                owner: AccountId,
+                dir: NodeId,
+            ) -> Result<bool, Fail> {
                 let row = ::sqlx::query(q::HAS_ENTRIES)
                     .bind(owner.0)
                     .bind(dir.as_bytes().as_slice())
@@ -601,7 +696,7 @@ macro_rules! impl_tree_store {
             }
 
             async fn insert_entry(
-                tx: &mut Tx,
+                tx: &mut Tx<'_>,
                 owner: AccountId,
                 entry: &NewEntry,
                 child: NodeId,
@@ -618,7 +713,7 @@ macro_rules! impl_tree_store {
             }
 
             async fn delete_entry(
-                tx: &mut Tx,
+                tx: &mut Tx<'_>,
                 owner: AccountId,
                 parent: NodeId,
                 tag: &NameTag,
@@ -633,7 +728,7 @@ macro_rules! impl_tree_store {
             }
 
             async fn touch(
-                tx: &mut Tx,
+                tx: &mut Tx<'_>,
                 owner: AccountId,
                 id: NodeId,
                 now: i64,
@@ -651,7 +746,7 @@ macro_rules! impl_tree_store {
             /// up from `start` through the entries naming each directory
             /// (`entries_child`) until the root.
             async fn is_at_or_above(
-                tx: &mut Tx,
+                tx: &mut Tx<'_>,
                 owner: AccountId,
                 ancestor: NodeId,
                 start: NodeId,
@@ -684,7 +779,7 @@ macro_rules! impl_tree_store {
             /// deleted with its objects when that was its last, otherwise its
             /// count goes down.
             async fn drop_link(
-                tx: &mut Tx,
+                tx: &mut Tx<'_>,
                 acct: &mut Locked,
                 id: NodeId,
                 nlink: u32,
@@ -727,6 +822,184 @@ macro_rules! impl_tree_store {
                 Ok(())
             }
 
+            /// [`TreeStore::create_node`] inside a transaction holding the
+            /// account's lock: checks, then inserts the node and its entry.
+            /// On an error the caller discards what it wrote (the
+            /// transaction or the batch's savepoint).
+            async fn create_in(
+                tx: &mut Tx<'_>,
+                acct: &mut Locked,
+                new: &NewNode,
+                now: i64,
+            ) -> Result<NodeRow, Fail> {
+                let owner = acct.owner;
+                match &new.entry {
+                    None => {
+                        if new.id != NodeId::ROOT {
+                            return Err(TreeError::InvalidMove.into());
+                        }
+                        if new.kind != NodeKind::Directory {
+                            return Err(TreeError::NotADirectory.into());
+                        }
+                    }
+                    Some(entry) => {
+                        if new.id == NodeId::ROOT {
+                            return Err(TreeError::InvalidMove.into());
+                        }
+                        directory(tx, owner, entry.parent).await?;
+                        if find_entry(tx, owner, entry.parent, &entry.tag)
+                            .await?
+                            .is_some()
+                        {
+                            return Err(TreeError::EntryExists.into());
+                        }
+                    }
+                }
+                if head(tx, owner, new.id).await?.is_some() {
+                    return Err(TreeError::EntryExists.into());
+                }
+                ::sqlx::query(q::INSERT_NODE)
+                    .bind(owner.0)
+                    .bind(new.id.as_bytes().as_slice())
+                    .bind(i64::from(new.kind.code()))
+                    .bind(new.record.as_slice())
+                    .bind(i64::from(new.entry.is_some()))
+                    .bind(now)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+                acct.nodes += 1;
+                if let Some(entry) = &new.entry {
+                    insert_entry(tx, owner, entry, new.id).await?;
+                }
+                acct.changed(new.id, new.entry.as_ref().map(|e| e.parent));
+                // Exactly what INSERT_NODE stored (no read back: a batch
+                // creates hundreds).
+                Ok(NodeRow {
+                    id: new.id,
+                    kind: new.kind,
+                    version: 1,
+                    record: new.record.clone(),
+                    size: 0,
+                    nlink: u32::from(new.entry.is_some()),
+                    created_at: now,
+                    updated_at: now,
+                })
+            }
+
+            /// [`TreeStore::commit_version`] inside a transaction holding
+            /// the account's lock (see [`create_in`]).
+            async fn commit_in(
+                tx: &mut Tx<'_>,
+                acct: &mut Locked,
+                id: NodeId,
+                expected_version: u64,
+                record: &[u8],
+                objects: &[ObjectId],
+                now: i64,
+            ) -> Result<(NodeRow, Released), Fail> {
+                let owner = acct.owner;
+                let Some(node) = head(tx, owner, id).await? else {
+                    return Err(TreeError::NotFound.into());
+                };
+                if node.kind != NodeKind::File {
+                    return Err(TreeError::NotAFile.into());
+                }
+                if node.version != expected_version {
+                    return Err(TreeError::VersionConflict {
+                        current: node.version,
+                    }
+                    .into());
+                }
+                // The listed set: each the owner's, and pending or
+                // already this node's.
+                let mut listed = ::std::collections::HashSet::with_capacity(objects.len());
+                let mut size = 0u64;
+                for object in objects {
+                    if !listed.insert(*object) {
+                        continue;
+                    }
+                    let row = ::sqlx::query(q::OBJECT)
+                        .bind(owner.0)
+                        .bind(object.as_bytes().as_slice())
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                    let Some(row) = row else {
+                        return Err(TreeError::NotFound.into());
+                    };
+                    let state: String = row.try_get("state")?;
+                    let found = object_from_row(&row)?;
+                    let usable =
+                        state == q::PENDING || (state == q::COMMITTED && found.node == Some(id));
+                    if !usable {
+                        return Err(TreeError::NotFound.into());
+                    }
+                    if state == q::PENDING {
+                        ::sqlx::query(q::COMMIT_OBJECT)
+                            .bind(id.as_bytes().as_slice())
+                            .bind(owner.0)
+                            .bind(object.as_bytes().as_slice())
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                    size = size
+                        .checked_add(found.size)
+                        .ok_or(StoreError::Corrupt("file size"))?;
+                }
+                // What the node had and the list leaves out. A node at
+                // version 1 was never committed (only a commit gives a node
+                // objects, and it raises the version): it had none, and a
+                // batch's new files need no query for that.
+                let mut released = Released::default();
+                let had = if node.version == 1 {
+                    Vec::new()
+                } else {
+                    ::sqlx::query(q::NODE_OBJECTS)
+                        .bind(owner.0)
+                        .bind(id.as_bytes().as_slice())
+                        .fetch_all(&mut **tx)
+                        .await?
+                };
+                for row in &had {
+                    let object: Vec<u8> = row.try_get("object_id")?;
+                    let object = object_id(&object)?;
+                    if listed.contains(&object) {
+                        continue;
+                    }
+                    ::sqlx::query(q::RELEASE_OBJECT)
+                        .bind(owner.0)
+                        .bind(object.as_bytes().as_slice())
+                        .execute(&mut **tx)
+                        .await?;
+                    acct.release(to_u64(row.try_get("size")?, "object size")?)?;
+                    released.objects.push(object);
+                }
+                ::sqlx::query(q::COMMIT_RECORD)
+                    .bind(record)
+                    .bind(to_i64(size, "file size")?)
+                    .bind(now)
+                    .bind(owner.0)
+                    .bind(id.as_bytes().as_slice())
+                    .bind(to_i64(expected_version, "node version")?)
+                    .execute(&mut **tx)
+                    .await?;
+                acct.changed(id, None);
+                // Exactly what COMMIT_RECORD left (no read back).
+                let node = NodeRow {
+                    id,
+                    kind: node.kind,
+                    version: expected_version
+                        .checked_add(1)
+                        .ok_or(StoreError::Corrupt("node version"))?,
+                    record: record.to_vec(),
+                    size,
+                    nlink: node.nlink,
+                    created_at: node.created_at,
+                    updated_at: now,
+                };
+                Ok((node, released))
+            }
+
             impl $store {
                 async fn try_create_node(
                     &self,
@@ -736,47 +1009,7 @@ macro_rules! impl_tree_store {
                 ) -> Result<NodeRow, Fail> {
                     let mut tx = self.begin_write().await?;
                     let mut acct = lock_owner(&mut tx, owner).await?;
-                    match &new.entry {
-                        None => {
-                            if new.id != NodeId::ROOT {
-                                return Err(TreeError::InvalidMove.into());
-                            }
-                            if new.kind != NodeKind::Directory {
-                                return Err(TreeError::NotADirectory.into());
-                            }
-                        }
-                        Some(entry) => {
-                            if new.id == NodeId::ROOT {
-                                return Err(TreeError::InvalidMove.into());
-                            }
-                            directory(&mut tx, owner, entry.parent).await?;
-                            if find_entry(&mut tx, owner, entry.parent, &entry.tag)
-                                .await?
-                                .is_some()
-                            {
-                                return Err(TreeError::EntryExists.into());
-                            }
-                        }
-                    }
-                    if head(&mut tx, owner, new.id).await?.is_some() {
-                        return Err(TreeError::EntryExists.into());
-                    }
-                    ::sqlx::query(q::INSERT_NODE)
-                        .bind(owner.0)
-                        .bind(new.id.as_bytes().as_slice())
-                        .bind(i64::from(new.kind.code()))
-                        .bind(new.record.as_slice())
-                        .bind(i64::from(new.entry.is_some()))
-                        .bind(now)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                    acct.nodes += 1;
-                    if let Some(entry) = &new.entry {
-                        insert_entry(&mut tx, owner, entry, new.id).await?;
-                    }
-                    acct.changed(new.id, new.entry.as_ref().map(|e| e.parent));
-                    let node = full_node(&mut tx, owner, new.id).await?;
+                    let node = create_in(&mut tx, &mut acct, new, now).await?;
                     finish(tx, acct, now).await?;
                     Ok(node)
                 }
@@ -890,87 +1123,18 @@ macro_rules! impl_tree_store {
                 ) -> Result<(NodeRow, Released), Fail> {
                     let mut tx = self.begin_write().await?;
                     let mut acct = lock_owner(&mut tx, owner).await?;
-                    let Some(node) = head(&mut tx, owner, id).await? else {
-                        return Err(TreeError::NotFound.into());
-                    };
-                    if node.kind != NodeKind::File {
-                        return Err(TreeError::NotAFile.into());
-                    }
-                    if node.version != expected_version {
-                        return Err(TreeError::VersionConflict {
-                            current: node.version,
-                        }
-                        .into());
-                    }
-                    // The listed set: each the owner's, and pending or
-                    // already this node's.
-                    let mut listed = ::std::collections::HashSet::with_capacity(objects.len());
-                    let mut size = 0u64;
-                    for object in objects {
-                        if !listed.insert(*object) {
-                            continue;
-                        }
-                        let row = ::sqlx::query(q::OBJECT)
-                            .bind(owner.0)
-                            .bind(object.as_bytes().as_slice())
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                        let Some(row) = row else {
-                            return Err(TreeError::NotFound.into());
-                        };
-                        let state: String = row.try_get("state")?;
-                        let found = object_from_row(&row)?;
-                        let usable = state == q::PENDING
-                            || (state == q::COMMITTED && found.node == Some(id));
-                        if !usable {
-                            return Err(TreeError::NotFound.into());
-                        }
-                        if state == q::PENDING {
-                            ::sqlx::query(q::COMMIT_OBJECT)
-                                .bind(id.as_bytes().as_slice())
-                                .bind(owner.0)
-                                .bind(object.as_bytes().as_slice())
-                                .execute(&mut *tx)
-                                .await?;
-                        }
-                        size = size
-                            .checked_add(found.size)
-                            .ok_or(StoreError::Corrupt("file size"))?;
-                    }
-                    // What the node had and the list leaves out.
-                    let mut released = Released::default();
-                    let had = ::sqlx::query(q::NODE_OBJECTS)
-                        .bind(owner.0)
-                        .bind(id.as_bytes().as_slice())
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    for row in &had {
-                        let object: Vec<u8> = row.try_get("object_id")?;
-                        let object = object_id(&object)?;
-                        if listed.contains(&object) {
-                            continue;
-                        }
-                        ::sqlx::query(q::RELEASE_OBJECT)
-                            .bind(owner.0)
-                            .bind(object.as_bytes().as_slice())
-                            .execute(&mut *tx)
-                            .await?;
-                        acct.release(to_u64(row.try_get("size")?, "object size")?)?;
-                        released.objects.push(object);
-                    }
-                    ::sqlx::query(q::COMMIT_RECORD)
-                        .bind(record)
-                        .bind(to_i64(size, "file size")?)
-                        .bind(now)
-                        .bind(owner.0)
-                        .bind(id.as_bytes().as_slice())
-                        .bind(to_i64(expected_version, "node version")?)
-                        .execute(&mut *tx)
-                        .await?;
-                    acct.changed(id, None);
-                    let node = full_node(&mut tx, owner, id).await?;
+                    let done = commit_in(
+                        &mut tx,
+                        &mut acct,
+                        id,
+                        expected_version,
+                        record,
+                        objects,
+                        now,
+                    )
+                    .await?;
                     finish(tx, acct, now).await?;
-                    Ok((node, released))
+                    Ok(done)
                 }
 
                 async fn try_rename(
@@ -1141,36 +1305,113 @@ macro_rules! impl_tree_store {
                     Ok(released)
                 }
 
-                async fn try_reserve_object(
+                async fn try_reserve_objects(
                     &self,
                     owner: AccountId,
-                    id: ObjectId,
-                    size: u64,
-                    digest: &[u8; 32],
+                    objects: &[NewObject],
                     default_quota: u64,
                     now: i64,
                 ) -> Result<(), Fail> {
                     let mut tx = self.begin_write().await?;
                     let mut acct = lock_owner(&mut tx, owner).await?;
-                    let taken = ::sqlx::query(q::OBJECT)
-                        .bind(owner.0)
-                        .bind(id.as_bytes().as_slice())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if taken.is_some() {
-                        return Err(TreeError::EntryExists.into());
+                    // Which ids are taken, a hundred per query.
+                    let mut taken = ::std::collections::HashSet::new();
+                    for chunk in objects.chunks(q::NODES_CHUNK) {
+                        // Only placeholders are appended to the statement.
+                        let sql = format!("{}{}", q::OBJECTS_IN, q::placeholders(chunk.len()));
+                        let mut query = ::sqlx::query(::sqlx::AssertSqlSafe(sql)).bind(owner.0);
+                        for object in chunk {
+                            query = query.bind(object.id.as_bytes().as_slice());
+                        }
+                        for row in query.fetch_all(&mut *tx).await? {
+                            let id: Vec<u8> = row.try_get("object_id")?;
+                            taken.insert(object_id(&id)?);
+                        }
                     }
-                    // Checked and charged under the account's lock.
-                    acct.reserve(size, default_quota)?;
-                    ::sqlx::query(q::INSERT_OBJECT)
-                        .bind(owner.0)
-                        .bind(id.as_bytes().as_slice())
-                        .bind(to_i64(size, "object size")?)
-                        .bind(digest.as_slice())
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
+                    // In order: the first refused object decides.
+                    let mut listed = ::std::collections::HashSet::with_capacity(objects.len());
+                    for object in objects {
+                        if taken.contains(&object.id) || !listed.insert(object.id) {
+                            return Err(TreeError::EntryExists.into());
+                        }
+                        // Checked and charged under the account's lock.
+                        acct.reserve(object.size, default_quota)?;
+                    }
+                    for chunk in objects.chunks(q::NODES_CHUNK) {
+                        let sql = format!(
+                            "{}{}",
+                            q::INSERT_OBJECTS,
+                            vec![q::OBJECT_ROW; chunk.len()].join(", ")
+                        );
+                        let mut query = ::sqlx::query(::sqlx::AssertSqlSafe(sql));
+                        for object in chunk {
+                            query = query
+                                .bind(owner.0)
+                                .bind(object.id.as_bytes().as_slice())
+                                .bind(to_i64(object.size, "object size")?)
+                                .bind(object.digest.as_slice())
+                                .bind(now);
+                        }
+                        query.execute(&mut *tx).await?;
+                    }
                     finish(tx, acct, now).await
+                }
+
+                async fn try_batch(
+                    &self,
+                    owner: AccountId,
+                    ops: &[TreeOp],
+                    now: i64,
+                ) -> Result<Vec<TreeOpResult>, Fail> {
+                    let mut tx = self.begin_write().await?;
+                    let mut acct = lock_owner(&mut tx, owner).await?;
+                    let mut results = Vec::with_capacity(ops.len());
+                    for op in ops {
+                        let mark = acct.next_op();
+                        // A savepoint per operation: a refused one is
+                        // undone alone. One name, set again before each
+                        // operation (MySQL moves it; SQLite stacks them and
+                        // rolls back to the latest), never released: the
+                        // commit ends them all, one round trip less per
+                        // operation.
+                        ::sqlx::raw_sql(q::SAVEPOINT).execute(&mut *tx).await?;
+                        let done = match op {
+                            TreeOp::Create(new) if new.entry.is_none() => {
+                                Err(Fail::Tree(TreeError::InvalidMove))
+                            }
+                            TreeOp::Create(new) => create_in(&mut tx, &mut acct, new, now)
+                                .await
+                                .map(|node| (node, Released::default())),
+                            TreeOp::Commit(v) => {
+                                commit_in(
+                                    &mut tx,
+                                    &mut acct,
+                                    v.id,
+                                    v.expected_version,
+                                    &v.record,
+                                    &v.objects,
+                                    now,
+                                )
+                                .await
+                            }
+                        };
+                        match done {
+                            Ok(done) => results.push(Ok(done)),
+                            Err(Fail::Tree(refused)) => {
+                                ::sqlx::raw_sql(q::ROLLBACK_TO_SAVEPOINT)
+                                    .execute(&mut *tx)
+                                    .await?;
+                                acct.restore(mark);
+                                results.push(Err(refused));
+                            }
+                            // The database failed (a deadlock may even have
+                            // ended the whole transaction): the batch fails
+                            // as a whole, and may run again.
+                            Err(Fail::Db(e)) => return Err(Fail::Db(e)),
+                        }
+                    }
+                    finish(tx, acct, now).await?;
+                    Ok(results)
                 }
 
                 async fn try_abandon_object(
@@ -1413,14 +1654,37 @@ macro_rules! impl_tree_store {
                     default_quota: u64,
                     now: i64,
                 ) -> Result<(), TreeError> {
-                    retry_tree!(self.try_reserve_object(
-                        owner,
+                    let one = [NewObject {
                         id,
                         size,
-                        digest,
-                        default_quota,
-                        now
-                    ))
+                        digest: *digest,
+                    }];
+                    retry_tree!(self.try_reserve_objects(owner, &one, default_quota, now))
+                }
+
+                async fn reserve_objects(
+                    &self,
+                    owner: AccountId,
+                    objects: &[NewObject],
+                    default_quota: u64,
+                    now: i64,
+                ) -> Result<(), TreeError> {
+                    if objects.is_empty() {
+                        return Ok(());
+                    }
+                    retry_tree!(self.try_reserve_objects(owner, objects, default_quota, now))
+                }
+
+                async fn batch(
+                    &self,
+                    owner: AccountId,
+                    ops: &[TreeOp],
+                    now: i64,
+                ) -> Result<Vec<TreeOpResult>, TreeError> {
+                    if ops.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    retry_tree!(self.try_batch(owner, ops, now))
                 }
 
                 async fn abandon_object(
@@ -1609,3 +1873,37 @@ macro_rules! impl_tree_store {
     };
 }
 pub(super) use impl_tree_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restored_mark_forgets_what_an_operation_noted() {
+        let (a, b) = (NodeId::from_bytes([1; 16]), NodeId::from_bytes([2; 16]));
+        let mut acct = Locked {
+            owner: AccountId(1),
+            prev_seq: 10,
+            used: 100,
+            quota: Some(1000),
+            nodes: 5,
+            changes: vec![(a, None)],
+            op_start: 0,
+        };
+        acct.changed(a, None); // already noted: not again
+        assert_eq!(acct.changes.len(), 1);
+        let mark = acct.next_op();
+        acct.changed(b, Some(a));
+        acct.changed(b, Some(a));
+        acct.changed(a, None); // noted by an earlier operation: again
+        acct.nodes += 1;
+        acct.reserve(50, 0).unwrap();
+        acct.release(20).unwrap();
+        assert_eq!(acct.final_seq().unwrap(), 13);
+        acct.restore(mark);
+        assert_eq!((acct.used, acct.nodes), (100, 5));
+        assert_eq!(acct.changes, [(a, None)]);
+        assert_eq!(acct.final_seq().unwrap(), 11);
+        assert_eq!((acct.prev_seq, acct.quota), (10, Some(1000)));
+    }
+}

@@ -46,8 +46,12 @@ suite! {
         paged_listing_each_entry_once,
         large_directory_pages,
         batch_nodes,
+        batch_creates_and_commits_in_one_transaction,
+        batch_refusals_are_per_operation,
+        reserve_objects_all_or_none,
     ],
     shared: [
+        batch_races_single_changes,
         update_record_once_concurrently,
         rename_is_atomic_for_a_concurrent_reader,
         reserve_never_exceeds_quota_concurrently,
@@ -2001,6 +2005,444 @@ async fn large_directory_pages(s: &dyn Store) {
 }
 
 // ---------------------------------------------------------------------------
+// Batches
+// ---------------------------------------------------------------------------
+
+fn create_op(id: NodeId, kind: NodeKind, parent: NodeId, name: &str) -> TreeOp {
+    TreeOp::Create(new_node(id, kind, parent, name))
+}
+
+fn commit_op(id: NodeId, expected_version: u64, objects: &[ObjectId]) -> TreeOp {
+    TreeOp::Commit(NewVersion {
+        id,
+        expected_version,
+        record: record(id, expected_version + 1),
+        objects: objects.to_vec(),
+    })
+}
+
+fn new_object(id: u32, size: u64) -> NewObject {
+    NewObject {
+        id: object_id(id),
+        size,
+        digest: [u8::try_from(id % 256).unwrap(); 32],
+    }
+}
+
+/// Runs `ops` one by one through the single methods, answering as
+/// [`TreeStore::batch`] answers.
+async fn one_by_one(s: &dyn Store, owner: AccountId, ops: &[TreeOp]) -> Vec<TreeOpResult> {
+    let mut out = Vec::new();
+    for op in ops {
+        out.push(match op {
+            TreeOp::Create(new) => s
+                .create_node(owner, new, NOW)
+                .await
+                .map(|n| (n, Released::default())),
+            TreeOp::Commit(v) => {
+                s.commit_version(owner, v.id, v.expected_version, &v.record, &v.objects, NOW)
+                    .await
+            }
+        });
+    }
+    out
+}
+
+/// A result in a form two runs can be compared by.
+fn outcome(r: &TreeOpResult) -> Result<(NodeRow, Released), String> {
+    r.as_ref()
+        .map(|(n, rel)| (n.clone(), rel.clone()))
+        .map_err(|e| format!("{e:?}"))
+}
+
+async fn batch_creates_and_commits_in_one_transaction(s: &dyn Store) {
+    let owner = vault(s, "batch@example.org").await;
+    let (a, d, b) = (node_id(1), node_id(2), node_id(3));
+    s.reserve_objects(
+        owner,
+        &[new_object(1, 10), new_object(2, 20), new_object(3, 30)],
+        BIG,
+        NOW,
+    )
+    .await
+    .unwrap();
+    assert_eq!(used(s, owner).await, 60);
+    let before = seq(s, owner).await;
+
+    // New nodes, committed in the same batch; a directory and a file in it.
+    let ops = [
+        create_op(a, NodeKind::File, NodeId::ROOT, "a"),
+        commit_op(a, 1, &[object_id(1)]),
+        create_op(d, NodeKind::Directory, NodeId::ROOT, "d"),
+        create_op(b, NodeKind::File, d, "b"),
+        commit_op(b, 1, &[object_id(2), object_id(3), object_id(2)]),
+    ];
+    let results = s.batch(owner, &ops, NOW + 1).await.unwrap();
+    assert_eq!(results.len(), ops.len());
+    let rows: Vec<NodeRow> = results
+        .into_iter()
+        .map(|r| {
+            let (row, released) = r.unwrap();
+            assert_eq!(released, Released::default());
+            row
+        })
+        .collect();
+    assert_eq!((rows[0].id, rows[0].version, rows[0].size), (a, 1, 0));
+    assert_eq!(
+        rows[1],
+        NodeRow {
+            id: a,
+            kind: NodeKind::File,
+            version: 2,
+            record: record(a, 2),
+            size: 10,
+            nlink: 1,
+            created_at: NOW + 1,
+            updated_at: NOW + 1,
+        }
+    );
+    assert_eq!((rows[2].id, rows[2].kind), (d, NodeKind::Directory));
+    assert_eq!((rows[4].id, rows[4].version, rows[4].size), (b, 2, 50));
+    assert_eq!(s.node(owner, a).await.unwrap(), Some(rows[1].clone()));
+    assert_eq!(s.node(owner, b).await.unwrap(), Some(rows[4].clone()));
+    assert_eq!(
+        children(s, owner, NodeId::ROOT, &["a", "d"]).await,
+        [("a".to_owned(), a), ("d".to_owned(), d)]
+    );
+    assert_eq!(children(s, owner, d, &["b"]).await, [("b".to_owned(), b)]);
+    for (object, node) in [(1, a), (2, b), (3, b)] {
+        assert_eq!(
+            s.object(owner, object_id(object))
+                .await
+                .unwrap()
+                .unwrap()
+                .node,
+            Some(node)
+        );
+    }
+
+    // One feed record per (node, directory) an operation touched, in order,
+    // numbered on from before the batch.
+    let feed = s.changes(owner, before, 100).await.unwrap();
+    let expected: Vec<ChangeRow> = [
+        (a, Some(NodeId::ROOT)),
+        (a, None),
+        (d, Some(NodeId::ROOT)),
+        (b, Some(d)),
+        (b, None),
+    ]
+    .into_iter()
+    .zip(before + 1..)
+    .map(|((node, parent), seq)| ChangeRow { seq, node, parent })
+    .collect();
+    assert_eq!(feed, expected);
+    assert_eq!(
+        s.usage(owner, BIG).await.unwrap(),
+        Usage {
+            used_bytes: 60,
+            quota_bytes: BIG,
+            nodes: 4,
+            seq: before + 5,
+        }
+    );
+
+    // A commit that drops objects releases them for purge, as
+    // commit_version does.
+    s.reserve_objects(owner, &[new_object(4, 4)], BIG, NOW)
+        .await
+        .unwrap();
+    let results = s
+        .batch(
+            owner,
+            &[commit_op(b, 2, &[object_id(4), object_id(3)])],
+            NOW + 2,
+        )
+        .await
+        .unwrap();
+    let [Ok((row, released))] = &results[..] else {
+        panic!("{results:?}");
+    };
+    assert_eq!((row.version, row.size), (3, 34));
+    assert_eq!(
+        released,
+        &Released {
+            nodes: vec![],
+            objects: vec![object_id(2)]
+        }
+    );
+    assert_eq!(used(s, owner).await, 44);
+    assert_eq!(s.object(owner, object_id(2)).await.unwrap(), None);
+    assert_eq!(
+        s.purge_queue(100).await.unwrap(),
+        [(owner, object_id(2))],
+        "queued for purge"
+    );
+
+    // Nothing to do: no transaction, no sequence number.
+    let at = seq(s, owner).await;
+    assert!(s.batch(owner, &[], NOW).await.unwrap().is_empty());
+    assert_eq!(seq(s, owner).await, at);
+}
+
+/// The same tree in a fresh account: a file `f` at version 2 with object
+/// 1, a directory `d`, and pending objects 2 and 3.
+async fn batch_fixture(s: &dyn Store, email: &str) -> AccountId {
+    let owner = vault(s, email).await;
+    file_with(
+        s,
+        owner,
+        node_id(1),
+        NodeId::ROOT,
+        "f",
+        &[(object_id(1), 10)],
+    )
+    .await;
+    mkdir(s, owner, node_id(2), NodeId::ROOT, "d").await;
+    s.reserve_objects(owner, &[new_object(2, 20), new_object(3, 30)], BIG, NOW)
+        .await
+        .unwrap();
+    owner
+}
+
+async fn batch_refusals_are_per_operation(s: &dyn Store) {
+    let (f, d, x, y) = (node_id(1), node_id(2), node_id(10), node_id(11));
+    let missing = node_id(99);
+    let ops = [
+        create_op(x, NodeKind::File, NodeId::ROOT, "x"),
+        // A taken name, a taken id, a missing parent, a file as parent.
+        create_op(y, NodeKind::File, NodeId::ROOT, "f"),
+        create_op(x, NodeKind::File, d, "x-again"),
+        create_op(y, NodeKind::File, missing, "y"),
+        create_op(y, NodeKind::File, f, "y"),
+        // A stale version, a directory, a missing node.
+        commit_op(f, 1, &[object_id(2)]),
+        commit_op(d, 1, &[]),
+        commit_op(missing, 1, &[]),
+        // Commits object 2 to x, then finds object 98 missing: nothing of
+        // it stays, so object 2 is still pending for f.
+        commit_op(x, 1, &[object_id(2), object_id(98)]),
+        commit_op(f, 2, &[object_id(1), object_id(2)]),
+        // An object already another node's.
+        commit_op(x, 1, &[object_id(2)]),
+        create_op(y, NodeKind::Symlink, d, "y"),
+        commit_op(x, 1, &[object_id(3)]),
+        // The same node again: a feed record again, as one call would.
+        commit_op(x, 2, &[object_id(3)]),
+    ];
+
+    let a = batch_fixture(s, "batch-a@example.org").await;
+    let b = batch_fixture(s, "batch-b@example.org").await;
+    let before = seq(s, a).await;
+    assert_eq!(before, seq(s, b).await);
+    let batched = s.batch(a, &ops, NOW).await.unwrap();
+    let single = one_by_one(s, b, &ops).await;
+
+    // Each operation answers exactly what its own method answers.
+    let batched: Vec<_> = batched.iter().map(outcome).collect();
+    let single: Vec<_> = single.iter().map(outcome).collect();
+    assert_eq!(batched, single);
+    let errors: Vec<Option<String>> = batched.iter().map(|r| r.clone().err()).collect();
+    let expected = [
+        None,
+        Some("EntryExists"),
+        Some("EntryExists"),
+        Some("NotFound"),
+        Some("NotADirectory"),
+        Some("VersionConflict { current: 2 }"),
+        Some("NotAFile"),
+        Some("NotFound"),
+        Some("NotFound"),
+        None,
+        Some("NotFound"),
+        None,
+        None,
+        None,
+    ];
+    assert_eq!(
+        errors,
+        expected
+            .iter()
+            .map(|e| e.map(str::to_owned))
+            .collect::<Vec<_>>()
+    );
+
+    // The refused ones left nothing behind: the same tree, usage and feed
+    // as one call per operation.
+    assert_eq!(
+        s.usage(a, BIG).await.unwrap(),
+        s.usage(b, BIG).await.unwrap()
+    );
+    assert_eq!(seq(s, a).await, before + 5);
+    let feed = |owner| async move {
+        s.changes(owner, 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.seq, c.node, c.parent))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(feed(a).await, feed(b).await);
+    for owner in [a, b] {
+        assert_eq!(
+            children(s, owner, NodeId::ROOT, &["f", "d", "x"]).await,
+            [
+                ("d".to_owned(), d),
+                ("f".to_owned(), f),
+                ("x".to_owned(), x)
+            ]
+        );
+        assert_eq!(children(s, owner, d, &["y"]).await, [("y".to_owned(), y)]);
+        let xs = s.node(owner, x).await.unwrap().unwrap();
+        assert_eq!((xs.version, xs.size), (3, 30));
+        let fs = s.node(owner, f).await.unwrap().unwrap();
+        assert_eq!((fs.version, fs.size), (3, 30));
+        assert_eq!(
+            s.object(owner, object_id(2)).await.unwrap().unwrap().node,
+            Some(f)
+        );
+        assert_eq!(used(s, owner).await, 60);
+    }
+
+    // A batch for an account that does not exist fails as a whole.
+    let ghost = AccountId(a.0 + 1000);
+    assert_err!(s.batch(ghost, &ops[..1], NOW).await, TreeError::NotFound);
+    // The root cannot be created in a batch.
+    let fresh = register(s, "batch-root@example.org").await;
+    let root = TreeOp::Create(NewNode {
+        id: NodeId::ROOT,
+        kind: NodeKind::Directory,
+        record: vec![1],
+        entry: None,
+    });
+    let results = s.batch(fresh, &[root], NOW).await.unwrap();
+    assert!(
+        matches!(&results[..], [Err(TreeError::InvalidMove)]),
+        "{results:?}"
+    );
+    assert_eq!(s.node(fresh, NodeId::ROOT).await.unwrap(), None);
+    assert_eq!(seq(s, fresh).await, 0);
+}
+
+async fn reserve_objects_all_or_none(s: &dyn Store) {
+    let owner = vault(s, "reserve-many@example.org").await;
+    const QUOTA: u64 = 100;
+    let reserve = |objects: Vec<NewObject>| async move {
+        s.reserve_objects(owner, &objects, QUOTA, NOW).await
+    };
+    let present = |id: u32| async move { s.object(owner, object_id(id)).await.unwrap().is_some() };
+
+    reserve(vec![new_object(1, 10), new_object(2, 20)])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.object(owner, object_id(2)).await.unwrap(),
+        Some(ObjectRow {
+            id: object_id(2),
+            node: None,
+            size: 20,
+            digest: [2; 32],
+            created_at: NOW,
+        })
+    );
+    assert_eq!(used(s, owner).await, 30);
+    assert_eq!(seq(s, owner).await, 1, "no feed records for objects");
+
+    // A taken id, even one listed twice, refuses them all.
+    assert_err!(
+        reserve(vec![new_object(3, 5), new_object(1, 5)]).await,
+        TreeError::EntryExists
+    );
+    assert_err!(
+        reserve(vec![new_object(4, 5), new_object(4, 5)]).await,
+        TreeError::EntryExists
+    );
+    // So does one that does not fit with those before it.
+    assert_err!(
+        reserve(vec![new_object(5, 50), new_object(6, 21)]).await,
+        TreeError::QuotaExceeded
+    );
+    for id in [3, 4, 5, 6] {
+        assert!(!present(id).await, "object {id} reserved");
+    }
+    assert_eq!(used(s, owner).await, 30);
+    // Exactly full is fine.
+    reserve(vec![new_object(5, 50), new_object(6, 20)])
+        .await
+        .unwrap();
+    assert_eq!(used(s, owner).await, 100);
+    reserve(vec![]).await.unwrap();
+    assert_eq!(seq(s, owner).await, 1);
+    assert_err!(
+        s.reserve_objects(AccountId(owner.0 + 1000), &[new_object(9, 1)], QUOTA, NOW)
+            .await,
+        TreeError::NotFound
+    );
+}
+
+async fn batch_races_single_changes(s: Arc<dyn Store>) {
+    let owner = vault(&*s, "batch-race@example.org").await;
+    open_connections(&s).await;
+    const TASKS: usize = 8;
+    const FILES: u32 = 10;
+    // Half the tasks send batches, half one call per change; every task
+    // also tries to create the same name: exactly one succeeds.
+    let outcomes = concurrently(TASKS, |i| {
+        let s = s.clone();
+        async move {
+            let i = u32::try_from(i).unwrap();
+            let mut ops = Vec::new();
+            for k in 0..FILES {
+                let id = node_id(i * 100 + k);
+                ops.push(create_op(
+                    id,
+                    NodeKind::File,
+                    NodeId::ROOT,
+                    &format!("f{i}-{k}"),
+                ));
+                ops.push(commit_op(id, 1, &[]));
+            }
+            ops.push(create_op(
+                node_id(i * 100 + 99),
+                NodeKind::File,
+                NodeId::ROOT,
+                "shared",
+            ));
+            let results = if i % 2 == 0 {
+                s.batch(owner, &ops, NOW).await.unwrap()
+            } else {
+                one_by_one(&*s, owner, &ops).await
+            };
+            results.iter().map(outcome).collect::<Vec<_>>()
+        }
+    })
+    .await;
+    let mut shared = 0;
+    for results in &outcomes {
+        let (last, rest) = results.split_last().unwrap();
+        for r in rest {
+            assert!(r.is_ok(), "{r:?}");
+        }
+        match last {
+            Ok(_) => shared += 1,
+            Err(e) => assert_eq!(e, "EntryExists"),
+        }
+    }
+    assert_eq!(shared, 1);
+    let files = u64::try_from(TASKS).unwrap() * u64::from(FILES);
+    let usage = s.usage(owner, BIG).await.unwrap();
+    assert_eq!(usage.nodes, 1 + files + 1);
+    let records = 1 + 2 * files + 1;
+    assert_eq!(usage.seq, i64::try_from(records).unwrap());
+    let feed = s.changes(owner, 0, 10_000).await.unwrap();
+    let seqs: Vec<i64> = feed.iter().map(|c| c.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=i64::try_from(records).unwrap()).collect::<Vec<_>>(),
+        "strictly increasing, no gaps"
+    );
+}
+
+// ---------------------------------------------------------------------------
 // Query plans
 // ---------------------------------------------------------------------------
 
@@ -2028,6 +2470,8 @@ fn plan_cases(
     let obj = Bytes(object_id(1).as_bytes().to_vec());
     let nodes_in = format!("{}{}", q::NODES_IN, q::placeholders(3));
     let nodes_in: &'static str = Box::leak(nodes_in.into_boxed_str());
+    let objects_in = format!("{}{}", q::OBJECTS_IN, q::placeholders(2));
+    let objects_in: &'static str = Box::leak(objects_in.into_boxed_str());
     vec![
         ("BUMP_SEQ", q::BUMP_SEQ, vec![o.clone()]),
         ("USAGE", q::USAGE, vec![o.clone()]),
@@ -2106,6 +2550,15 @@ fn plan_cases(
             vec![o.clone(), d.clone(), Bytes(vec![0xee; 32])],
         ),
         ("OBJECT", q::OBJECT, vec![o.clone(), obj.clone()]),
+        (
+            "OBJECTS_IN",
+            objects_in,
+            vec![
+                o.clone(),
+                obj.clone(),
+                Bytes(object_id(2).as_bytes().to_vec()),
+            ],
+        ),
         (
             "COMMIT_OBJECT",
             q::COMMIT_OBJECT,
@@ -2245,6 +2698,9 @@ async fn sqlite_query_plans_use_keys() {
                 }
                 "STALE_PENDING" => expect("objects_state (state=? AND created_at<?)"),
                 "PURGE_QUEUE" => expect("objects_state (state=?)"),
+                "OBJECTS_IN" => expect(
+                    "USING COVERING INDEX sqlite_autoindex_objects_1 (owner_id=? AND object_id=?)",
+                ),
                 "OBJECT" | "COMMIT_OBJECT" | "RELEASE_OBJECT" | "STALE_PENDING_SIZE"
                 | "FORGET_OBJECT" => {
                     expect("USING INDEX sqlite_autoindex_objects_1 (owner_id=? AND object_id=?)");

@@ -1,5 +1,5 @@
 //! The encrypted tree over HTTP (`/v1/nodes`, `/v1/dirs`, `/v1/links`,
-//! `/v1/rename`, `/v1/statfs`, `/v1/changes`): thin handlers that check the
+//! `/v1/rename`, `/v1/statfs`, `/v1/changes`, `/v1/batch`): thin handlers that check the
 //! caller (every route needs a live session; the owner is always the
 //! session's account), check sizes and ids, call [`crate::store::TreeStore`]
 //! and map its rows to the `common::api::tree` wire types. The rules
@@ -10,6 +10,7 @@
 //! conflict, an existing name, a full account), writes an audit event with
 //! node ids only: the server never has a name to log.
 
+mod batch;
 mod dirs;
 mod feed;
 mod links;
@@ -70,6 +71,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(links::rename))
         .routes(routes!(feed::statfs))
         .routes(routes!(feed::changes))
+        .routes(limited(
+            routes!(batch::batch),
+            DefaultBodyLimit::max(batch::BODY_LIMIT),
+        ))
 }
 
 /// A route with its own body limit (a layer on its method router only).

@@ -17,7 +17,7 @@ use crate::http::client_ip::ClientIp;
 use crate::http::json::ApiJson;
 use crate::http::openapi::{BearerErrors, PayloadTooLarge, ServerErrors};
 use crate::state::{AppState, now};
-use crate::store::NewNode;
+use crate::store::{NewNode, NewVersion};
 
 /// `POST /v1/nodes`: a node and its entry, or the root (no entry, id all
 /// zero, a directory, once).
@@ -45,6 +45,20 @@ pub async fn create(
     auth: AuthSession,
     ApiJson(mut req): ApiJson<CreateNodeRequest>,
 ) -> ApiResult<(StatusCode, Json<NodeInfo>)> {
+    let new = new_node(&mut req)?;
+    let result = state.store.create_node(auth.account, &new, now()).await;
+    let detail = match &new.entry {
+        Some(e) => format!("node={} parent={}", new.id, e.parent),
+        None => format!("node={}", new.id),
+    };
+    audit_outcome(&state, auth.account, "tree.create", ip, &result, detail).await;
+    Ok((StatusCode::CREATED, Json(node_info(result?))))
+}
+
+/// The checks of `POST /v1/nodes` (also for each create of `POST
+/// /v1/batch`): the root has no entry, every other node one; names and
+/// records within their limits. Takes the bytes out of the request.
+pub(super) fn new_node(req: &mut CreateNodeRequest) -> Result<NewNode, ApiError> {
     let kind = kind_from_wire(req.kind);
     match (&req.entry, req.id == NodeId::ROOT) {
         (None, false) => {
@@ -61,19 +75,25 @@ pub async fn create(
         _ => {}
     }
     let entry = req.entry.as_mut().map(new_entry).transpose()?;
-    let new = NewNode {
+    Ok(NewNode {
         id: req.id,
         kind,
         record: take_record(&mut req.record)?,
         entry,
-    };
-    let result = state.store.create_node(auth.account, &new, now()).await;
-    let detail = match &new.entry {
-        Some(e) => format!("node={} parent={}", new.id, e.parent),
-        None => format!("node={}", new.id),
-    };
-    audit_outcome(&state, auth.account, "tree.create", ip, &result, detail).await;
-    Ok((StatusCode::CREATED, Json(node_info(result?))))
+    })
+}
+
+/// The checks of `POST /v1/nodes/{id}/commit` (also for each commit of
+/// `POST /v1/batch`): the object list and the record within their limits.
+/// Takes the bytes out of the request.
+pub(super) fn new_version(id: NodeId, req: &mut CommitRequest) -> Result<NewVersion, ApiError> {
+    check_objects(&req.objects)?;
+    Ok(NewVersion {
+        id,
+        expected_version: req.expected_version,
+        record: take_record(&mut req.record)?,
+        objects: std::mem::take(&mut req.objects),
+    })
 }
 
 /// `POST /v1/nodes/batch`: up to 1000 nodes, in the order asked, missing
@@ -198,23 +218,22 @@ pub async fn commit(
     NodePath(id): NodePath,
     ApiJson(mut req): ApiJson<CommitRequest>,
 ) -> ApiResult<Json<NodeInfo>> {
-    check_objects(&req.objects)?;
-    let record = take_record(&mut req.record)?;
+    let v = new_version(id, &mut req)?;
     let result = state
         .store
         .commit_version(
             auth.account,
             id,
-            req.expected_version,
-            &record,
-            &req.objects,
+            v.expected_version,
+            &v.record,
+            &v.objects,
             now(),
         )
         .await;
     let detail = match &result {
         Ok((_, released)) => format!(
             "node={id} objects={} released={}",
-            req.objects.len(),
+            v.objects.len(),
             released.objects.len()
         ),
         Err(_) => format!("node={id}"),

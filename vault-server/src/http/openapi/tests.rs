@@ -55,6 +55,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("GET", "/v1/objects/{id}"),
     ("GET", "/v1/statfs"),
     ("GET", "/v1/changes"),
+    ("POST", "/v1/batch"),
 ];
 
 /// The operations without a bearer token.
