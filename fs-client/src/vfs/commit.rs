@@ -17,15 +17,17 @@ use std::time::Duration;
 
 use common::NodeId;
 use common::api::ErrorCode;
-use common::api::tree::{CommitRequest, CreateNodeRequest, EntrySpec, Kind};
-use common::crypto::attrs::{ObjectEntry, Timestamp};
+use common::api::tree::{CommitRequest, CreateNodeRequest, EntrySpec, Kind, NodeInfo};
+use common::crypto::attrs::{NodeAttributes, ObjectEntry, Timestamp};
 use tokio::task::JoinSet;
 use zeroize::Zeroizing;
 
+use super::batch;
 use super::core::{Core, lock};
 use super::error::{FsError, FsResult};
 use super::file::{CHUNK, FileInner, FileState, SEGS_PER_CHUNK};
 use super::journal::Stage;
+use super::local;
 use super::remote::Budget;
 use super::seal;
 use super::types::{Ino, ROOT_INO};
@@ -110,6 +112,12 @@ pub(crate) async fn commit_locked<A: VaultApi + 'static>(
     }
     inner.flush_tail(&core.journal)?;
     for _ in 0..4 {
+        if inner.base_version == 0 {
+            local::create_remote(budget, core, file, inner).await?;
+            if !inner.dirty {
+                return Ok(());
+            }
+        }
         let objects = match build_objects(budget, core, inner, inner.node, false).await {
             Ok(objects) => objects,
             // A base object we re-read is gone: so is the file, when it was
@@ -131,7 +139,7 @@ pub(crate) async fn commit_locked<A: VaultApi + 'static>(
             objects: attrs.objects.iter().map(|o| o.id).collect(),
         };
         let since = core.tick();
-        let link_gen = file.view.lock().unwrap_or_else(|p| p.into_inner()).link_gen;
+        let link_gen = link_gen(file);
         let res = core
             .remote
             .call(budget, |api, t| {
@@ -141,29 +149,7 @@ pub(crate) async fn commit_locked<A: VaultApi + 'static>(
             .await;
         match res {
             Ok(info) => {
-                {
-                    let mut t = lock(&core.table);
-                    t.observe(file.ino, &info, attrs.clone(), since)?;
-                    // The kernel's pages came from our own writes: still
-                    // right for the version we just made.
-                    if let Ok(slot) = t.slot_mut(file.ino)
-                        && slot.kernel_version == inner.base_version
-                    {
-                        slot.kernel_version = info.version;
-                    }
-                }
-                inner.rebase_clean(info.version, attrs);
-                inner.clear_pending(&core.journal)?;
-                file.publish(inner);
-                {
-                    let mut v = file.view.lock().unwrap_or_else(|p| p.into_inner());
-                    // A link or unlink answered while this commit was in
-                    // flight knows better than the commit's answer.
-                    if v.link_gen == link_gen {
-                        v.nlink = info.nlink;
-                    }
-                }
-                return Ok(());
+                return committed(core, file, inner, &info, attrs, since, link_gen);
             }
             Err(e) if e.code() == Some(ErrorCode::NotFound) => {
                 forget_deleted(core, inner)?;
@@ -182,10 +168,52 @@ pub(crate) async fn commit_locked<A: VaultApi + 'static>(
     ))
 }
 
+/// Records a commit that landed: `info` is the new version, `attrs` what
+/// it holds, `since` the tick and `link_gen` the link generation noted
+/// before the request was sent.
+pub(crate) fn committed<A>(
+    core: &Core<A>,
+    file: &FileState,
+    inner: &mut FileInner,
+    info: &NodeInfo,
+    attrs: NodeAttributes,
+    since: u64,
+    link_gen: u64,
+) -> FsResult<()> {
+    {
+        let mut t = lock(&core.table);
+        t.observe(file.ino, info, attrs.clone(), since)?;
+        // The kernel's pages came from our own writes: still right for the
+        // version we just made.
+        if let Ok(slot) = t.slot_mut(file.ino)
+            && slot.kernel_version == inner.base_version
+        {
+            slot.kernel_version = info.version;
+        }
+    }
+    inner.rebase_clean(info.version, attrs);
+    inner.clear_pending(&core.journal)?;
+    file.local
+        .store(false, std::sync::atomic::Ordering::Release);
+    file.publish(inner);
+    let mut v = file.view.lock().unwrap_or_else(|p| p.into_inner());
+    // A link or unlink answered while this commit was in flight knows
+    // better than the commit's answer.
+    if v.link_gen == link_gen {
+        v.nlink = info.nlink;
+    }
+    Ok(())
+}
+
+/// The link generation of `file` (note it before a commit is sent).
+pub(crate) fn link_gen(file: &FileState) -> u64 {
+    file.view.lock().unwrap_or_else(|p| p.into_inner()).link_gen
+}
+
 /// The file was deleted (here or elsewhere): nothing left to commit to.
 /// Open descriptors still read and write what they had: the stage file
 /// stays open after its name is gone.
-fn forget_deleted<A>(core: &Core<A>, inner: &mut FileInner) -> FsResult<()> {
+pub(crate) fn forget_deleted<A>(core: &Core<A>, inner: &mut FileInner) -> FsResult<()> {
     inner.gone = true;
     inner.dirty = false;
     inner.forget_saved();
@@ -472,6 +500,7 @@ pub(crate) async fn uploader<A: VaultApi + 'static>(core: Arc<Core<A>>) {
         let dirty: Vec<Ino> = lock(&core.dirty).keys().copied().collect();
         let mut failed = false;
         let mut set = JoinSet::new();
+        let mut small = Vec::new();
         for ino in dirty {
             // Files being written keep their handles' data coming; commit
             // when the last writer closed (flush queues them again). A file
@@ -487,6 +516,11 @@ pub(crate) async fn uploader<A: VaultApi + 'static>(core: Arc<Core<A>>) {
                 {
                     continue;
                 }
+                if inner.dirty && !inner.gone && batch::batchable(&inner) {
+                    drop(inner);
+                    small.push(f);
+                    continue;
+                }
             }
             let c = core.clone();
             set.spawn(async move { commit_ino(Budget::Uploader, &c, ino).await });
@@ -496,6 +530,10 @@ pub(crate) async fn uploader<A: VaultApi + 'static>(core: Arc<Core<A>>) {
                     tracing::warn!(error = %e, "upload failed; will retry");
                 }
             }
+        }
+        if !small.is_empty() {
+            let c = core.clone();
+            set.spawn(async move { batch::commit_files(&c, Budget::Uploader, small).await });
         }
         while let Some(res) = set.join_next().await {
             if let Ok(Err(e)) = res {

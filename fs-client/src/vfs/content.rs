@@ -311,17 +311,14 @@ impl<A: VaultApi + 'static> Content<A> {
             .map_err(|_| FsError::Internal("uploader closed".into()))
     }
 
-    /// Encrypts `plain` as a new object at `offset` of `file` and uploads
-    /// it, holding `permit` until done.
-    pub(crate) async fn upload_with(
+    /// Encrypts `plain` as a new object at `offset` of `file`: its entry
+    /// for the file's object list, and the ciphertext to upload.
+    pub(crate) fn seal_object(
         &self,
-        budget: Budget,
-        permit: OwnedSemaphorePermit,
         file: NodeId,
         offset: u64,
         plain: Zeroizing<Vec<u8>>,
-    ) -> FsResult<ObjectEntry> {
-        let _permit = permit;
+    ) -> FsResult<(ObjectEntry, Bytes)> {
         let id = ObjectId::random()?;
         let binding = ObjectBinding {
             file,
@@ -333,6 +330,40 @@ impl<A: VaultApi + 'static> Content<A> {
         // Only the ciphertext is kept while the upload is in flight.
         drop(plain);
         let digest = sha256(&ct);
+        Ok((
+            ObjectEntry {
+                id,
+                offset,
+                len,
+                digest: ObjectDigest::from_bytes(digest),
+            },
+            ct,
+        ))
+    }
+
+    /// An object this mount just stored on the server: reading it back is
+    /// local.
+    pub(crate) fn stored(&self, id: ObjectId, ct: &[u8]) {
+        if let Some(disk) = &self.disk
+            && let Err(e) = disk.insert(id, ct)
+        {
+            tracing::warn!(error = %e, "cannot write to the disk cache");
+        }
+    }
+
+    /// Encrypts `plain` as a new object at `offset` of `file` and uploads
+    /// it, holding `permit` until done.
+    pub(crate) async fn upload_with(
+        &self,
+        budget: Budget,
+        permit: OwnedSemaphorePermit,
+        file: NodeId,
+        offset: u64,
+        plain: Zeroizing<Vec<u8>>,
+    ) -> FsResult<ObjectEntry> {
+        let _permit = permit;
+        let (entry, ct) = self.seal_object(file, offset, plain)?;
+        let (id, digest) = (entry.id, *entry.digest.as_bytes());
         let body = ct.clone();
         let sent = self
             .remote
@@ -348,16 +379,7 @@ impl<A: VaultApi + 'static> Content<A> {
             Err(e) if e.code() == Some(common::api::ErrorCode::Exists) => {}
             Err(e) => return Err(e.into()),
         }
-        if let Some(disk) = &self.disk
-            && let Err(e) = disk.insert(id, &ct)
-        {
-            tracing::warn!(error = %e, "cannot write to the disk cache");
-        }
-        Ok(ObjectEntry {
-            id,
-            offset,
-            len,
-            digest: ObjectDigest::from_bytes(digest),
-        })
+        self.stored(id, &ct);
+        Ok(entry)
     }
 }

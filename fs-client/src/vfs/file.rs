@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 
 use common::NodeId;
 use common::crypto::attrs::{NodeAttributes, ObjectEntry, Timestamp};
@@ -65,6 +65,9 @@ pub(crate) struct FileState {
     pub last_read_end: AtomicU64,
     /// Open handles (and operations in progress) using this state.
     pub handles: AtomicU32,
+    /// Made here and not yet on the server (its base version is 0): the
+    /// commit creates it. Readable without the file's lock.
+    pub local: AtomicBool,
 }
 
 impl std::fmt::Debug for FileState {
@@ -82,6 +85,7 @@ impl FileState {
             nlink,
             link_gen: 0,
         };
+        let local = AtomicBool::new(inner.base_version == 0);
         Arc::new(Self {
             node,
             ino,
@@ -89,6 +93,7 @@ impl FileState {
             view: std::sync::Mutex::new(view),
             last_read_end: AtomicU64::new(0),
             handles: AtomicU32::new(0),
+            local,
         })
     }
 
@@ -106,7 +111,8 @@ impl FileState {
 /// The mutable state of a file, behind its lock.
 pub(crate) struct FileInner {
     pub node: NodeId,
-    /// The committed version this state is based on.
+    /// The committed version this state is based on; 0 for a file made
+    /// here that the server has not seen yet.
     pub base_version: u64,
     /// Its objects, ascending by offset.
     pub base: Arc<Vec<ObjectEntry>>,

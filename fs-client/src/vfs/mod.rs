@@ -10,6 +10,7 @@
 //! Every method takes `&self` and may run concurrently with any other.
 
 mod background;
+mod batch;
 mod commit;
 mod content;
 mod core;
@@ -17,6 +18,8 @@ mod error;
 mod file;
 mod held;
 mod journal;
+mod local;
+mod names;
 mod remote;
 mod seal;
 mod table;
@@ -24,6 +27,8 @@ mod types;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_local;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -47,6 +52,7 @@ pub use types::*;
 
 use self::core::{Core, Handle, attr_of, lock, timestamp};
 use self::file::{FileInner, FileState};
+use self::names::NameState;
 use self::remote::{Budget, Remote};
 use crate::api::{ListQuery, TokenSource, VaultApi};
 use crate::cache::{DiskCache, SegmentCache};
@@ -211,6 +217,10 @@ impl<A: VaultApi + 'static> Vfs<A> {
         let name = name.as_bytes();
         let dir = c.id_of(parent)?;
         let tag = seal::tag(&c.keys, dir, name)?;
+        if let Some(attr) = local::lookup(c, parent, dir, &tag, name)? {
+            lock(&c.table).remember(attr.ino);
+            return Ok(attr);
+        }
         let since = c.tick();
         let entry = match c
             .remote
@@ -449,6 +459,8 @@ impl<A: VaultApi + 'static> Vfs<A> {
             }),
         };
         let since = c.tick();
+        let tag = seal::tag(&c.keys, dir, name)?;
+        lock(&c.table).names.expect(id, dir);
         let res = c
             .remote
             .call(Budget::Interactive, |api, t| {
@@ -456,6 +468,9 @@ impl<A: VaultApi + 'static> Vfs<A> {
                 async move { api.create_node(&t, &req).await }
             })
             .await;
+        if res.is_err() {
+            lock(&c.table).names.unexpect(id, dir);
+        }
         let info = match res {
             Ok(info) => info,
             Err(e) if e.code() == Some(ErrorCode::Exists) => {
@@ -477,6 +492,10 @@ impl<A: VaultApi + 'static> Vfs<A> {
         let ino = t.ino_for(id, parent, name);
         t.observe(ino, &info, attrs.clone(), since)?;
         t.remember(ino);
+        t.names.added(dir, tag, id);
+        if attrs.kind == NodeKind::Directory {
+            t.names.made_empty(id);
+        }
         drop(t);
         Ok((
             ino,
@@ -532,6 +551,19 @@ impl<A: VaultApi + 'static> Vfs<A> {
             return Err(FsError::NotPermitted);
         }
         self.core.check_writable()?;
+        if !dir && local::unlink(&self.core, parent, name).await? {
+            return Ok(());
+        }
+        if dir {
+            // Files made in it here and not yet on the server count.
+            let child = {
+                let t = lock(&self.core.table);
+                t.named(parent, name).and_then(|ino| t.id(ino).ok())
+            };
+            if let Some(child) = child {
+                local::flush_dir(&self.core, child).await?;
+            }
+        }
         if !dir && self.hold_if_open(parent, name).await? {
             return Ok(());
         }
@@ -543,11 +575,30 @@ impl<A: VaultApi + 'static> Vfs<A> {
         c.check_writable()?;
         let pid = c.id_of(parent)?;
         let tag = seal::tag(&c.keys, pid, name)?;
-        c.remote
+        let child = match lock(&c.table).name_state(pid, &tag) {
+            NameState::Present(id) => Some(id),
+            _ => None,
+        };
+        if let Some(id) = child {
+            lock(&c.table).names.expect(id, pid);
+        }
+        let res = c
+            .remote
             .call(Budget::Interactive, |api, t| async move {
                 api.remove(&t, pid, &tag, dir).await
             })
-            .await?;
+            .await;
+        let mut t = lock(&c.table);
+        match res {
+            Ok(()) => t.names.removed(pid, &tag),
+            Err(e) => {
+                if let Some(id) = child {
+                    t.names.unexpect(id, pid);
+                }
+                return Err(e.into());
+            }
+        }
+        drop(t);
         c.unlinked(parent, name);
         Ok(())
     }
@@ -596,6 +647,30 @@ impl<A: VaultApi + 'static> Vfs<A> {
             return Err(FsError::NotPermitted);
         }
         self.core.check_writable()?;
+        if (parent, name) != (new_parent, new_name) {
+            let c = &self.core;
+            if how == RenameHow::Replace {
+                // A target the server has not seen is simply replaced.
+                local::unlink(c, new_parent, new_name).await?;
+            } else if let Some(f) = local::pending(c, new_parent, new_name) {
+                commit::commit_ino(Budget::Interactive, c, f.ino).await?;
+            }
+            let target = {
+                let t = lock(&c.table);
+                t.named(new_parent, new_name).and_then(|ino| t.id(ino).ok())
+            };
+            if let Some(target) = target {
+                local::flush_dir(c, target).await?;
+            }
+            if how != RenameHow::Exchange
+                && local::rename(c, parent, name, new_parent, new_name).await?
+            {
+                return Ok(());
+            }
+            if let Some(f) = local::pending(c, parent, name) {
+                commit::commit_ino(Budget::Interactive, c, f.ino).await?;
+            }
+        }
         if how == RenameHow::Replace && (parent, name) != (new_parent, new_name) {
             // A file open here keeps its contents when replaced.
             self.hold_if_open(new_parent, new_name).await?;
@@ -654,12 +729,40 @@ impl<A: VaultApi + 'static> Vfs<A> {
                 RenameHow::Exchange => RenameMode::Exchange,
             },
         };
-        c.remote
+        {
+            let mut t = lock(&c.table);
+            t.names.expect(child, src);
+            if dst != src {
+                t.names.expect(child, dst);
+            }
+        }
+        let res = c
+            .remote
             .call(Budget::Interactive, |api, t| {
                 let req = req.clone();
                 async move { api.rename(&t, &req).await }
             })
-            .await?;
+            .await;
+        {
+            let mut t = lock(&c.table);
+            match &res {
+                Ok(()) if how == RenameHow::Exchange => {
+                    t.names.drop_dir(src);
+                    t.names.drop_dir(dst);
+                }
+                Ok(()) => {
+                    t.names.removed(src, &src_tag);
+                    t.names.added(dst, dst_tag, child);
+                }
+                Err(_) => {
+                    t.names.unexpect(child, src);
+                    if dst != src {
+                        t.names.unexpect(child, dst);
+                    }
+                }
+            }
+        }
+        res?;
         if how == RenameHow::Replace {
             // A replaced target loses the link the name gave it.
             let replaced = lock(&c.table)
@@ -698,6 +801,9 @@ impl<A: VaultApi + 'static> Vfs<A> {
         if held::reserved(new_parent, name) {
             return Err(FsError::NotPermitted);
         }
+        if c.file(ino).is_some_and(|f| f.local.load(Ordering::Acquire)) {
+            commit::commit_ino(Budget::Interactive, c, ino).await?;
+        }
         let child = c.id_of(ino)?;
         let dir = c.id_of(new_parent)?;
         let req = LinkRequest {
@@ -709,13 +815,23 @@ impl<A: VaultApi + 'static> Vfs<A> {
             child,
         };
         let since = c.tick();
-        let info = c
+        let tag = req.entry.tag;
+        lock(&c.table).names.expect(child, dir);
+        let res = c
             .remote
             .call(Budget::Interactive, |api, t| {
                 let req = req.clone();
                 async move { api.link(&t, &req).await }
             })
-            .await?;
+            .await;
+        {
+            let mut t = lock(&c.table);
+            match &res {
+                Ok(_) => t.names.added(dir, tag, child),
+                Err(_) => t.names.unexpect(child, dir),
+            }
+        }
+        let info = res?;
         let attrs = seal::open(&c.keys, &info)?;
         {
             let mut t = lock(&c.table);
@@ -799,6 +915,19 @@ impl<A: VaultApi + 'static> Vfs<A> {
     ) -> FsResult<(Attr, Fh)> {
         let c = &self.core;
         let attrs = new_attrs(NodeKind::File, mode & !umask, caller);
+        if held::reserved(parent, name.as_bytes()) {
+            return Err(FsError::NotPermitted);
+        }
+        c.check_writable()?;
+        if let Some((ino, file, attr)) = local::create(c, parent, name.as_bytes(), attrs.clone())? {
+            let fh = c.new_handle(Handle::File {
+                ino,
+                write: open.write,
+                keep_cache: false,
+                file,
+            });
+            return Ok((attr, fh));
+        }
         let (ino, attr, dir, nlink) = self.make(parent, name, attrs.clone()).await?;
         let id = c.id_of(ino)?;
         let inner = FileInner::clean(id, 1, attrs, dir, name.as_bytes());
@@ -972,6 +1101,10 @@ impl<A: VaultApi + 'static> Vfs<A> {
         if this.kind != FileKind::Directory {
             return Err(FsError::NotADirectory);
         }
+        // The server lists what it has: files made here go there first.
+        local::flush_dir(c, dir).await?;
+        let generation = lock(&c.table).names.generation(dir);
+        let mut listed = HashMap::new();
         let parent_ino = lock(&c.table)
             .slot(ino)
             .map(|s| s.parent)
@@ -1007,6 +1140,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
             }
             for e in &page.entries {
                 let (_, attr, name) = c.admit(since, ino, dir, e, None)?;
+                listed.insert(e.tag, e.node.id);
                 if held::reserved(ino, &name) {
                     continue;
                 }
@@ -1017,6 +1151,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
                 });
             }
         }
+        lock(&c.table).names.listed(dir, generation, listed);
         Ok(c.new_handle(Handle::Dir { entries }))
     }
 
@@ -1208,9 +1343,16 @@ impl<A: VaultApi + 'static> Vfs<A> {
             if dirty.is_empty() {
                 return Ok(());
             }
+            let mut files = Vec::new();
             for ino in dirty {
-                commit::commit_ino(Budget::Background, &self.core, ino).await?;
+                match self.core.file(ino) {
+                    Some(f) => files.push(f),
+                    None => {
+                        lock(&self.core.dirty).remove(&ino);
+                    }
+                }
             }
+            batch::commit_files(&self.core, Budget::Background, files).await?;
         }
     }
 
@@ -1277,8 +1419,11 @@ const FEED_PAGE: u32 = 1000;
 /// the next `stat` or `open` sees them; a complete poll vouches for the
 /// states it did not drop (`Table::feed_polled`).
 async fn watch_changes<A: VaultApi + 'static>(core: Arc<Core<A>>) {
+    let mut behind = false;
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        if !behind {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
         if core.stopping.load(Ordering::Acquire) {
             return;
         }
@@ -1297,11 +1442,14 @@ async fn watch_changes<A: VaultApi + 'static>(core: Arc<Core<A>>) {
                 t.invalidate(ch.node);
                 if let Some(p) = ch.parent {
                     t.invalidate(p);
+                    t.names.feed(ch.node, p);
                 }
             }
             // A full page may have more behind it: only a short one
-            // vouches for everything up to when it was asked for.
-            if page.changes.len() < FEED_PAGE as usize {
+            // vouches for everything up to when it was asked for. Catch up
+            // at once.
+            behind = page.changes.len() >= FEED_PAGE as usize;
+            if !behind {
                 t.feed_polled(sent);
             }
         }

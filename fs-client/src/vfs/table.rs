@@ -14,9 +14,11 @@ use common::NodeId;
 use common::api::tree::NodeInfo;
 use common::crypto::CryptoError;
 use common::crypto::attrs::NodeAttributes;
+use common::crypto::name::NameTag;
 use zeroize::Zeroizing;
 
 use super::error::{FsError, FsResult};
+use super::names::{NameState, Names};
 use super::types::{Ino, ROOT_INO};
 
 /// How long verified attributes are trusted without asking the server
@@ -83,6 +85,8 @@ pub(crate) struct Table {
     tick: u64,
     /// When the last complete change-feed poll was sent.
     feed_at: Option<Instant>,
+    /// Directories whose every entry is known.
+    pub names: Names,
 }
 
 impl Table {
@@ -111,6 +115,7 @@ impl Table {
             next: ROOT_INO + 1,
             tick: 0,
             feed_at: None,
+            names: Names::default(),
         }
     }
 
@@ -118,6 +123,34 @@ impl Table {
     /// node it did not drop changed before `sent`.
     pub(crate) fn feed_polled(&mut self, sent: Instant) {
         self.feed_at = Some(sent);
+    }
+
+    /// True while the change feed vouches for states verified at `at`
+    /// (or `at` is recent enough on its own).
+    fn vouched(&self, at: Instant) -> bool {
+        let feed = self.feed_at.filter(|f| f.elapsed() < FEED_TTL);
+        at.elapsed() < ATTR_TTL || feed.is_some_and(|f| f >= at)
+    }
+
+    /// What the complete listing of `dir`, if fresh, says about `tag`.
+    pub(crate) fn name_state(&self, dir: NodeId, tag: &NameTag) -> NameState {
+        match self.names.listing(dir) {
+            Some(l) if self.vouched(l.at) => match l.entries.get(tag) {
+                Some(id) => NameState::Present(*id),
+                None => NameState::Absent,
+            },
+            _ => NameState::Unknown,
+        }
+    }
+
+    /// The inode of `id`, if it has one.
+    pub(crate) fn ino_of(&self, id: NodeId) -> Option<Ino> {
+        self.by_id.get(&id).copied()
+    }
+
+    /// The inode last seen as `name` in `parent`.
+    pub(crate) fn named(&self, parent: Ino, name: &[u8]) -> Option<Ino> {
+        self.by_name.get(&(parent, Name(name.to_vec()))).copied()
     }
 
     /// The node of `ino`.
@@ -220,11 +253,10 @@ impl Table {
 
     /// Fresh verified state of `ino`, if any.
     pub(crate) fn fresh(&self, ino: Ino) -> Option<&Known> {
-        let feed = self.feed_at.filter(|f| f.elapsed() < FEED_TTL);
         self.by_ino
             .get(&ino)
             .and_then(|s| s.known.as_ref())
-            .filter(|k| k.at.elapsed() < ATTR_TTL || feed.is_some_and(|f| f >= k.at))
+            .filter(|k| self.vouched(k.at))
     }
 
     /// The inode last seen as `name` in `parent`, with its last verified

@@ -38,7 +38,7 @@ fn config(dir: &Path) -> VfsConfig {
     }
 }
 
-async fn start(fake: &Arc<FakeVault>, dir: &Path) -> Vfs<FakeVault> {
+pub(super) async fn start(fake: &Arc<FakeVault>, dir: &Path) -> Vfs<FakeVault> {
     start_with(fake, config(dir)).await
 }
 
@@ -49,21 +49,21 @@ async fn start_with(fake: &Arc<FakeVault>, config: VfsConfig) -> Vfs<FakeVault> 
         .unwrap()
 }
 
-fn os(s: &str) -> &OsStr {
+pub(super) fn os(s: &str) -> &OsStr {
     OsStr::new(s)
 }
 
-const ME: Caller = Caller {
+pub(super) const ME: Caller = Caller {
     uid: 1000,
     gid: 1000,
 };
-const RW: OpenMode = OpenMode {
+pub(super) const RW: OpenMode = OpenMode {
     write: true,
     truncate: false,
     append: false,
 };
 
-async fn write_file(v: &Vfs<FakeVault>, parent: Ino, name: &str, data: &[u8]) -> Ino {
+pub(super) async fn write_file(v: &Vfs<FakeVault>, parent: Ino, name: &str, data: &[u8]) -> Ino {
     let (attr, fh) = v
         .create(parent, os(name), 0o644, 0o022, RW, ME)
         .await
@@ -78,7 +78,7 @@ async fn write_file(v: &Vfs<FakeVault>, parent: Ino, name: &str, data: &[u8]) ->
     attr.ino
 }
 
-async fn read_file(v: &Vfs<FakeVault>, ino: Ino) -> FsResult<Vec<u8>> {
+pub(super) async fn read_file(v: &Vfs<FakeVault>, ino: Ino) -> FsResult<Vec<u8>> {
     let fh = v.open(ino, OpenMode::default()).await?;
     let size = v.getattr(ino).await?.size;
     let mut out = Vec::new();
@@ -93,7 +93,7 @@ async fn read_file(v: &Vfs<FakeVault>, ino: Ino) -> FsResult<Vec<u8>> {
     Ok(out)
 }
 
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
+pub(super) fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect()
@@ -102,7 +102,11 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 /// The next run on the journal in `dir` (a new process: a fresh cache
 /// lock) replays and uploads it; then another device reads `name` from
 /// the root.
-async fn replay_then_read_elsewhere(fake: &Arc<FakeVault>, dir: &Path, name: &str) -> Vec<u8> {
+pub(super) async fn replay_then_read_elsewhere(
+    fake: &Arc<FakeVault>,
+    dir: &Path,
+    name: &str,
+) -> Vec<u8> {
     let cache = tempfile::tempdir().unwrap();
     let v = start_with(
         fake,

@@ -1,0 +1,472 @@
+//! Committing many files at once: small files (one object of at most
+//! [`SMALL_FILE`] bytes) go to the server in one `POST /v1/batch` per up to
+//! [`MAX_FILES`] files, their objects inline, each file's create (for files
+//! made here, see `local`) and commit as operations of it. A file whose
+//! operations the server refuses, and every bigger file, then takes the
+//! one-file path (`commit::commit_locked`), which knows how to resolve
+//! conflicts, taken names and removed directories.
+//!
+//! Every file's lock is held from planning until its outcome is recorded,
+//! as the one-file path does. The uploader takes locks with `try_lock` and
+//! skips busy files; other callers wait for them in inode order, so two
+//! batches never wait on each other.
+//!
+//! When the request itself fails, the answer may have been lost after the
+//! server applied it: each file's node is read back and a file whose
+//! current record is the one this batch sent counts as committed (records
+//! are sealed with a fresh nonce, so equal bytes mean this very commit).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use common::NodeId;
+use common::api::Base64;
+use common::api::tree::{
+    BATCH_MAX_INLINE_BYTES, BATCH_MAX_OPS, BatchCommit, BatchOp, BatchOutcome, BatchRequest,
+    CommitRequest, InlineObject, NodeIds, NodeInfo,
+};
+use common::crypto::attrs::{NodeAttributes, ObjectEntry};
+use tokio::sync::MutexGuard;
+
+use super::commit::{self, commit_locked};
+use super::core::{Core, lock};
+use super::error::{FsError, FsResult};
+use super::file::{FileInner, FileState};
+use super::local;
+use super::remote::Budget;
+use super::seal;
+use crate::api::VaultApi;
+
+/// Files up to this size commit in batches (their object goes inline).
+pub(crate) const SMALL_FILE: u64 = 128 * 1024;
+/// Most files in one batch (each takes up to two operations).
+pub(crate) const MAX_FILES: usize = BATCH_MAX_OPS / 2;
+/// Ciphertext bytes reckoned per inline object beyond its plaintext.
+const OBJECT_OVERHEAD: u64 = 4096;
+
+/// True when `inner` can go in a batch.
+pub(crate) fn batchable(inner: &FileInner) -> bool {
+    inner.size() <= SMALL_FILE && inner.uploaded.is_empty() && inner.uploading.is_empty()
+}
+
+/// One file's part of a batch.
+struct Plan<'a> {
+    file: &'a Arc<FileState>,
+    guard: MutexGuard<'a, FileInner>,
+    /// The new version's attributes (with its objects).
+    attrs: NodeAttributes,
+    /// Index of its first operation, and whether that is a create (then
+    /// the commit, if any, follows it).
+    first: usize,
+    create: Option<NodeAttributes>,
+    ops: usize,
+    /// The record the last operation sets and the version it makes.
+    record: Base64,
+    version: u64,
+    objects: Vec<(ObjectEntry, Bytes)>,
+    since: u64,
+    link_gen: u64,
+}
+
+/// Commits `files` (every one with changes: small ones batched, the rest
+/// one by one). Returns the first error; the files it concerns stay dirty.
+pub(crate) async fn commit_files<A: VaultApi + 'static>(
+    core: &Arc<Core<A>>,
+    budget: Budget,
+    mut files: Vec<Arc<FileState>>,
+) -> FsResult<()> {
+    files.sort_by_key(|f| f.ino);
+    files.dedup_by_key(|f| f.ino);
+    let mut first_err = None;
+    let mut at = 0;
+    while at < files.len() {
+        let (taken, res) = commit_group(core, budget, files.get(at..).unwrap_or(&[])).await;
+        if let Err(e) = res {
+            first_err.get_or_insert(e);
+        }
+        at += taken.max(1);
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// Commits a prefix of `files` as one batch; answers how many it took.
+async fn commit_group<A: VaultApi + 'static>(
+    core: &Arc<Core<A>>,
+    budget: Budget,
+    files: &[Arc<FileState>],
+) -> (usize, FsResult<()>) {
+    let mut plans: Vec<Plan<'_>> = Vec::new();
+    let mut singles: Vec<(&Arc<FileState>, MutexGuard<'_, FileInner>)> = Vec::new();
+    let mut done = Vec::new();
+    let mut req = BatchRequest::default();
+    let mut inline: u64 = 0;
+    let mut taken = 0;
+    let mut first_err = None;
+    for file in files {
+        if plans.len() >= MAX_FILES {
+            break;
+        }
+        let guard = if budget == Budget::Uploader {
+            match file.inner.try_lock() {
+                Ok(g) => g,
+                Err(_) => {
+                    taken += 1;
+                    continue;
+                }
+            }
+        } else {
+            file.inner.lock().await
+        };
+        if guard.dirty && !guard.gone && batchable(&guard) {
+            let need = guard.size() + OBJECT_OVERHEAD;
+            if inline + need > BATCH_MAX_INLINE_BYTES as u64 && !plans.is_empty() {
+                break;
+            }
+        }
+        taken += 1;
+        if !guard.dirty || guard.gone {
+            done.push(file.ino);
+            continue;
+        }
+        if !batchable(&guard) {
+            singles.push((file, guard));
+            continue;
+        }
+        match plan(core, file, guard, &mut req).await {
+            Ok(p) => {
+                inline += p.objects.iter().map(|(_, ct)| ct.len() as u64).sum::<u64>();
+                plans.push(p);
+            }
+            Err((guard, e)) => {
+                tracing::debug!(error = %e, "cannot batch a file; committing it alone");
+                singles.push((file, guard));
+            }
+        }
+    }
+    if !plans.is_empty()
+        && let Err(e) = send(core, budget, &mut plans, req).await
+    {
+        if e.is_transient() {
+            first_err.get_or_insert(e);
+            // The server is away: the one-file path would fail too.
+            singles.clear();
+            plans.clear();
+        } else {
+            tracing::debug!(error = %e, "a batch was refused; committing its files one by one");
+        }
+    }
+    for p in plans {
+        if p.guard.dirty && !p.guard.gone {
+            singles.push((p.file, p.guard));
+        } else {
+            done.push(p.file.ino);
+        }
+    }
+    for (file, mut guard) in singles {
+        if let Err(e) = commit_locked(budget, core, file, &mut guard).await {
+            first_err.get_or_insert(e);
+        }
+        if !guard.dirty || guard.gone {
+            done.push(file.ino);
+        }
+    }
+    for ino in &done {
+        lock(&core.dirty).remove(ino);
+    }
+    for ino in done {
+        core.maybe_release(ino);
+    }
+    core.committed.notify_waiters();
+    (taken, first_err.map_or(Ok(()), Err))
+}
+
+/// Seals one file's new version and adds its operations to `req`.
+async fn plan<'a, A: VaultApi + 'static>(
+    core: &Arc<Core<A>>,
+    file: &'a Arc<FileState>,
+    mut guard: MutexGuard<'a, FileInner>,
+    req: &mut BatchRequest,
+) -> Result<Plan<'a>, (MutexGuard<'a, FileInner>, FsError)> {
+    if let Err(e) = guard.flush_tail(&core.journal) {
+        return Err((guard, e));
+    }
+    let io = core.io();
+    let size = guard.size();
+    let keep_base = guard.staged.is_empty()
+        && guard.base.iter().map(|o| o.len).sum::<u64>() == size
+        && guard.base_limit >= size;
+    let mut objects = Vec::new();
+    let mut entries = Vec::new();
+    if keep_base {
+        entries = guard.base.to_vec();
+    } else if size > 0 {
+        let plain = match guard.chunk(&io, 0).await {
+            Ok(p) => p,
+            Err(e) => return Err((guard, e)),
+        };
+        if plain.iter().any(|&b| b != 0) {
+            match core.content.seal_object(guard.node, 0, plain) {
+                Ok((entry, ct)) => {
+                    entries.push(entry.clone());
+                    objects.push((entry, ct));
+                }
+                Err(e) => return Err((guard, e)),
+            }
+        }
+    }
+    let mut attrs = guard.attrs.clone();
+    attrs.objects = entries;
+    match build_ops(core, &guard, &attrs) {
+        Ok((ops, create, record, version)) => {
+            for (entry, ct) in &objects {
+                req.objects.push(InlineObject {
+                    id: entry.id,
+                    data: Base64(ct.to_vec()),
+                    sha256: Base64(entry.digest.as_bytes().to_vec()),
+                });
+            }
+            let first = req.ops.len();
+            let n = ops.len();
+            req.ops.extend(ops);
+            Ok(Plan {
+                file,
+                guard,
+                attrs,
+                first,
+                create,
+                ops: n,
+                record,
+                version,
+                objects,
+                since: 0,
+                link_gen: 0,
+            })
+        }
+        Err(e) => Err((guard, e)),
+    }
+}
+
+/// The operations that make `inner`'s new version hold `attrs`: the
+/// create (for a file made here) and the commit. Answers them, the
+/// attributes the create sets when a commit follows it, and the last
+/// operation's record and version.
+#[allow(clippy::type_complexity)]
+fn build_ops<A: VaultApi + 'static>(
+    core: &Core<A>,
+    inner: &FileInner,
+    attrs: &NodeAttributes,
+) -> FsResult<(Vec<BatchOp>, Option<NodeAttributes>, Base64, u64)> {
+    attrs.validate()?;
+    let id = inner.node;
+    if inner.base_version == 0 {
+        if attrs.objects.is_empty() {
+            let create = local::create_request(core, inner, attrs)?;
+            let record = create.record.clone();
+            return Ok((vec![BatchOp::Create(create)], None, record, 1));
+        }
+        let mut first = attrs.clone();
+        first.objects.clear();
+        first.size = 0;
+        let create = local::create_request(core, inner, &first)?;
+        let record: Base64 = seal::seal(&core.keys, id, 2, attrs)?.into();
+        let commit = BatchOp::Commit(BatchCommit {
+            id,
+            commit: CommitRequest {
+                expected_version: 1,
+                record: record.clone(),
+                objects: attrs.objects.iter().map(|o| o.id).collect(),
+            },
+        });
+        return Ok((
+            vec![BatchOp::Create(create), commit],
+            Some(first),
+            record,
+            2,
+        ));
+    }
+    let version = inner.base_version + 1;
+    let record: Base64 = seal::seal(&core.keys, id, version, attrs)?.into();
+    let commit = BatchOp::Commit(BatchCommit {
+        id,
+        commit: CommitRequest {
+            expected_version: inner.base_version,
+            record: record.clone(),
+            objects: attrs.objects.iter().map(|o| o.id).collect(),
+        },
+    });
+    Ok((vec![commit], None, record, version))
+}
+
+/// Sends the batch and records each file's outcome.
+async fn send<A: VaultApi + 'static>(
+    core: &Arc<Core<A>>,
+    budget: Budget,
+    plans: &mut [Plan<'_>],
+    req: BatchRequest,
+) -> FsResult<()> {
+    {
+        let mut t = lock(&core.table);
+        for p in plans.iter() {
+            if p.guard.base_version == 0 {
+                t.names.expect(p.guard.node, p.guard.parent);
+            }
+        }
+    }
+    for p in plans.iter_mut() {
+        p.since = core.tick();
+        p.link_gen = commit::link_gen(p.file);
+    }
+    let n = req.ops.len();
+    let res = core
+        .remote
+        .call(budget, |api, t| {
+            let req = req.clone();
+            async move { api.batch(&t, &req).await }
+        })
+        .await
+        .map_err(FsError::from)
+        .and_then(|r| {
+            if r.results.len() == n {
+                Ok(r.results)
+            } else {
+                Err(FsError::Internal(
+                    "the server answered a batch with the wrong number of results".into(),
+                ))
+            }
+        });
+    let results = match res {
+        Ok(r) => r,
+        Err(e) => {
+            {
+                let mut t = lock(&core.table);
+                for p in plans.iter() {
+                    if p.guard.base_version == 0 {
+                        t.names.unexpect(p.guard.node, p.guard.parent);
+                    }
+                }
+            }
+            reconcile(core, budget, plans).await;
+            return Err(e);
+        }
+    };
+    for p in plans.iter_mut() {
+        let outcomes = results.get(p.first..p.first + p.ops).unwrap_or(&[]);
+        if let Err(e) = apply(core, p, outcomes) {
+            tracing::debug!(error = %e, "a batched commit did not land; committing the file alone");
+        }
+    }
+    Ok(())
+}
+
+/// Records the outcomes of one file's operations.
+fn apply<A: VaultApi + 'static>(
+    core: &Core<A>,
+    p: &mut Plan<'_>,
+    outcomes: &[BatchOutcome],
+) -> FsResult<()> {
+    let id = p.guard.node;
+    let ok = |o: Option<&BatchOutcome>| -> FsResult<NodeInfo> {
+        match o {
+            Some(BatchOutcome::Ok(info)) if info.id == id => Ok(info.clone()),
+            Some(BatchOutcome::Ok(_)) => {
+                Err(FsError::Integrity(common::crypto::CryptoError::Malformed {
+                    what: "node",
+                    reason: "the server answered with another node",
+                }))
+            }
+            Some(BatchOutcome::Err(f)) => Err(FsError::from(crate::api::ApiError::status(
+                f.status,
+                f.error.code,
+                f.error.message.clone(),
+            ))),
+            None => Err(FsError::Internal("missing batch outcome".into())),
+        }
+    };
+    let last = if let Some(first_attrs) = p.create.clone() {
+        let created = ok(outcomes.first());
+        let info = match created {
+            Ok(info) => info,
+            Err(e) => {
+                lock(&core.table).names.unexpect(id, p.guard.parent);
+                return Err(e);
+            }
+        };
+        match ok(outcomes.get(1)) {
+            Ok(info) => info,
+            Err(e) => {
+                // Created, not committed: the one-file path commits it.
+                lock(&core.table).observe(p.file.ino, &info, first_attrs.clone(), p.since)?;
+                p.guard.base_version = info.version;
+                p.guard.base_attrs = first_attrs;
+                p.file
+                    .local
+                    .store(false, std::sync::atomic::Ordering::Release);
+                return Err(e);
+            }
+        }
+    } else {
+        match ok(outcomes.first()) {
+            Ok(info) => info,
+            Err(e) => {
+                if p.guard.base_version == 0 {
+                    lock(&core.table).names.unexpect(id, p.guard.parent);
+                }
+                return Err(e);
+            }
+        }
+    };
+    landed(core, p, &last)
+}
+
+/// The file's new version is on the server as `info`.
+fn landed<A: VaultApi + 'static>(
+    core: &Core<A>,
+    p: &mut Plan<'_>,
+    info: &NodeInfo,
+) -> FsResult<()> {
+    commit::committed(
+        core,
+        p.file,
+        &mut p.guard,
+        info,
+        p.attrs.clone(),
+        p.since,
+        p.link_gen,
+    )?;
+    for (entry, ct) in p.objects.drain(..) {
+        core.content.stored(entry.id, &ct);
+    }
+    Ok(())
+}
+
+/// After a failed request: files whose new record is on the server anyway
+/// (the answer was lost) count as committed.
+async fn reconcile<A: VaultApi + 'static>(
+    core: &Arc<Core<A>>,
+    budget: Budget,
+    plans: &mut [Plan<'_>],
+) {
+    let ids: Vec<NodeId> = plans.iter().map(|p| p.guard.node).collect();
+    let req = NodeIds { ids };
+    let Ok(infos) = core
+        .remote
+        .call(budget, |api, t| {
+            let req = req.clone();
+            async move { api.nodes(&t, &req).await }
+        })
+        .await
+    else {
+        return;
+    };
+    for p in plans.iter_mut() {
+        let Some(info) = infos.iter().find(|i| i.id == p.guard.node) else {
+            continue;
+        };
+        if info.version == p.version
+            && info.record == p.record
+            && let Err(e) = landed(core, p, info)
+        {
+            tracing::debug!(error = %e, "cannot record a batched commit");
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Files made here before the server has seen them (`local`, `batch`,
+//! `names`): what another device sees in the end, whatever the order in
+//! which the uploader and these calls ran.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::sync::Arc;
+
+use super::tests::{ME, RW, os, pattern, read_file, replay_then_read_elsewhere, start, write_file};
+use super::*;
+use crate::api::fake_tree::FakeVault;
+
+async fn names_in(v: &Vfs<FakeVault>, dir: Ino) -> Vec<String> {
+    let fh = v.opendir(dir).await.unwrap();
+    let mut names: Vec<String> = v
+        .readdir(dir, fh, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| String::from_utf8(e.name).unwrap())
+        .filter(|n| n != "." && n != "..")
+        .collect();
+    v.releasedir(dir, fh);
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn new_files_renames_and_unlinks_reach_another_device_as_made() {
+    let fake = Arc::new(FakeVault::new());
+    let d1 = tempfile::tempdir().unwrap();
+    let v = start(&fake, d1.path()).await;
+    let dir = v.mkdir(ROOT_INO, os("d"), 0o755, 0o022, ME).await.unwrap();
+    for i in 0..40u8 {
+        write_file(
+            &v,
+            dir.ino,
+            &format!("f{i}"),
+            &pattern(3000 + usize::from(i) * 100, i),
+        )
+        .await;
+    }
+    write_file(&v, dir.ino, "empty", b"").await;
+    // rsync's way: a temporary name, then a rename; and a scratch file.
+    write_file(&v, dir.ino, ".tmp", b"final contents").await;
+    v.rename(
+        dir.ino,
+        os(".tmp"),
+        dir.ino,
+        os("renamed"),
+        RenameHow::Replace,
+    )
+    .await
+    .unwrap();
+    write_file(&v, dir.ino, "scratch", b"gone soon").await;
+    v.unlink(dir.ino, os("scratch")).await.unwrap();
+    // A second name never taken is still free, here and on the server.
+    assert!(matches!(
+        v.lookup(dir.ino, os("nothing")).await,
+        Err(FsError::NotFound)
+    ));
+    v.sync_all().await.unwrap();
+    assert_eq!(v.pending(), Pending::default());
+    fake.check_invariants().unwrap();
+
+    let d2 = tempfile::tempdir().unwrap();
+    let w = start(&fake, d2.path()).await;
+    let d = w.lookup(ROOT_INO, os("d")).await.unwrap();
+    let names = names_in(&w, d.ino).await;
+    assert_eq!(names.len(), 42, "{names:?}");
+    assert!(names.contains(&"renamed".to_owned()));
+    assert!(!names.iter().any(|n| n == ".tmp" || n == "scratch"));
+    for i in 0..40u8 {
+        let a = w.lookup(d.ino, os(&format!("f{i}"))).await.unwrap();
+        assert_eq!(
+            read_file(&w, a.ino).await.unwrap(),
+            pattern(3000 + usize::from(i) * 100, i)
+        );
+    }
+    let r = w.lookup(d.ino, os("renamed")).await.unwrap();
+    assert_eq!(read_file(&w, r.ino).await.unwrap(), b"final contents");
+    let e = w.lookup(d.ino, os("empty")).await.unwrap();
+    assert_eq!(e.size, 0);
+}
+
+#[tokio::test]
+async fn a_new_file_lists_and_keeps_its_directory_from_being_removed() {
+    let fake = Arc::new(FakeVault::new());
+    let d1 = tempfile::tempdir().unwrap();
+    let v = start(&fake, d1.path()).await;
+    let dir = v.mkdir(ROOT_INO, os("d"), 0o755, 0o022, ME).await.unwrap();
+    let (attr, fh) = v
+        .create(dir.ino, os("open"), 0o644, 0o022, RW, ME)
+        .await
+        .unwrap();
+    v.write(attr.ino, fh, 0, b"still writing").await.unwrap();
+    assert!(matches!(
+        v.rmdir(ROOT_INO, os("d")).await,
+        Err(FsError::NotEmpty)
+    ));
+    assert_eq!(names_in(&v, dir.ino).await, vec!["open".to_owned()]);
+    v.flush(attr.ino, fh).await.unwrap();
+    v.release(attr.ino, fh).await.unwrap();
+    v.sync_all().await.unwrap();
+    let a = v.lookup(dir.ino, os("open")).await.unwrap();
+    assert_eq!(read_file(&v, a.ino).await.unwrap(), b"still writing");
+}
+
+#[tokio::test]
+async fn a_name_taken_elsewhere_meanwhile_leaves_both_files() {
+    let fake = Arc::new(FakeVault::new());
+    let d1 = tempfile::tempdir().unwrap();
+    let v = start(&fake, d1.path()).await;
+    let dir = v.mkdir(ROOT_INO, os("d"), 0o755, 0o022, ME).await.unwrap();
+    let (attr, fh) = v
+        .create(dir.ino, os("x"), 0o644, 0o022, RW, ME)
+        .await
+        .unwrap();
+    v.write(attr.ino, fh, 0, b"mine").await.unwrap();
+
+    let d2 = tempfile::tempdir().unwrap();
+    let w = start(&fake, d2.path()).await;
+    let wd = w.lookup(ROOT_INO, os("d")).await.unwrap();
+    write_file(&w, wd.ino, "x", b"theirs").await;
+    w.sync_all().await.unwrap();
+
+    v.flush(attr.ino, fh).await.unwrap();
+    v.release(attr.ino, fh).await.unwrap();
+    v.sync_all().await.unwrap();
+
+    let names = names_in(&w, wd.ino).await;
+    assert_eq!(names.len(), 2, "{names:?}");
+    let x = w.lookup(wd.ino, os("x")).await.unwrap();
+    assert_eq!(read_file(&w, x.ino).await.unwrap(), b"theirs");
+    let copy = names
+        .iter()
+        .find(|n| n.starts_with("x (conflicted copy"))
+        .unwrap();
+    let c = w.lookup(wd.ino, os(copy)).await.unwrap();
+    assert_eq!(read_file(&w, c.ino).await.unwrap(), b"mine");
+}
+
+#[tokio::test]
+async fn a_new_file_whose_directory_was_removed_elsewhere_lands_in_the_root() {
+    let fake = Arc::new(FakeVault::new());
+    let d1 = tempfile::tempdir().unwrap();
+    let v = start(&fake, d1.path()).await;
+    let dir = v.mkdir(ROOT_INO, os("d"), 0o755, 0o022, ME).await.unwrap();
+    let (attr, fh) = v
+        .create(dir.ino, os("orphan"), 0o644, 0o022, RW, ME)
+        .await
+        .unwrap();
+    v.write(attr.ino, fh, 0, b"kept").await.unwrap();
+
+    let d2 = tempfile::tempdir().unwrap();
+    let w = start(&fake, d2.path()).await;
+    w.lookup(ROOT_INO, os("d")).await.unwrap();
+    w.rmdir(ROOT_INO, os("d")).await.unwrap();
+
+    v.flush(attr.ino, fh).await.unwrap();
+    v.release(attr.ino, fh).await.unwrap();
+    v.sync_all().await.unwrap();
+    let o = w.lookup(ROOT_INO, os("orphan")).await.unwrap();
+    assert_eq!(read_file(&w, o.ino).await.unwrap(), b"kept");
+}
+
+#[tokio::test]
+async fn a_new_file_survives_a_crash_before_the_server_saw_it() {
+    let fake = Arc::new(FakeVault::new());
+    let d1 = tempfile::tempdir().unwrap();
+    {
+        let v = start(&fake, d1.path()).await;
+        // A listed directory is complete: creating in it is local.
+        names_in(&v, ROOT_INO).await;
+        write_file(&v, ROOT_INO, "n", b"made offline-first").await;
+        v.shutdown().await;
+    }
+    assert_eq!(
+        replay_then_read_elsewhere(&fake, d1.path(), "n").await,
+        b"made offline-first"
+    );
+    fake.check_invariants().unwrap();
+}
