@@ -19,8 +19,8 @@
 //! kernel checks permission bits itself. `batch_forget` keeps fuser's
 //! default, which calls [`Filesystem::forget`] per node (its argument type
 //! is not exported by fuser 0.18). Operations not listed here (locks,
-//! ioctl, lseek, copy_file_range, fsyncdir) keep fuser's `ENOSYS`, which
-//! the kernel answers itself (local locks, generic seek, plain copies).
+//! ioctl, lseek, copy_file_range) keep fuser's `ENOSYS`, which the kernel
+//! answers itself (local locks, generic seek, plain copies).
 
 use std::ffi::{OsStr, OsString};
 use std::future::Future;
@@ -431,6 +431,17 @@ impl<A: VaultApi + 'static> Filesystem for FuseFs<A> {
         self.spawn(|vfs| async move {
             reply_empty("fsync", reply, vfs.fsync(ino.0, fh.0, datasync).await)
         });
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.spawn(|vfs| async move { reply_empty("fsyncdir", reply, vfs.fsyncdir(ino.0).await) });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {

@@ -1056,11 +1056,18 @@ impl<A: VaultApi + 'static> Vfs<A> {
     /// Returns once data and metadata of `ino` are committed on the server.
     pub async fn fsync(&self, ino: Ino, fh: Fh, _datasync: bool) -> FsResult<()> {
         if self.handle_file(ino, fh).is_err() && self.core.file(ino).is_none() {
-            // Directories and clean files: every change is already on the
-            // server (metadata calls are synchronous).
+            // Clean files: every change is already on the server.
             return Ok(());
         }
         commit::commit_ino(Budget::Background, &self.core, ino).await
+    }
+
+    /// Returns once the entries of directory `ino` are on the server: the
+    /// files made in it here go there first (other metadata calls are
+    /// synchronous).
+    pub async fn fsyncdir(&self, ino: Ino) -> FsResult<()> {
+        let dir = self.core.id_of(ino)?;
+        local::flush_dir(&self.core, dir).await
     }
 
     /// Preallocates (mode 0: extend the size; `KEEP_SIZE`: nothing to do;
