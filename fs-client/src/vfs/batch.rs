@@ -396,11 +396,7 @@ fn apply<A: VaultApi + 'static>(
             Err(e) => {
                 // Created, not committed: the one-file path commits it.
                 lock(&core.table).observe(p.file.ino, &info, first_attrs.clone(), p.since)?;
-                p.guard.base_version = info.version;
-                p.guard.base_attrs = first_attrs;
-                p.file
-                    .local
-                    .store(false, std::sync::atomic::Ordering::Release);
+                local::landed(p.file, &mut p.guard, info.version, first_attrs);
                 return Err(e);
             }
         }

@@ -285,14 +285,7 @@ async fn save_copy<A: VaultApi + 'static>(
             record: seal::seal(&core.keys, id, 1, &attrs)?.into(),
             entry: Some(entry),
         };
-        let res = core
-            .remote
-            .call(budget, |api, t| {
-                let req = req.clone();
-                async move { api.create_node(&t, &req).await }
-            })
-            .await;
-        match res {
+        match core.create_node(budget, &req).await {
             Ok(_) => break,
             Err(e) if e.code() == Some(ErrorCode::NotFound) && attempt == 0 => {
                 parent = NodeId::ROOT;

@@ -334,6 +334,20 @@ impl<A: VaultApi + 'static> Core<A> {
         Err(FsError::Internal("the node kept changing".into()))
     }
 
+    /// `POST /v1/nodes` with `budget`.
+    pub(crate) async fn create_node(
+        &self,
+        budget: Budget,
+        req: &common::api::tree::CreateNodeRequest,
+    ) -> crate::api::ApiResult<NodeInfo> {
+        self.remote
+            .call(
+                budget,
+                |api, t| async move { api.create_node(&t, req).await },
+            )
+            .await
+    }
+
     /// Makes sure the vault has its root directory.
     pub(crate) async fn ensure_root(&self, uid: u32, gid: u32) -> FsResult<()> {
         match self.fetch(ROOT_INO, NodeId::ROOT).await {
@@ -355,14 +369,7 @@ impl<A: VaultApi + 'static> Core<A> {
             record: record.into(),
             entry: None,
         };
-        match self
-            .remote
-            .call(Budget::Interactive, |api, t| {
-                let req = req.clone();
-                async move { api.create_node(&t, &req).await }
-            })
-            .await
-        {
+        match self.create_node(Budget::Interactive, &req).await {
             Ok(_) => {}
             Err(e) if e.code() == Some(ErrorCode::Exists) => {}
             Err(e) => return Err(e.into()),

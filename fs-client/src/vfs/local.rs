@@ -265,14 +265,7 @@ pub(crate) async fn create_remote<A: VaultApi + 'static>(
         lock(&core.table).names.expect(id, parent);
         let since = core.tick();
         let link_gen = commit::link_gen(file);
-        let res = core
-            .remote
-            .call(budget, |api, t| {
-                let req = req.clone();
-                async move { api.create_node(&t, &req).await }
-            })
-            .await;
-        let e = match res {
+        let e = match core.create_node(budget, &req).await {
             Ok(info) if empty => {
                 return commit::committed(core, file, inner, &info, attrs, since, link_gen);
             }
@@ -310,7 +303,7 @@ pub(crate) async fn create_remote<A: VaultApi + 'static>(
 
 /// The node now exists on the server at `version` holding `attrs` (no
 /// contents yet).
-fn landed(file: &FileState, inner: &mut FileInner, version: u64, attrs: NodeAttributes) {
+pub(crate) fn landed(file: &FileState, inner: &mut FileInner, version: u64, attrs: NodeAttributes) {
     inner.base_version = version;
     inner.base_attrs = attrs;
     inner.base_attrs.objects.clear();

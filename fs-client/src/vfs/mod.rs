@@ -461,13 +461,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
         let since = c.tick();
         let tag = seal::tag(&c.keys, dir, name)?;
         lock(&c.table).names.expect(id, dir);
-        let res = c
-            .remote
-            .call(Budget::Interactive, |api, t| {
-                let req = req.clone();
-                async move { api.create_node(&t, &req).await }
-            })
-            .await;
+        let res = c.create_node(Budget::Interactive, &req).await;
         if res.is_err() {
             lock(&c.table).names.unexpect(id, dir);
         }
