@@ -219,7 +219,7 @@ start_vault_server() {
         exec env -i PATH="$PATH" HOME="$data" \
             VAULT_DATA_DIR="$data" VAULT_LISTEN=127.0.0.1:0 \
             VAULT_DATABASE_URL="$db" VAULT_BLOB_STORE="$store" \
-            VAULT_QUOTA_BYTES=$((256 << 30)) VAULT_LOG=warn,vault_server=info "$@" \
+            VAULT_QUOTA_BYTES=$((256 << 30)) VAULT_LOG="${BENCH_SV_SERVER_LOG:-warn,vault_server=info}" "$@" \
             "$BENCH_BIN/vault-server"
     ) </dev/null >>"$log" 2>&1 &
     VSERVER_PID=$!

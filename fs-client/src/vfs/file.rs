@@ -650,6 +650,7 @@ impl FileInner {
 
     /// Forgets everything pending (committed, or the file is gone).
     pub(crate) fn clear_pending(&mut self, journal: &Journal) -> FsResult<()> {
+        let epoch = self.epoch;
         self.staged.clear();
         self.uploaded.clear();
         self.tail = None;
@@ -658,6 +659,6 @@ impl FileInner {
         self.epoch = 0;
         self.dirty = false;
         self.saved = None;
-        journal.remove(self.node)
+        journal.remove(self.node, epoch)
     }
 }

@@ -19,6 +19,12 @@
 //! punched (or the files deleted) only after a manifest that no longer
 //! needs it is in place. A daemon killed at any point leaves either the old
 //! or the new manifest, each consistent with the stage file's slots.
+//!
+//! A file's stage is removed by name (its node and current epoch), never by
+//! scanning the directory: with thousands of files pending, a scan per
+//! committed file made committing quadratic. What a crash leaves (stage
+//! files without a manifest, or of an older epoch) is swept once, when the
+//! journal is read back at mount.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
@@ -258,43 +264,40 @@ impl Journal {
     }
 
     /// Forgets `node`'s pending changes (after they are committed or the
-    /// file is gone): the manifest first, then every stage file.
-    pub(crate) fn remove(&self, node: NodeId) -> FsResult<()> {
-        match fs::remove_file(self.manifest_path(node)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
-        self.remove_stages(node, None)
-    }
-
-    /// Deletes `node`'s stage files other than `keep`'s epoch.
-    pub(crate) fn remove_stages(&self, node: NodeId, keep: Option<u64>) -> FsResult<()> {
-        let prefix = format!("{node}.");
-        for entry in fs::read_dir(&self.dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if let Some(rest) = name.strip_prefix(&prefix)
-                && let Some(epoch) = rest.strip_suffix(".stage")
-                && keep.is_none_or(|k| format!("{k:016x}") != epoch)
-            {
-                fs::remove_file(entry.path())?;
-            }
+    /// file is gone): the manifest first, then the stage file of `epoch`
+    /// (the file's current one; 0: it has none). Stage files of other
+    /// epochs exist only after a crash, and [`Self::manifests`] removes
+    /// them at the next start: a scan here would cost a read of the whole
+    /// directory per committed file.
+    pub(crate) fn remove(&self, node: NodeId, epoch: u64) -> FsResult<()> {
+        remove_if_present(&self.manifest_path(node))?;
+        if epoch != 0 {
+            remove_if_present(&self.stage_path(node, epoch))?;
         }
         Ok(())
     }
 
     /// Every manifest left by an earlier run (unreadable ones are reported
-    /// and left in place for a person to look at).
+    /// and left in place, with their stage files, for a person to look
+    /// at). Also removes what a crash can leave besides: temporary
+    /// manifests, and stage files no manifest refers to (written before
+    /// their manifest, or left when a removal was cut short). Call it only
+    /// before the journal is used (at mount): a stage file being written
+    /// for a new manifest would look left over.
     pub(crate) fn manifests(&self) -> FsResult<Vec<Manifest>> {
         let mut out = Vec::new();
+        let mut stages = Vec::new();
+        let mut unreadable = std::collections::HashSet::new();
         for entry in fs::read_dir(&self.dir)? {
             let entry = entry?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             if name.ends_with(".manifest.tmp") {
                 let _ = fs::remove_file(entry.path());
+                continue;
+            }
+            if let Some(stage) = parse_stage_name(name) {
+                stages.push((stage, entry.path()));
                 continue;
             }
             let Some(hex_id) = name.strip_suffix(".manifest") else {
@@ -310,11 +313,33 @@ impl Journal {
             match parsed {
                 Ok(m) if m.node == node => out.push(m),
                 Ok(_) | Err(_) => {
+                    unreadable.insert(node);
                     tracing::error!(path = %entry.path().display(), "unreadable journal manifest left in place");
                 }
             }
         }
+        let live: std::collections::HashSet<(NodeId, u64)> =
+            out.iter().map(|m| (m.node, m.epoch)).collect();
+        for ((node, epoch), path) in stages {
+            if !unreadable.contains(&node) && !live.contains(&(node, epoch)) {
+                remove_if_present(&path)?;
+            }
+        }
         Ok(out)
+    }
+}
+
+/// The node and epoch a stage file's name (`<node>.<epoch>.stage`) holds.
+fn parse_stage_name(name: &str) -> Option<(NodeId, u64)> {
+    let (node, epoch) = name.strip_suffix(".stage")?.split_once('.')?;
+    Some((node.parse().ok()?, u64::from_str_radix(epoch, 16).ok()?))
+}
+
+fn remove_if_present(path: &Path) -> FsResult<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -481,22 +506,59 @@ mod tests {
         let other = NodeId::from_bytes([6; 16]);
         fs::write(dir.path().join(format!("{other}.manifest")), &raw).unwrap();
         assert_eq!(j.manifests().unwrap(), vec![m]);
-        j.remove(node).unwrap();
+        j.remove(node, 7).unwrap();
         fs::remove_file(dir.path().join(format!("{other}.manifest"))).unwrap();
         assert!(j.manifests().unwrap().is_empty());
     }
 
     #[test]
-    fn remove_stages_keeps_the_current_epoch() {
+    fn remove_takes_the_current_stage_and_a_restart_sweeps_left_over_ones() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path(), key()).unwrap();
         let node = NodeId::from_bytes([5; 16]);
+        let orphan = NodeId::from_bytes([6; 16]);
+        let mut m = manifest(node);
+        m.epoch = 2;
         j.stage(node, 1).unwrap().write(0, b"a").unwrap();
         j.stage(node, 2).unwrap().write(0, b"b").unwrap();
-        j.remove_stages(node, Some(2)).unwrap();
+        j.stage(orphan, 7).unwrap().write(0, b"c").unwrap();
+        j.write_manifest(&m, None, false).unwrap();
+
+        // A restart keeps the stage the manifest names, and only it.
+        assert_eq!(j.manifests().unwrap(), vec![m]);
         assert!(!j.stage_path(node, 1).exists());
         assert!(j.stage_path(node, 2).exists());
-        j.remove(node).unwrap();
+        assert!(!j.stage_path(orphan, 7).exists());
+
+        j.remove(node, 2).unwrap();
         assert!(!j.stage_path(node, 2).exists());
+        assert!(!j.manifest_path(node).exists());
+        // Removing again (or with no stage) is fine.
+        j.remove(node, 2).unwrap();
+        j.remove(node, 0).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn the_stages_of_an_unreadable_manifest_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), key()).unwrap();
+        let node = NodeId::from_bytes([8; 16]);
+        j.stage(node, 3).unwrap().write(0, b"a").unwrap();
+        std::fs::write(j.manifest_path(node), b"not a sealed manifest").unwrap();
+        assert!(j.manifests().unwrap().is_empty());
+        assert!(j.stage_path(node, 3).exists());
+    }
+
+    #[test]
+    fn stage_names_parse_back() {
+        let node = NodeId::from_bytes([9; 16]);
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), key()).unwrap();
+        let path = j.stage_path(node, 0xfeed);
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert_eq!(parse_stage_name(name), Some((node, 0xfeed)));
+        assert_eq!(parse_stage_name("x.manifest"), None);
+        assert_eq!(parse_stage_name("zz.1.stage"), None);
     }
 }

@@ -1039,7 +1039,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
             // The last descriptor of a deleted file: its stage goes too.
             inner.stage = None;
             inner.forget_saved();
-            let _ = self.core.journal.remove(file.node);
+            let _ = self.core.journal.remove(file.node, inner.epoch);
         }
         drop(inner);
         self.core.release_file(&file);
