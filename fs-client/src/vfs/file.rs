@@ -151,6 +151,10 @@ pub(crate) struct FileInner {
     /// SHA-256 of the manifest last written to the journal (memory only),
     /// so closing, `chmod` and `utimens` do not write the same one again.
     pub saved: Option<[u8; 32]>,
+    /// The manifest on disk is this file's own last save, one page and not
+    /// durable: the next save may overwrite it in place (see
+    /// `Journal::write_manifest`).
+    pub overwritable: bool,
 }
 
 impl std::fmt::Debug for FileInner {
@@ -200,6 +204,7 @@ impl FileInner {
             name: Zeroizing::new(name.to_vec()),
             gone: false,
             saved: None,
+            overwritable: false,
         }
     }
 
@@ -591,7 +596,9 @@ impl FileInner {
             return Ok(());
         }
         self.saved = None;
-        journal.write_manifest(&m, self.stage.as_deref(), durable)?;
+        let overwrite = std::mem::take(&mut self.overwritable);
+        self.overwritable =
+            journal.write_manifest(&m, self.stage.as_deref(), durable, overwrite)?;
         self.saved = Some(fingerprint);
         Ok(())
     }
@@ -599,6 +606,7 @@ impl FileInner {
     /// The journal no longer holds this file's manifest.
     pub(crate) fn forget_saved(&mut self) {
         self.saved = None;
+        self.overwritable = false;
     }
 
     /// State rebuilt from a manifest, on top of the committed `base`.
@@ -645,6 +653,7 @@ impl FileInner {
             name: Zeroizing::new(m.name),
             gone: false,
             saved: None,
+            overwritable: false,
         })
     }
 
@@ -659,6 +668,7 @@ impl FileInner {
         self.epoch = 0;
         self.dirty = false;
         self.saved = None;
+        self.overwritable = false;
         journal.remove(self.node, epoch)
     }
 }

@@ -230,19 +230,45 @@ impl Journal {
     }
 
     /// Replaces the manifest of `m.node`; with `durable`, it and the stage
-    /// file are on disk when this returns.
+    /// file are on disk when this returns. Answers whether the next save
+    /// may `overwrite` the one written now in place.
+    ///
+    /// A manifest that fits in a page is written as one ([`to_page`]). A
+    /// save is normally a new file renamed over the old one, so a crash
+    /// leaves the old manifest or the new. With `overwrite` (the caller's
+    /// own last save was such a page and not durable) it is one aligned
+    /// page write over the old page instead: no new inode per `close`,
+    /// `chmod`, `utimens` or rename of a pending file. A process killed
+    /// during that write cannot leave half of it (a one-page write is
+    /// never cut short by a signal), and a power loss may only cost what
+    /// was never made durable: a durable manifest is never overwritten.
     pub(crate) fn write_manifest(
         &self,
         m: &Manifest,
         stage: Option<&Stage>,
         durable: bool,
-    ) -> FsResult<()> {
+        overwrite: bool,
+    ) -> FsResult<bool> {
         let plain = m.encode()?;
         let sealed = seal_local(&self.key, "manifest", &[m.node.as_bytes()], &plain)?;
+        let page = to_page(&sealed);
         if durable && let Some(stage) = stage {
             stage.file.sync_data()?;
         }
         let path = self.manifest_path(m.node);
+        if overwrite
+            && !durable
+            && let Some(page) = &page
+        {
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&path)?
+                .write_all_at(page, 0)?;
+            return Ok(true);
+        }
         let tmp = self.dir.join(format!("{}.manifest.tmp", m.node));
         {
             let mut f = OpenOptions::new()
@@ -251,7 +277,7 @@ impl Journal {
                 .truncate(true)
                 .mode(0o600)
                 .open(&tmp)?;
-            f.write_all(&sealed)?;
+            f.write_all(page.as_deref().unwrap_or(&sealed))?;
             if durable {
                 f.sync_data()?;
             }
@@ -260,7 +286,7 @@ impl Journal {
         if durable {
             File::open(&self.dir)?.sync_all()?;
         }
-        Ok(())
+        Ok(page.is_some() && !durable)
     }
 
     /// Forgets `node`'s pending changes (after they are committed or the
@@ -306,10 +332,16 @@ impl Journal {
             let Ok(node) = hex_id.parse::<NodeId>() else {
                 continue;
             };
-            let sealed = fs::read(entry.path())?;
-            let parsed = open_local(&self.key, "manifest", &[node.as_bytes()], &sealed)
-                .map_err(FsError::from)
-                .and_then(|plain| Manifest::decode(&plain));
+            let raw = fs::read(entry.path())?;
+            let open = |sealed: &[u8]| {
+                open_local(&self.key, "manifest", &[node.as_bytes()], sealed)
+                    .map_err(FsError::from)
+                    .and_then(|plain| Manifest::decode(&plain))
+            };
+            let parsed = match from_page(&raw).map(open) {
+                Some(Ok(m)) => Ok(m),
+                _ => open(&raw),
+            };
             match parsed {
                 Ok(m) if m.node == node => out.push(m),
                 Ok(_) | Err(_) => {
@@ -327,6 +359,38 @@ impl Journal {
         }
         Ok(out)
     }
+}
+
+/// Bytes of a manifest page.
+const PAGE: usize = 4096;
+/// The start of a manifest page (then the sealed manifest's length, u32
+/// big-endian, the sealed manifest, and zeros to the end of the page).
+const PAGE_MAGIC: &[u8; 4] = b"SVJ1";
+const PAGE_HEAD: usize = PAGE_MAGIC.len() + 4;
+
+/// `sealed` as a manifest page, if it fits in one.
+fn to_page(sealed: &[u8]) -> Option<Vec<u8>> {
+    let len = u32::try_from(sealed.len()).ok()?;
+    if sealed.len() > PAGE - PAGE_HEAD {
+        return None;
+    }
+    let mut page = Vec::with_capacity(PAGE);
+    page.extend_from_slice(PAGE_MAGIC);
+    page.extend_from_slice(&len.to_be_bytes());
+    page.extend_from_slice(sealed);
+    page.resize(PAGE, 0);
+    Some(page)
+}
+
+/// The sealed manifest in a manifest page (`None`: `raw` is not one, and
+/// is the sealed manifest itself, as written when it does not fit).
+fn from_page(raw: &[u8]) -> Option<&[u8]> {
+    if raw.len() != PAGE || !raw.starts_with(PAGE_MAGIC) {
+        return None;
+    }
+    let len: [u8; 4] = raw.get(PAGE_MAGIC.len()..PAGE_HEAD)?.try_into().ok()?;
+    let len = usize::try_from(u32::from_be_bytes(len)).ok()?;
+    raw.get(PAGE_HEAD..PAGE_HEAD.checked_add(len)?)
 }
 
 /// The node and epoch a stage file's name (`<node>.<epoch>.stage`) holds.
@@ -498,7 +562,7 @@ mod tests {
         let j = Journal::open(dir.path(), key()).unwrap();
         let node = NodeId::from_bytes([5; 16]);
         let m = manifest(node);
-        j.write_manifest(&m, None, true).unwrap();
+        j.write_manifest(&m, None, true, false).unwrap();
         assert_eq!(j.manifests().unwrap(), vec![m.clone()]);
         let raw = fs::read(dir.path().join(format!("{node}.manifest"))).unwrap();
         assert!(!raw.windows(9).any(|w| w == b"notes.txt"));
@@ -522,7 +586,7 @@ mod tests {
         j.stage(node, 1).unwrap().write(0, b"a").unwrap();
         j.stage(node, 2).unwrap().write(0, b"b").unwrap();
         j.stage(orphan, 7).unwrap().write(0, b"c").unwrap();
-        j.write_manifest(&m, None, false).unwrap();
+        j.write_manifest(&m, None, false, false).unwrap();
 
         // A restart keeps the stage the manifest names, and only it.
         assert_eq!(j.manifests().unwrap(), vec![m]);
@@ -537,6 +601,71 @@ mod tests {
         j.remove(node, 2).unwrap();
         j.remove(node, 0).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_page_manifest_is_overwritten_in_place_and_a_big_one_replaced() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), key()).unwrap();
+        let node = NodeId::from_bytes([5; 16]);
+        let path = j.manifest_path(node);
+        let mut m = manifest(node);
+        // The first save makes the file; it may be overwritten next time.
+        assert!(j.write_manifest(&m, None, false, false).unwrap());
+        let inode = fs::metadata(&path).unwrap().ino();
+        assert_eq!(fs::metadata(&path).unwrap().len(), PAGE as u64);
+        m.size = 7;
+        m.attrs.size = 7;
+        assert!(j.write_manifest(&m, None, false, true).unwrap());
+        assert_eq!(
+            fs::metadata(&path).unwrap().ino(),
+            inode,
+            "written in place"
+        );
+        assert_eq!(j.manifests().unwrap(), vec![m.clone()]);
+        // A durable save is never overwritten: it is a new file, and says so.
+        m.size = 8;
+        m.attrs.size = 8;
+        assert!(!j.write_manifest(&m, None, true, true).unwrap());
+        assert_ne!(fs::metadata(&path).unwrap().ino(), inode);
+        assert_eq!(j.manifests().unwrap(), vec![m.clone()]);
+        // Too big for a page: written whole, never in place.
+        m.uploaded = (0..200)
+            .map(|k| {
+                (
+                    k,
+                    ObjectEntry {
+                        id: ObjectId::from_bytes([9; 16]),
+                        offset: k << 22,
+                        len: 10,
+                        digest: ObjectDigest::from_bytes([4; 32]),
+                    },
+                )
+            })
+            .collect();
+        assert!(!j.write_manifest(&m, None, false, true).unwrap());
+        assert!(fs::metadata(&path).unwrap().len() > PAGE as u64);
+        assert_eq!(j.manifests().unwrap(), vec![m]);
+        // The page holds no plaintext name.
+        let raw = fs::read(&path).unwrap();
+        assert!(!raw.windows(9).any(|w| w == b"notes.txt"));
+    }
+
+    #[test]
+    fn pages_parse_back_and_odd_ones_are_not_pages() {
+        let page = to_page(b"sealed bytes").unwrap();
+        assert_eq!(page.len(), PAGE);
+        assert_eq!(from_page(&page), Some(&b"sealed bytes"[..]));
+        assert!(to_page(&vec![1; PAGE - PAGE_HEAD]).is_some());
+        assert!(to_page(&vec![1; PAGE - PAGE_HEAD + 1]).is_none());
+        assert_eq!(from_page(&page[..PAGE - 1]), None);
+        let mut bad = page.clone();
+        bad[..4].copy_from_slice(b"XXXX");
+        assert_eq!(from_page(&bad), None);
+        let mut long = page;
+        long[4..8].copy_from_slice(&(PAGE as u32).to_be_bytes());
+        assert_eq!(from_page(&long), None);
     }
 
     #[test]
