@@ -116,6 +116,8 @@ struct State {
     feed: Vec<Change>,
     failures: VecDeque<Injected>,
     clock: Option<i64>,
+    /// `GET /v1/nodes/{id}` answered (one node fetched on its own).
+    node_gets: u64,
 }
 
 /// The in-memory vault server.
@@ -868,8 +870,14 @@ impl FakeVault {
                 feed: Vec::new(),
                 failures: VecDeque::new(),
                 clock: None,
+                node_gets: 0,
             }),
         }
+    }
+
+    /// How many single nodes (`GET /v1/nodes/{id}`) were fetched so far.
+    pub fn node_gets(&self) -> u64 {
+        self.lock().node_gets
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -1047,7 +1055,10 @@ impl VaultApi for FakeVault {
     }
 
     async fn node(&self, token: &AccessToken, id: NodeId) -> ApiResult<NodeInfo> {
-        self.with(token, |s| s.info(id))
+        self.with(token, |s| {
+            s.node_gets += 1;
+            s.info(id)
+        })
     }
 
     async fn update_record(

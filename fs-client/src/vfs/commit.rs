@@ -492,6 +492,7 @@ pub(crate) async fn uploader<A: VaultApi + 'static>(core: Arc<Core<A>>) {
         }
         let dirty: Vec<Ino> = lock(&core.dirty).keys().copied().collect();
         let mut failed = false;
+        let mut resting = false;
         let mut set = JoinSet::new();
         let mut small = Vec::new();
         for ino in dirty {
@@ -507,6 +508,16 @@ pub(crate) async fn uploader<A: VaultApi + 'static>(core: Arc<Core<A>>) {
                     && inner.dirty
                     && !inner_closed(&inner)
                 {
+                    continue;
+                }
+                // Closed a moment ago: let it rest, the program may not be
+                // done with it (times, mode, rename).
+                if inner.dirty
+                    && !inner.gone
+                    && !core.stopping.load(std::sync::atomic::Ordering::Acquire)
+                    && inner.closed_at.is_some_and(|t| t.elapsed() < COMMIT_SETTLE)
+                {
+                    resting = true;
                     continue;
                 }
                 if inner.dirty && !inner.gone && batch::batchable(&inner) {
@@ -540,6 +551,9 @@ pub(crate) async fn uploader<A: VaultApi + 'static>(core: Arc<Core<A>>) {
         if failed {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(30));
+        } else if resting {
+            backoff = Duration::from_millis(500);
+            tokio::time::sleep(COMMIT_SETTLE).await;
         } else {
             backoff = Duration::from_millis(500);
             let wait = core.upload_wake.notified();
@@ -559,7 +573,7 @@ pub(crate) async fn uploader<A: VaultApi + 'static>(core: Arc<Core<A>>) {
 
 /// How long the uploader waits after a file is closed before it commits
 /// (`fsync` and unmount do not wait).
-const COMMIT_SETTLE: Duration = Duration::from_millis(200);
+pub(crate) const COMMIT_SETTLE: Duration = Duration::from_millis(200);
 
 fn core_parallel<A>(core: &Core<A>) -> usize {
     core.config.upload_parallelism.clamp(1, 8)

@@ -139,6 +139,11 @@ pub(crate) struct FileInner {
     /// `seq` when a descriptor was last closed (`flush`): the uploader
     /// commits files whose writes have all been closed.
     pub closed_seq: u64,
+    /// When a descriptor was last closed or the attributes last set: the
+    /// uploader lets a file rest [`super::commit::COMMIT_SETTLE`] after
+    /// that, so what a program does right after close (set times and mode,
+    /// rename) never waits for a commit in flight.
+    pub closed_at: Option<std::time::Instant>,
     /// Something is not committed (contents or attributes).
     pub dirty: bool,
     pub epoch: u64,
@@ -197,6 +202,7 @@ impl FileInner {
             tail: None,
             seq: 0,
             closed_seq: 0,
+            closed_at: None,
             dirty: false,
             epoch: 0,
             stage: None,
@@ -603,6 +609,13 @@ impl FileInner {
         Ok(())
     }
 
+    /// Every write so far was closed (or the attributes were just set):
+    /// the uploader may commit the file once it has rested.
+    pub(crate) fn mark_closed(&mut self) {
+        self.closed_seq = self.seq;
+        self.closed_at = Some(std::time::Instant::now());
+    }
+
     /// The journal no longer holds this file's manifest.
     pub(crate) fn forget_saved(&mut self) {
         self.saved = None;
@@ -646,6 +659,7 @@ impl FileInner {
             tail: None,
             seq: 1,
             closed_seq: 1,
+            closed_at: None,
             dirty: true,
             epoch: m.epoch,
             stage,

@@ -600,7 +600,7 @@ mod tests {
         // Removing again (or with no stage) is fine.
         j.remove(node, 2).unwrap();
         j.remove(node, 0).unwrap();
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]
@@ -674,7 +674,7 @@ mod tests {
         let j = Journal::open(dir.path(), key()).unwrap();
         let node = NodeId::from_bytes([8; 16]);
         j.stage(node, 3).unwrap().write(0, b"a").unwrap();
-        std::fs::write(j.manifest_path(node), b"not a sealed manifest").unwrap();
+        fs::write(j.manifest_path(node), b"not a sealed manifest").unwrap();
         assert!(j.manifests().unwrap().is_empty());
         assert!(j.stage_path(node, 3).exists());
     }

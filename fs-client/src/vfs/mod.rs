@@ -15,6 +15,7 @@ mod commit;
 mod content;
 mod core;
 mod error;
+mod feed;
 mod file;
 mod held;
 mod journal;
@@ -193,7 +194,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
         if !core.config.read_only {
             tasks.push(tokio::spawn(commit::uploader(core.clone())));
         }
-        tasks.push(tokio::spawn(watch_changes(core.clone())));
+        tasks.push(tokio::spawn(feed::watch_changes(core.clone())));
         let vfs = Self {
             core,
             tasks: std::sync::Mutex::new(tasks),
@@ -407,7 +408,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
         }
         apply_set(&mut inner.attrs, set);
         inner.dirty = true;
-        inner.closed_seq = inner.seq;
+        inner.mark_closed();
         inner.save(&c.journal, false)?;
         file.publish(&inner);
         c.mark_dirty(ino, staged_bytes(&inner));
@@ -1012,7 +1013,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
         let mut inner = file.inner.lock().await;
         if inner.dirty && !inner.gone {
             inner.save(&self.core.journal, false)?;
-            inner.closed_seq = inner.seq;
+            inner.mark_closed();
             let bytes = staged_bytes(&inner);
             drop(inner);
             self.core.mark_dirty(ino, bytes);
@@ -1028,7 +1029,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
         };
         let mut inner = file.inner.lock().await;
         let res = if inner.dirty && !inner.gone {
-            inner.closed_seq = inner.seq;
+            inner.mark_closed();
             let r = inner.save(&self.core.journal, false);
             self.core.mark_dirty(ino, staged_bytes(&inner));
             r
@@ -1168,7 +1169,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
             let since = core.tick();
             let query = ListQuery {
                 after,
-                limit: Some(FEED_PAGE),
+                limit: Some(feed::FEED_PAGE),
             };
             let page = core
                 .remote
@@ -1412,49 +1413,3 @@ fn staged_bytes(inner: &FileInner) -> u64 {
 
 /// Chunks (4 MiB objects) fetched ahead of a sequential reader.
 const READ_AHEAD_CHUNKS: u64 = 1;
-
-/// Changes asked for per poll of the change feed.
-const FEED_PAGE: u32 = 1000;
-
-/// Polls the change feed and drops cached state of nodes that changed, so
-/// the next `stat` or `open` sees them; a complete poll vouches for the
-/// states it did not drop (`Table::feed_polled`).
-async fn watch_changes<A: VaultApi + 'static>(core: Arc<Core<A>>) {
-    let mut behind = false;
-    loop {
-        if !behind {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        if core.stopping.load(Ordering::Acquire) {
-            return;
-        }
-        let since = core.change_seq.load(Ordering::Acquire);
-        let sent = std::time::Instant::now();
-        let page = core
-            .remote
-            .call(Budget::Interactive, |api, t| async move {
-                api.changes(&t, since, Some(FEED_PAGE)).await
-            })
-            .await;
-        let Ok(page) = page else { continue };
-        {
-            let mut t = lock(&core.table);
-            for ch in &page.changes {
-                t.invalidate(ch.node);
-                if let Some(p) = ch.parent {
-                    t.invalidate(p);
-                    t.names.feed(ch.node, p);
-                }
-            }
-            // A full page may have more behind it: only a short one
-            // vouches for everything up to when it was asked for. Catch up
-            // at once.
-            behind = page.changes.len() >= FEED_PAGE as usize;
-            if !behind {
-                t.feed_polled(sent);
-            }
-        }
-        let next = page.changes.last().map_or(page.latest, |c| c.seq);
-        core.change_seq.store(next.max(since), Ordering::Release);
-    }
-}

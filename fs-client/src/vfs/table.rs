@@ -272,13 +272,15 @@ impl Table {
         self.by_ino.get(&ino)?.stale.as_ref()
     }
 
-    /// Drops the cached state of `id` (it changed on the server).
-    pub(crate) fn invalidate(&mut self, id: NodeId) {
+    /// Drops the cached state of `id` (it changed on the server); true if
+    /// there was one.
+    pub(crate) fn invalidate(&mut self, id: NodeId) -> bool {
         if let Some(ino) = self.by_id.get(&id)
             && let Some(slot) = self.by_ino.get_mut(ino)
         {
-            slot.known = None;
+            return slot.known.take().is_some();
         }
+        false
     }
 
     /// One more kernel reference.

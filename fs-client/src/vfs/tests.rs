@@ -983,3 +983,35 @@ async fn the_change_feed_vouches_for_unchanged_states_and_drops_changed_ones() {
     }
     assert_eq!(w.getattr(a.ino).await.unwrap().size, 15);
 }
+
+#[tokio::test]
+async fn the_feed_refreshes_what_it_drops_in_one_request() {
+    let fake = Arc::new(FakeVault::new());
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let v = start(&fake, d1.path()).await;
+    let mut inos = Vec::new();
+    for i in 0..20 {
+        inos.push(write_file(&v, ROOT_INO, &format!("f{i}"), b"x").await);
+    }
+    v.sync_all().await.unwrap();
+    // Another device changes one of them.
+    let w = start(&fake, d2.path()).await;
+    let a = w.lookup(ROOT_INO, os("f3")).await.unwrap();
+    let set = SetAttr {
+        mode: Some(0o600),
+        ..SetAttr::default()
+    };
+    w.setattr(a.ino, None, set).await.unwrap();
+    w.sync_all().await.unwrap();
+    // Past the attribute lifetime, with the feed polled since: our own
+    // commits and their change came back through the feed, and were
+    // fetched again in bulk, not one request per file.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let before = fake.node_gets();
+    for ino in &inos {
+        v.getattr(*ino).await.unwrap();
+    }
+    assert_eq!(fake.node_gets(), before, "answered without a request each");
+    assert_eq!(v.getattr(inos[3]).await.unwrap().perm, 0o600);
+    assert_eq!(v.getattr(inos[4]).await.unwrap().perm, 0o644);
+}

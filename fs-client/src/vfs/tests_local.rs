@@ -181,3 +181,41 @@ async fn a_new_file_survives_a_crash_before_the_server_saw_it() {
     );
     fake.check_invariants().unwrap();
 }
+
+#[tokio::test]
+async fn a_file_rests_after_its_last_close_or_change_before_it_is_committed() {
+    let fake = Arc::new(FakeVault::new());
+    let d1 = tempfile::tempdir().unwrap();
+    let v = start(&fake, d1.path()).await;
+    let dir = v.mkdir(ROOT_INO, os("d"), 0o755, 0o022, ME).await.unwrap();
+    let nodes = fake.node_count();
+    let ino = write_file(&v, dir.ino, "busy", b"contents").await;
+    // A program still busy with it (times, mode): no commit in between,
+    // so none of these calls waits for one.
+    for i in 0..12u32 {
+        let set = SetAttr {
+            mode: Some(0o600 + (i % 2) * 0o40),
+            ..SetAttr::default()
+        };
+        v.setattr(ino, None, set).await.unwrap();
+        assert_eq!(
+            fake.node_count(),
+            nodes,
+            "committed while still in use ({i})"
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    // Left alone, it lands by itself, as last set.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while fake.node_count() == nodes {
+        assert!(std::time::Instant::now() < deadline, "never committed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    v.shutdown().await;
+    let d2 = tempfile::tempdir().unwrap();
+    let w = start(&fake, d2.path()).await;
+    let d = w.lookup(ROOT_INO, os("d")).await.unwrap();
+    let a = w.lookup(d.ino, os("busy")).await.unwrap();
+    assert_eq!(a.perm, 0o640);
+    assert_eq!(read_file(&w, a.ino).await.unwrap(), b"contents");
+}
