@@ -281,11 +281,13 @@ sys_securevault_unmount() {
     done
 }
 
-# Pending uploads of this mount, from `vault status` ("pending uploads: N
-# file(s)"); nothing if the status could not be read.
+# Pending uploads of this mount, from `vault status --mounts` ("pending
+# uploads: N file(s)"; asks only the mount daemon, not the server, so
+# polling it does not load the server being measured); nothing if the
+# status could not be read.
 sv_pending_files() {
     sv_vault_cmd
-    timeout -k 2 30 "${SV_VAULT[@]}" status 2>/dev/null |
+    timeout -k 2 30 "${SV_VAULT[@]}" status --mounts 2>/dev/null |
         awk -v m="${MNT[securevault]}" 'index($0, m) && /pending uploads:/ {
             sub(/.*pending uploads: /, ""); print $1 + 0; exit }'
 }

@@ -913,6 +913,13 @@ impl TestMount {
         out.stdout
     }
 
+    /// `vault status --mounts` (must succeed).
+    pub fn status_mounts(&self) -> String {
+        let out = self.vault(&["status", "--mounts"], Duration::from_secs(60));
+        out.assert_success();
+        out.stdout
+    }
+
     /// The tail of every daemon log and of this device's command outputs,
     /// for failure messages.
     pub fn daemon_logs(&self) -> String {

@@ -1368,6 +1368,15 @@ async fn persistence_across_remount_and_devices(b: Backend) {
         "`vault status` does not show the mount {}:\n{status}",
         root.display()
     );
+    // The daemons alone (no server request) say the same.
+    let mounts = v.mount.status_mounts();
+    assert!(
+        mounts.starts_with("Mounts:\n")
+            && mounts.contains(&root.to_string_lossy().into_owned())
+            && mounts.contains("pending uploads: ")
+            && !mounts.contains("Account:"),
+        "`vault status --mounts`:\n{mounts}"
+    );
     let r = root.clone();
     let before = blocking("build a tree", STEP, move || {
         build_tree(&r);

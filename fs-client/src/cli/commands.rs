@@ -123,7 +123,11 @@ pub async fn run(cli: &Cli) -> Result<(), Error> {
             let client = SessionClient::new(&api, &store, session);
             logout(&client, &store, args.all, &mut out).await
         }
-        Command::Status => {
+        Command::Status(args) if args.mounts => {
+            write_mounts(&mount::status_lines().await, &mut out)?;
+            Ok(())
+        }
+        Command::Status(_) => {
             let (api, session) = connect()?;
             let mounts = mount::status_lines().await;
             status(
@@ -255,6 +259,12 @@ pub async fn status<A: AccountApi, S: SessionStore, W: Write>(
     writeln!(out, "Account:        {}", clean(&account.email))?;
     writeln!(out, "Second factor:  {second}")?;
     writeln!(out, "Session:        {}", clean(&session.session_id))?;
+    write_mounts(mounts, out)?;
+    Ok(())
+}
+
+/// The `Mounts:` part of `vault status` (all of `vault status --mounts`).
+pub fn write_mounts<W: Write>(mounts: &[String], out: &mut W) -> io::Result<()> {
     if mounts.is_empty() {
         writeln!(out, "Mounts:         none")?;
     } else {

@@ -61,7 +61,7 @@ pub enum Command {
     /// Log out of this session, or of every session with --all.
     Logout(LogoutArgs),
     /// Show the server, the logged-in account and the mounted vaults.
-    Status,
+    Status(StatusArgs),
     /// Change the password (the same vault key is re-wrapped; no file is re-encrypted).
     Passwd(PasswdArgs),
     /// List the account's sessions, or revoke one.
@@ -122,6 +122,15 @@ pub struct LoginArgs {
     pub keep_key: u64,
     #[command(flatten)]
     pub password: PasswordArgs,
+}
+
+/// `vault status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Only the mounted vaults and their pending uploads, from the mount
+    /// daemons: no request to the server (cheap to repeat, works offline).
+    #[arg(long)]
+    pub mounts: bool,
 }
 
 /// `vault logout`.

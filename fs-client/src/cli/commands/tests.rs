@@ -89,6 +89,17 @@ async fn status_shows_the_server_and_the_account() {
     );
 }
 
+#[test]
+fn status_mounts_lists_only_the_mounts() {
+    let mut out = Vec::new();
+    write_mounts(&[], &mut out).unwrap();
+    assert_eq!(text(out), "Mounts:         none\n");
+    let mut out = Vec::new();
+    let line = "/mnt/v  (a@example.org)  pending uploads: 3 file(s), 12 B  cache: 0 B";
+    write_mounts(&[line.to_owned()], &mut out).unwrap();
+    assert_eq!(text(out), format!("Mounts:\n  {line}\n"));
+}
+
 #[tokio::test]
 async fn sessions_are_listed_and_the_current_one_marked() {
     let fake = FakeApi::new();
