@@ -217,7 +217,7 @@ pub(crate) fn forget_deleted<A>(core: &Core<A>, inner: &mut FileInner) -> FsResu
     inner.gone = true;
     inner.dirty = false;
     inner.forget_saved();
-    core.journal.remove(inner.node, inner.epoch)?;
+    core.journal.remove(inner.node, inner.epoch, false)?;
     Ok(())
 }
 

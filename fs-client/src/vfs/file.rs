@@ -674,6 +674,12 @@ impl FileInner {
     /// Forgets everything pending (committed, or the file is gone).
     pub(crate) fn clear_pending(&mut self, journal: &Journal) -> FsResult<()> {
         let epoch = self.epoch;
+        // Nobody else holds the stage file (no early upload reading it):
+        // it can go back to the journal's pool.
+        let unused = self
+            .stage
+            .as_ref()
+            .is_none_or(|s| Arc::strong_count(s) == 1);
         self.staged.clear();
         self.uploaded.clear();
         self.tail = None;
@@ -683,6 +689,6 @@ impl FileInner {
         self.dirty = false;
         self.saved = None;
         self.overwritable = false;
-        journal.remove(self.node, epoch)
+        journal.remove(self.node, epoch, unused)
     }
 }

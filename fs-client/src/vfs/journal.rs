@@ -25,6 +25,10 @@
 //! committed file made committing quadratic. What a crash leaves (stage
 //! files without a manifest, or of an older epoch) is swept once, when the
 //! journal is read back at mount.
+//!
+//! Removed manifests and stage files go to a pool of empty files
+//! (`free/`, see `recycle`) and new ones come from it: writing thousands
+//! of small files then makes and frees no inodes in the journal.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
@@ -42,6 +46,7 @@ use common::{NodeId, ObjectId};
 use zeroize::Zeroizing;
 
 use super::error::{FsError, FsResult};
+use super::recycle::{Recycle, remove_if_present};
 
 /// Bytes per slot in a stage file (a segment, its seal and length, rounded
 /// up to 4 KiB so slots stay page-aligned).
@@ -176,6 +181,8 @@ impl Manifest {
 pub(crate) struct Journal {
     dir: PathBuf,
     key: LocalKey,
+    /// Empty files to use again (`free/`).
+    pool: Recycle,
 }
 
 impl std::fmt::Debug for Journal {
@@ -201,6 +208,7 @@ impl Journal {
         Ok(Self {
             dir: dir.to_path_buf(),
             key,
+            pool: Recycle::open(&dir.join("free"))?,
         })
     }
 
@@ -214,13 +222,15 @@ impl Journal {
 
     /// Opens (creating) the stage file of `node` at `epoch`.
     pub(crate) fn stage(&self, node: NodeId, epoch: u64) -> FsResult<Stage> {
+        let path = self.stage_path(node, epoch);
+        self.pool.take(&path);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
-            .open(self.stage_path(node, epoch))?;
+            .open(&path)?;
         Ok(Stage {
             file,
             node,
@@ -270,6 +280,7 @@ impl Journal {
             return Ok(true);
         }
         let tmp = self.dir.join(format!("{}.manifest.tmp", m.node));
+        self.pool.take(&tmp);
         {
             let mut f = OpenOptions::new()
                 .write(true)
@@ -295,10 +306,19 @@ impl Journal {
     /// epochs exist only after a crash, and [`Self::manifests`] removes
     /// them at the next start: a scan here would cost a read of the whole
     /// directory per committed file.
-    pub(crate) fn remove(&self, node: NodeId, epoch: u64) -> FsResult<()> {
-        remove_if_present(&self.manifest_path(node))?;
+    ///
+    /// The files go back to the pool (`recycle`); the stage file only when
+    /// `stage_unused` (no descriptor still reads or writes it: one of a
+    /// deleted file that is still open must keep its contents).
+    pub(crate) fn remove(&self, node: NodeId, epoch: u64, stage_unused: bool) -> FsResult<()> {
+        self.pool.retire(&self.manifest_path(node))?;
         if epoch != 0 {
-            remove_if_present(&self.stage_path(node, epoch))?;
+            let path = self.stage_path(node, epoch);
+            if stage_unused {
+                self.pool.retire(&path)?;
+            } else {
+                remove_if_present(&path)?;
+            }
         }
         Ok(())
     }
@@ -397,14 +417,6 @@ fn from_page(raw: &[u8]) -> Option<&[u8]> {
 fn parse_stage_name(name: &str) -> Option<(NodeId, u64)> {
     let (node, epoch) = name.strip_suffix(".stage")?.split_once('.')?;
     Some((node.parse().ok()?, u64::from_str_radix(epoch, 16).ok()?))
-}
-
-fn remove_if_present(path: &Path) -> FsResult<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// One file's stage file.
@@ -570,7 +582,7 @@ mod tests {
         let other = NodeId::from_bytes([6; 16]);
         fs::write(dir.path().join(format!("{other}.manifest")), &raw).unwrap();
         assert_eq!(j.manifests().unwrap(), vec![m]);
-        j.remove(node, 7).unwrap();
+        j.remove(node, 7, true).unwrap();
         fs::remove_file(dir.path().join(format!("{other}.manifest"))).unwrap();
         assert!(j.manifests().unwrap().is_empty());
     }
@@ -594,13 +606,23 @@ mod tests {
         assert!(j.stage_path(node, 2).exists());
         assert!(!j.stage_path(orphan, 7).exists());
 
-        j.remove(node, 2).unwrap();
+        j.remove(node, 2, true).unwrap();
         assert!(!j.stage_path(node, 2).exists());
         assert!(!j.manifest_path(node).exists());
         // Removing again (or with no stage) is fine.
-        j.remove(node, 2).unwrap();
-        j.remove(node, 0).unwrap();
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        j.remove(node, 2, true).unwrap();
+        j.remove(node, 0, true).unwrap();
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["free"], "only the pool is left");
+        // The removed files went to the pool, and come back from it.
+        assert_eq!(fs::read_dir(dir.path().join("free")).unwrap().count(), 2);
+        j.stage(node, 9).unwrap();
+        j.write_manifest(&manifest(node), None, false, false)
+            .unwrap();
+        assert_eq!(fs::read_dir(dir.path().join("free")).unwrap().count(), 0);
     }
 
     #[test]

@@ -216,7 +216,7 @@ pub(crate) async fn rename<A: VaultApi + 'static>(
     }
     inner.parent = dst;
     inner.name = zeroize::Zeroizing::new(new_name.to_vec());
-    inner.forget_saved();
+    // The manifest holds the name: this save is never skipped.
     inner.save(&core.journal, false)?;
     Ok(true)
 }
@@ -340,6 +340,6 @@ fn place<A>(
     }
     inner.parent = dir;
     inner.name = zeroize::Zeroizing::new(name);
-    inner.forget_saved();
+    // The manifest holds the name: this save is never skipped.
     inner.save(&core.journal, false)
 }

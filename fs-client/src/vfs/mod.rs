@@ -21,6 +21,7 @@ mod held;
 mod journal;
 mod local;
 mod names;
+mod recycle;
 mod remote;
 mod seal;
 mod table;
@@ -1040,7 +1041,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
             // The last descriptor of a deleted file: its stage goes too.
             inner.stage = None;
             inner.forget_saved();
-            let _ = self.core.journal.remove(file.node, inner.epoch);
+            let _ = self.core.journal.remove(file.node, inner.epoch, false);
         }
         drop(inner);
         self.core.release_file(&file);

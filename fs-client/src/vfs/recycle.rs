@@ -1,0 +1,195 @@
+//! Empty files the journal uses again instead of creating and deleting one
+//! per pending file.
+//!
+//! Every small file written through the mount used to cost the journal a
+//! new stage file and a new manifest, both deleted once the file was
+//! committed: thousands of inodes made and freed per second during an
+//! untar or rsync, and on ext4 (most of all without its journal) inode
+//! allocation then scans past every recently freed one. Here a committed
+//! file's journal files are renamed into `free/` and emptied, and the next
+//! new stage file or manifest is renamed out of it: no inode is made or
+//! freed while the pool lasts.
+//!
+//! Invariants: a file in the pool is empty and nobody has it open (the
+//! caller only retires a stage file no descriptor uses; see
+//! `Journal::remove`). Taking never replaces an existing file (rename with
+//! `RENAME_NOREPLACE`). The pool holds at most [`POOL_MAX`] files; beyond
+//! that a retired file is deleted. Files left in `free/` by an earlier run
+//! are adopted at open (emptied again, in case a crash came between the
+//! rename and the truncation).
+
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::fs::{CWD, RenameFlags, renameat_with};
+
+/// Most empty files kept.
+pub(crate) const POOL_MAX: usize = 4096;
+
+/// The pool of empty files in one directory.
+#[derive(Debug)]
+pub(crate) struct Recycle {
+    dir: PathBuf,
+    free: Mutex<Vec<u64>>,
+    next: AtomicU64,
+}
+
+impl Recycle {
+    /// Opens (creating) the pool in `dir`, adopting the files there.
+    pub(crate) fn open(dir: &Path) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        let mut free = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let n = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok());
+            match n {
+                Some(n) if free.len() < POOL_MAX && empty(&entry.path()).is_ok() => free.push(n),
+                _ => {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+        let next = free.iter().max().map_or(0, |m| m.saturating_add(1));
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            free: Mutex::new(free),
+            next: AtomicU64::new(next),
+        })
+    }
+
+    fn slot(&self, n: u64) -> PathBuf {
+        self.dir.join(n.to_string())
+    }
+
+    fn free(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
+        self.free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes `path` away (as removing it would) into the pool, emptied.
+    /// The caller guarantees nobody has it open. Nothing there is fine.
+    pub(crate) fn retire(&self, path: &Path) -> io::Result<()> {
+        if self.free().len() >= POOL_MAX {
+            return remove_if_present(path);
+        }
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let slot = self.slot(n);
+        match fs::rename(path, &slot) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        if empty(&slot).is_err() {
+            return remove_if_present(&slot);
+        }
+        self.free().push(n);
+        Ok(())
+    }
+
+    /// Puts an empty file at `path` if the pool has one and nothing is
+    /// there yet; the caller then opens `path` as it would have anyway.
+    pub(crate) fn take(&self, path: &Path) {
+        let Some(n) = self.free().pop() else {
+            return;
+        };
+        match renameat_with(CWD, self.slot(n), CWD, path, RenameFlags::NOREPLACE) {
+            Ok(()) => {}
+            // Taken already: the file stays in the pool.
+            Err(rustix::io::Errno::EXIST) => self.free().push(n),
+            // Gone or unusable: forgotten.
+            Err(_) => {}
+        }
+    }
+
+    /// Files in the pool (for tests).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.free().len()
+    }
+}
+
+fn empty(path: &Path) -> io::Result<()> {
+    OpenOptions::new().write(true).open(path)?.set_len(0)
+}
+
+pub(crate) fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::os::unix::fs::MetadataExt as _;
+
+    use super::*;
+
+    #[test]
+    fn a_retired_file_comes_back_empty_under_a_new_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = Recycle::open(&dir.path().join("free")).unwrap();
+        let a = dir.path().join("a");
+        fs::write(&a, b"old contents").unwrap();
+        let inode = fs::metadata(&a).unwrap().ino();
+        pool.retire(&a).unwrap();
+        assert!(!a.exists());
+        assert_eq!(pool.len(), 1);
+        // Retiring what is not there is fine.
+        pool.retire(&a).unwrap();
+        assert_eq!(pool.len(), 1);
+
+        let b = dir.path().join("b");
+        pool.take(&b);
+        assert_eq!(pool.len(), 0);
+        let meta = fs::metadata(&b).unwrap();
+        assert_eq!(meta.ino(), inode, "the same inode");
+        assert_eq!(meta.len(), 0, "emptied");
+        // An empty pool leaves the path alone.
+        let c = dir.path().join("c");
+        pool.take(&c);
+        assert!(!c.exists());
+    }
+
+    #[test]
+    fn taking_never_replaces_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = Recycle::open(&dir.path().join("free")).unwrap();
+        let a = dir.path().join("a");
+        fs::write(&a, b"x").unwrap();
+        pool.retire(&a).unwrap();
+        let b = dir.path().join("b");
+        fs::write(&b, b"keep me").unwrap();
+        pool.take(&b);
+        assert_eq!(fs::read(&b).unwrap(), b"keep me");
+        assert_eq!(pool.len(), 1);
+    }
+
+    #[test]
+    fn files_left_by_an_earlier_run_are_adopted_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = dir.path().join("free");
+        fs::create_dir_all(&free).unwrap();
+        fs::write(free.join("7"), b"left over").unwrap();
+        fs::write(free.join("junk"), b"?").unwrap();
+        let pool = Recycle::open(&free).unwrap();
+        assert_eq!(pool.len(), 1);
+        assert!(!free.join("junk").exists());
+        assert_eq!(fs::metadata(free.join("7")).unwrap().len(), 0);
+        // New slots do not collide with adopted ones.
+        let a = dir.path().join("a");
+        fs::write(&a, b"x").unwrap();
+        pool.retire(&a).unwrap();
+        assert_eq!(pool.len(), 2);
+        assert!(free.join("8").exists());
+    }
+}
