@@ -66,6 +66,9 @@ pub(crate) struct Core<A> {
     pub committed: Notify,
     /// The change feed's position.
     pub change_seq: AtomicI64,
+    /// Files the next batch may take (`batch`: adapted to how long the
+    /// server takes for one).
+    pub batch_files: std::sync::atomic::AtomicUsize,
     pub stopping: std::sync::atomic::AtomicBool,
     /// Early uploads and read-ahead; stopped with the mount.
     pub background: Arc<Background>,

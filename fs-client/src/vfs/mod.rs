@@ -170,6 +170,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
             upload_wake: Notify::new(),
             committed: Notify::new(),
             change_seq: AtomicI64::new(0),
+            batch_files: std::sync::atomic::AtomicUsize::new(batch::FIRST_FILES),
             stopping: AtomicBool::new(false),
             background,
             held: std::sync::Mutex::new(held::Held::default()),
