@@ -157,6 +157,7 @@ impl Vault {
             kind: Kind::Directory,
             record: sealed_record(),
             entry: None,
+            objects: Vec::new(),
         })
         .await
         .ok(201)
@@ -173,6 +174,7 @@ impl Vault {
                 tag: tag(parent, name),
                 encrypted_name: sealed_name(),
             }),
+            objects: Vec::new(),
         }
     }
 

@@ -52,6 +52,7 @@ fn create(id: NodeId, kind: Kind, entry: Option<EntrySpec>) -> CreateNodeRequest
         kind,
         record: Base64(vec![1; 32]),
         entry,
+        objects: Vec::new(),
     }
 }
 

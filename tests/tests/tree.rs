@@ -93,6 +93,7 @@ async fn create_root_dirs_files_and_special_nodes(b: Backend) {
         kind,
         record: sealed_record(),
         entry,
+        objects: Vec::new(),
     };
     v.create(&bad_root(random_node(), Kind::Directory, None))
         .await

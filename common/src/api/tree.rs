@@ -105,10 +105,25 @@ pub struct CreateNodeRequest {
     pub id: NodeId,
     /// Kind.
     pub kind: Kind,
-    /// Sealed record for version 1.
+    /// Sealed record for version 1 (for a file with `objects`, its object
+    /// list names exactly those, as a commit's record does).
     pub record: Base64,
     /// Its entry; absent only for the root.
     pub entry: Option<EntrySpec>,
+    /// For a file: every object of version 1 (uploaded before), so that a
+    /// new file and its contents take one request instead of a create and
+    /// a commit. As [`CommitRequest::objects`]: each must be the caller's
+    /// and pending (uploaded, in no node yet), an id listed twice counts
+    /// once, the node's `size` is the sum of their sizes and they become
+    /// the node's (their bytes were counted against the quota when they
+    /// were uploaded). Refused as a commit would refuse them, and then
+    /// nothing is created: `not_a_file` (409) for any other kind (before
+    /// the parent is checked), `not_found` (404) for an object that is
+    /// missing or not pending (after the parent and the name are). Empty
+    /// (or absent, as older clients send it): a node without contents,
+    /// `size` 0.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<ObjectId>,
 }
 
 /// Ids for a batch read.
@@ -338,4 +353,51 @@ pub struct BatchFailure {
 pub struct BatchResponse {
     /// One per operation, in the order asked.
     pub results: Vec<BatchOutcome>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(objects: Vec<ObjectId>) -> CreateNodeRequest {
+        CreateNodeRequest {
+            id: NodeId::from_bytes([1; 16]),
+            kind: Kind::File,
+            record: Base64(vec![1, 2, 3]),
+            entry: None,
+            objects,
+        }
+    }
+
+    #[test]
+    fn create_objects_are_optional_on_the_wire() {
+        // Without objects the request is what older clients send and
+        // older servers accept: no `objects` key at all.
+        let json = serde_json::to_value(create(Vec::new())).unwrap();
+        assert!(json.get("objects").is_none(), "{json}");
+        let old: CreateNodeRequest = serde_json::from_value(json).unwrap();
+        assert!(old.objects.is_empty());
+
+        let ids = vec![ObjectId::from_bytes([7; 16]), ObjectId::from_bytes([8; 16])];
+        let json = serde_json::to_value(create(ids.clone())).unwrap();
+        assert_eq!(json["objects"].as_array().map(Vec::len), Some(2));
+        let back: CreateNodeRequest = serde_json::from_value(json).unwrap();
+        assert_eq!(back.objects, ids);
+
+        // Inside a batch (an internally tagged operation) too.
+        let op = BatchOp::Create(create(ids.clone()));
+        let json = serde_json::to_value(&op).unwrap();
+        assert_eq!(json["op"], "create");
+        match serde_json::from_value::<BatchOp>(json).unwrap() {
+            BatchOp::Create(c) => assert_eq!(c.objects, ids),
+            BatchOp::Commit(_) => panic!("not a create"),
+        }
+        let mut json = serde_json::to_value(BatchOp::Create(create(Vec::new()))).unwrap();
+        assert!(json.get("objects").is_none(), "{json}");
+        json["objects"] = serde_json::Value::Array(Vec::new());
+        match serde_json::from_value::<BatchOp>(json).unwrap() {
+            BatchOp::Create(c) => assert!(c.objects.is_empty()),
+            BatchOp::Commit(_) => panic!("not a create"),
+        }
+    }
 }

@@ -13,6 +13,10 @@
 //! - `commit` checks `not_found`, `not_a_file`, `conflict`, then each listed
 //!   object (a set) must be pending or already the node's; objects it had
 //!   and no longer lists are released; `size` is the sum of its objects;
+//! - a create may list a file's objects (`objects`), committed to the new
+//!   node at version 1 as a commit would: `not_a_file` for another kind
+//!   (before the parent), then the parent and the name, then `not_found`
+//!   for an object that is not pending;
 //! - POSIX rename (replace, no-replace, exchange) as Linux `renameat2`
 //!   decides, `invalid_move` for a directory into its own subtree; `rmdir`
 //!   (`not_empty`, `not_a_directory`) and `unlink` (`is_a_directory`);
@@ -398,10 +402,16 @@ impl State {
             }
             _ => {}
         }
+        if req.objects.len() > MAX_COMMIT_OBJECTS {
+            return Err(bad_request("too many objects per version"));
+        }
         if let Some(e) = &req.entry {
             check_name(&e.encrypted_name)?;
         }
         check_record(&req.record)?;
+        if !req.objects.is_empty() && req.kind != Kind::File {
+            return Err(not_a_file());
+        }
         if let Some(e) = &req.entry {
             self.directory(e.parent)?;
             if self.entry(e.parent, &e.tag).is_some() {
@@ -410,6 +420,18 @@ impl State {
         }
         if self.nodes.contains_key(&req.id) {
             return Err(exists());
+        }
+        // As a commit takes them, but only pending ones: the node is new.
+        let listed: BTreeSet<ObjectId> = req.objects.iter().copied().collect();
+        for o in &listed {
+            if self.objects.get(o).map(|o| o.state) != Some(ObjectState::Pending) {
+                return Err(not_found());
+            }
+        }
+        for o in &listed {
+            if let Some(obj) = self.objects.get_mut(o) {
+                obj.state = ObjectState::Committed(req.id);
+            }
         }
         let now = self.now();
         self.nodes.insert(
@@ -420,7 +442,7 @@ impl State {
                 record: req.record.0.clone(),
                 nlink: u32::from(req.entry.is_some()),
                 updated_at: now,
-                objects: BTreeSet::new(),
+                objects: listed,
             },
         );
         if req.kind == Kind::Directory {
@@ -1207,6 +1229,7 @@ mod tests {
             kind: Kind::Directory,
             record: Base64(vec![1]),
             entry: None,
+            objects: Vec::new(),
         }
     }
 
@@ -1222,6 +1245,7 @@ mod tests {
                     tag: tag(t),
                     encrypted_name: name(t),
                 }),
+                objects: Vec::new(),
             },
         )
         .await
@@ -1355,6 +1379,103 @@ mod tests {
         v.check_invariants().unwrap();
     }
 
+    /// A create with the file's objects, as the server's store decides.
+    async fn mk_with(
+        v: &FakeVault,
+        parent: NodeId,
+        t: u8,
+        node: u8,
+        kind: Kind,
+        objects: &[u8],
+    ) -> ApiResult<NodeInfo> {
+        v.create_node(
+            &tok(),
+            &CreateNodeRequest {
+                id: id(node),
+                kind,
+                record: Base64(vec![node]),
+                entry: Some(EntrySpec {
+                    parent,
+                    tag: tag(t),
+                    encrypted_name: name(t),
+                }),
+                objects: objects.iter().map(|o| obj(*o)).collect(),
+            },
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn files_are_created_with_their_objects() {
+        let v = vault().await;
+        upload(&v, 1, b"hello").await.unwrap();
+        upload(&v, 2, b"world!").await.unwrap();
+        upload(&v, 3, b"").await.unwrap();
+        let before = v.statfs(&tok()).await.unwrap();
+        let f = mk_with(&v, R, 1, 1, Kind::File, &[1, 2, 1]).await.unwrap();
+        assert_eq!((f.version, f.size, f.nlink), (1, 11, 1));
+        assert_eq!(v.node(&tok(), id(1)).await.unwrap(), f);
+        let after = v.statfs(&tok()).await.unwrap();
+        assert_eq!(after.used_bytes, before.used_bytes, "reserved at upload");
+        assert_eq!(after.seq, before.seq + 1, "one feed record");
+        // Refusals in the server's order, each changing nothing.
+        let refusals = [
+            // Not a file (before the parent), a bad parent, a taken name or
+            // id (before the objects), objects that are not pending.
+            (R, 2, 2, Kind::Directory, vec![3], ErrorCode::NotAFile),
+            (id(9), 2, 2, Kind::Symlink, vec![3], ErrorCode::NotAFile),
+            (id(9), 2, 2, Kind::File, vec![3], ErrorCode::NotFound),
+            (id(1), 2, 2, Kind::File, vec![7], ErrorCode::NotADirectory),
+            (R, 1, 2, Kind::File, vec![7], ErrorCode::Exists),
+            (R, 2, 1, Kind::File, vec![7], ErrorCode::Exists),
+            (R, 2, 2, Kind::File, vec![3, 1], ErrorCode::NotFound),
+            (R, 2, 2, Kind::File, vec![3, 7], ErrorCode::NotFound),
+        ];
+        for (parent, t, node, kind, objects, expected) in refusals {
+            assert_eq!(
+                code(mk_with(&v, parent, t, node, kind, &objects).await),
+                expected,
+                "{kind:?} {objects:?}"
+            );
+        }
+        assert_eq!(v.statfs(&tok()).await.unwrap(), after);
+        assert_eq!(code(v.node(&tok(), id(2)).await), ErrorCode::NotFound);
+        // The next version releases what it drops, as after a commit.
+        let n = commit(&v, 1, 1, &[2, 3]).await.unwrap();
+        assert_eq!((n.version, n.size), (2, 6));
+        assert_eq!(
+            code(v.download_object(&tok(), obj(1), None).await),
+            ErrorCode::NotFound
+        );
+        assert_eq!(v.statfs(&tok()).await.unwrap().used_bytes, 6);
+        // In a batch: a new file with its inline object in one operation.
+        let results = batch(
+            &v,
+            vec![inline(4, b"inline")],
+            vec![
+                BatchOp::Create(CreateNodeRequest {
+                    id: id(5),
+                    kind: Kind::File,
+                    record: Base64(vec![5]),
+                    entry: Some(EntrySpec {
+                        parent: R,
+                        tag: tag(5),
+                        encrypted_name: name(5),
+                    }),
+                    objects: vec![obj(4)],
+                }),
+                create_op(R, 6, 6, Kind::Fifo),
+            ],
+        )
+        .await
+        .unwrap();
+        assert!(
+            matches!(&results[..], [BatchOutcome::Ok(n), BatchOutcome::Ok(_)] if n.size == 6 && n.version == 1),
+            "{results:?}"
+        );
+        v.check_invariants().unwrap();
+    }
+
     #[tokio::test]
     async fn uploads_check_digest_quota_and_ids_and_ranges_resolve() {
         let v = vault().await;
@@ -1411,6 +1532,7 @@ mod tests {
                 tag: tag(t),
                 encrypted_name: name(t),
             }),
+            objects: Vec::new(),
         })
     }
 

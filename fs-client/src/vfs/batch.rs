@@ -1,8 +1,9 @@
 //! Committing many files at once: small files (one object of at most
 //! [`SMALL_FILE`] bytes) go to the server in one `POST /v1/batch` per up to
-//! [`MAX_FILES`] files, their objects inline, each file's create (for files
-//! made here, see `local`) and commit as operations of it. A file whose
-//! operations the server refuses, and every bigger file, then takes the
+//! [`MAX_FILES`] files, their objects inline, one operation per file: the
+//! create of a file made here (see `local`) at version 1 with its objects,
+//! or the commit of a new version. A file whose operation the server
+//! refuses, and every bigger file, then takes the
 //! one-file path (`commit::commit_locked`), which knows how to resolve
 //! conflicts, taken names and removed directories.
 //!
@@ -39,8 +40,8 @@ use crate::api::VaultApi;
 
 /// Files up to this size commit in batches (their object goes inline).
 pub(crate) const SMALL_FILE: u64 = 128 * 1024;
-/// Most files in one batch (each takes up to two operations).
-pub(crate) const MAX_FILES: usize = BATCH_MAX_OPS / 2;
+/// Most files in one batch (each is one operation).
+pub(crate) const MAX_FILES: usize = BATCH_MAX_OPS;
 /// Fewest files a batch is cut down to.
 const MIN_FILES: usize = 16;
 /// Files in the first batch of a mount.
@@ -81,10 +82,8 @@ struct Plan<'a> {
     guard: MutexGuard<'a, FileInner>,
     /// The new version's attributes (with its objects).
     attrs: NodeAttributes,
-    /// Index of its first operation, and whether that is a create (then
-    /// the commit, if any, follows it).
+    /// Index of its operation.
     first: usize,
-    create: Option<NodeAttributes>,
     ops: usize,
     /// The record the last operation sets and the version it makes.
     record: Base64,
@@ -247,7 +246,7 @@ async fn plan<'a, A: VaultApi + 'static>(
     let mut attrs = guard.attrs.clone();
     attrs.objects = entries;
     match build_ops(core, &guard, &attrs) {
-        Ok((ops, create, record, version)) => {
+        Ok((ops, record, version)) => {
             for (entry, ct) in &objects {
                 req.objects.push(InlineObject {
                     id: entry.id,
@@ -263,7 +262,6 @@ async fn plan<'a, A: VaultApi + 'static>(
                 guard,
                 attrs,
                 first,
-                create,
                 ops: n,
                 record,
                 version,
@@ -276,43 +274,23 @@ async fn plan<'a, A: VaultApi + 'static>(
     }
 }
 
-/// The operations that make `inner`'s new version hold `attrs`: the
-/// create (for a file made here) and the commit. Answers them, the
-/// attributes the create sets when a commit follows it, and the last
-/// operation's record and version.
-#[allow(clippy::type_complexity)]
+/// The operation that makes `inner`'s new version hold `attrs`: the
+/// create of a file made here (with its objects), else the commit.
+/// Answers it, with the record it sets and the version it makes.
 fn build_ops<A: VaultApi + 'static>(
     core: &Core<A>,
     inner: &FileInner,
     attrs: &NodeAttributes,
-) -> FsResult<(Vec<BatchOp>, Option<NodeAttributes>, Base64, u64)> {
+) -> FsResult<(Vec<BatchOp>, Base64, u64)> {
     attrs.validate()?;
     let id = inner.node;
     if inner.base_version == 0 {
-        if attrs.objects.is_empty() {
-            let create = local::create_request(core, inner, attrs)?;
-            let record = create.record.clone();
-            return Ok((vec![BatchOp::Create(create)], None, record, 1));
-        }
-        let mut first = attrs.clone();
-        first.objects.clear();
-        first.size = 0;
-        let create = local::create_request(core, inner, &first)?;
-        let record: Base64 = seal::seal(&core.keys, id, 2, attrs)?.into();
-        let commit = BatchOp::Commit(BatchCommit {
-            id,
-            commit: CommitRequest {
-                expected_version: 1,
-                record: record.clone(),
-                objects: attrs.objects.iter().map(|o| o.id).collect(),
-            },
-        });
-        return Ok((
-            vec![BatchOp::Create(create), commit],
-            Some(first),
-            record,
-            2,
-        ));
+        // A file made here: created at version 1 with its contents, one
+        // operation (the server commits its objects to the new node).
+        let mut create = local::create_request(core, inner, attrs)?;
+        create.objects = attrs.objects.iter().map(|o| o.id).collect();
+        let record = create.record.clone();
+        return Ok((vec![BatchOp::Create(create)], record, 1));
     }
     let version = inner.base_version + 1;
     let record: Base64 = seal::seal(&core.keys, id, version, attrs)?.into();
@@ -324,7 +302,7 @@ fn build_ops<A: VaultApi + 'static>(
             objects: attrs.objects.iter().map(|o| o.id).collect(),
         },
     });
-    Ok((vec![commit], None, record, version))
+    Ok((vec![commit], record, version))
 }
 
 /// Sends the batch and records each file's outcome.
@@ -418,33 +396,13 @@ fn apply<A: VaultApi + 'static>(
             None => Err(FsError::Internal("missing batch outcome".into())),
         }
     };
-    let last = if let Some(first_attrs) = p.create.clone() {
-        let created = ok(outcomes.first());
-        let info = match created {
-            Ok(info) => info,
-            Err(e) => {
+    let last = match ok(outcomes.first()) {
+        Ok(info) => info,
+        Err(e) => {
+            if p.guard.base_version == 0 {
                 lock(&core.table).names.unexpect(id, p.guard.parent);
-                return Err(e);
             }
-        };
-        match ok(outcomes.get(1)) {
-            Ok(info) => info,
-            Err(e) => {
-                // Created, not committed: the one-file path commits it.
-                lock(&core.table).observe(p.file.ino, &info, first_attrs.clone(), p.since)?;
-                local::landed(p.file, &mut p.guard, info.version, first_attrs);
-                return Err(e);
-            }
-        }
-    } else {
-        match ok(outcomes.first()) {
-            Ok(info) => info,
-            Err(e) => {
-                if p.guard.base_version == 0 {
-                    lock(&core.table).names.unexpect(id, p.guard.parent);
-                }
-                return Err(e);
-            }
+            return Err(e);
         }
     };
     landed(core, p, &last)
@@ -519,10 +477,10 @@ mod tests {
             (500_usize + 33).div_ceil(2)
         );
         // A fast server: up to the limit, half way at a time.
-        assert_eq!(next_batch_files(100, 100, Duration::from_millis(10)), 300);
-        assert_eq!(next_batch_files(500, 100, Duration::from_millis(10)), 500);
+        assert_eq!(next_batch_files(100, 100, Duration::from_millis(10)), 550);
+        assert_eq!(next_batch_files(1000, 100, Duration::from_millis(10)), 1000);
         // Very slow, or nothing measured: within bounds.
         assert_eq!(next_batch_files(16, 16, Duration::from_secs(60)), 16);
-        assert_eq!(next_batch_files(16, 0, Duration::ZERO), 258);
+        assert_eq!(next_batch_files(16, 0, Duration::ZERO), 508);
     }
 }

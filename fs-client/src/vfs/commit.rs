@@ -284,6 +284,7 @@ async fn save_copy<A: VaultApi + 'static>(
             kind: Kind::File,
             record: seal::seal(&core.keys, id, 1, &attrs)?.into(),
             entry: Some(entry),
+            objects: Vec::new(),
         };
         match core.create_node(budget, &req).await {
             Ok(_) => break,

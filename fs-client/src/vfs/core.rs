@@ -371,6 +371,7 @@ impl<A: VaultApi + 'static> Core<A> {
             kind: Kind::Directory,
             record: record.into(),
             entry: None,
+            objects: Vec::new(),
         };
         match self.create_node(Budget::Interactive, &req).await {
             Ok(_) => {}

@@ -54,6 +54,7 @@ pub(crate) fn create_request<A>(
             tag: seal::tag(&core.keys, parent, &inner.name)?,
             encrypted_name: seal::encrypt(&core.keys, parent, id, &inner.name)?.into(),
         }),
+        objects: Vec::new(),
     })
 }
 

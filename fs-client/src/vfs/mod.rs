@@ -460,6 +460,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
                 tag: seal::tag(&c.keys, dir, name)?,
                 encrypted_name: seal::encrypt(&c.keys, dir, id, name)?.into(),
             }),
+            objects: Vec::new(),
         };
         let since = c.tick();
         let tag = seal::tag(&c.keys, dir, name)?;

@@ -245,6 +245,7 @@ pub async fn set_up(http: Http, index: usize, cx: &SetupContext) -> anyhow::Resu
             &root,
         )?),
         entry: None,
+        objects: Vec::new(),
     };
     let access = logged.tokens.access_token.expose().to_owned();
     let _: NodeInfo = http

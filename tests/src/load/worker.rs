@@ -227,6 +227,7 @@ pub async fn run(
                     name.as_bytes(),
                 )?),
             }),
+            objects: Vec::new(),
         };
         let t = Instant::now();
         let res: Result<NodeInfo, _> = session

@@ -83,6 +83,10 @@ pub struct NewNode {
     /// Where it goes: `None` only for the root ([`NodeId::ROOT`]), created
     /// once per account.
     pub entry: Option<NewEntry>,
+    /// For a file: the objects of version 1 (a set), as
+    /// [`TreeStore::commit_version`] takes them; empty for a node without
+    /// contents.
+    pub objects: Vec<ObjectId>,
 }
 
 /// An entry to add.
@@ -265,6 +269,15 @@ pub trait TreeStore: Send + Sync {
     /// node id (so also for a second root). `InvalidMove` for a node other
     /// than [`NodeId::ROOT`] without an entry or for the root with one;
     /// `NotADirectory` for a root that is not a directory.
+    ///
+    /// A file may be created with its first contents (`new.objects`): as
+    /// [`Self::commit_version`] takes them, each must be the caller's and
+    /// pending, they become the node's and its `size` is their sum (their
+    /// bytes were reserved when they were; the quota does not change).
+    /// Objects for any other kind: `NotAFile`. Checks in this order: the
+    /// root rules above, `NotAFile`, the parent, `EntryExists`, then
+    /// `NotFound` for any listed object that is missing, another account's,
+    /// released or committed. One feed record, as for any create.
     async fn create_node(
         &self,
         owner: AccountId,

@@ -26,6 +26,20 @@
 //! back to its savepoint (and [`Locked::restore`] undoes its bookkeeping)
 //! while the others commit together: N operations cost one lock, one
 //! feed-and-usage write and one commit instead of N of each.
+//!
+//! Round trips per operation, which decide a batch's time on a networked
+//! database: a create runs its parent's check only the first time the
+//! transaction meets that parent, finds a taken id or name by the uniqueness
+//! violation of its INSERTs ([`taken`]) instead of looking them up, and
+//! reads and commits the objects of a file created with its contents in one
+//! statement each ([`LISTED_OBJECTS_IN`], [`COMMIT_OBJECTS_IN`]); a commit
+//! reads the node with the objects it has in one query
+//! ([`NODE_HEAD_OBJECTS`]) and writes its objects a hundred per statement.
+//! A new small file created with its object in a batch thus costs five
+//! statements (savepoint, objects, node, entry, objects' commit), where a
+//! create and a commit cost eleven before.
+
+use std::collections::HashSet;
 
 use common::{NodeId, ObjectId};
 
@@ -90,6 +104,15 @@ pub(super) const NODE: &str = concat!(
 /// node)`. Key: `nodes` primary key.
 pub(super) const NODE_HEAD: &str =
     "SELECT kind, version, nlink, created_at FROM nodes WHERE owner_id = ? AND node_id = ?";
+/// [`NODE_HEAD`] of a node with its objects, for a commit: one row per
+/// object (their id and size), a single one with both `NULL` when it has
+/// none, no row when there is no such node: `(owner, node)`. Keys: `nodes`
+/// primary key, then `objects_node` (only committed objects have a
+/// `node_id`: see [`NODE_OBJECTS`]).
+pub(super) const NODE_HEAD_OBJECTS: &str = "SELECT n.kind, n.version, n.nlink, n.created_at, \
+     o.object_id, o.size FROM nodes n LEFT JOIN objects o \
+     ON o.owner_id = n.owner_id AND o.node_id = n.node_id \
+     WHERE n.owner_id = ? AND n.node_id = ?";
 /// The start of [`TreeStore::nodes`](super::TreeStore::nodes)'s query, to
 /// which `(?, ?, ...)` and `)` are appended: `(owner, node...)`. Key: `nodes`
 /// primary key, one lookup per id.
@@ -98,9 +121,10 @@ pub(super) const NODES_IN: &str = concat!(
     node_columns!(),
     " FROM nodes n WHERE n.owner_id = ? AND n.node_id IN "
 );
-/// `(owner, node, kind, record, nlink, now, now)`.
+/// `(owner, node, kind, record, size, nlink, now, now)`. A taken id fails
+/// with a uniqueness violation (`nodes` primary key).
 pub(super) const INSERT_NODE: &str = "INSERT INTO nodes (owner_id, node_id, kind, version, \
-     record, size, nlink, created_at, updated_at) VALUES (?, ?, ?, 1, ?, 0, ?, ?, ?)";
+     record, size, nlink, created_at, updated_at) VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?)";
 /// `(record, now, owner, node, expected version)`. Key: `nodes` primary key.
 pub(super) const UPDATE_RECORD: &str = "UPDATE nodes SET record = ?, version = version + 1, \
      updated_at = ? WHERE owner_id = ? AND node_id = ? AND version = ?";
@@ -166,7 +190,8 @@ pub(super) const HAS_ENTRIES: &str =
 /// child)`. Key: `entries_child`.
 pub(super) const PARENT_OF: &str =
     "SELECT parent_id FROM entries WHERE owner_id = ? AND child_id = ? LIMIT 1";
-/// `(owner, parent, tag, encrypted name, child)`.
+/// `(owner, parent, tag, encrypted name, child)`. A taken name fails with a
+/// uniqueness violation (`entries` primary key).
 pub(super) const INSERT_ENTRY: &str = "INSERT INTO entries \
      (owner_id, parent_id, name_tag, encrypted_name, child_id) VALUES (?, ?, ?, ?, ?)";
 /// Moves an entry: `(new parent, new tag, encrypted name, owner, parent,
@@ -198,9 +223,16 @@ pub(super) const INSERT_OBJECTS: &str = "INSERT INTO objects \
      (owner_id, object_id, node_id, size, digest, state, created_at) VALUES ";
 /// One object of [`INSERT_OBJECTS`].
 pub(super) const OBJECT_ROW: &str = "(?, ?, NULL, ?, ?, 'pending', ?)";
-/// `(node, owner, object)`. Key: `objects` primary key.
-pub(super) const COMMIT_OBJECT: &str = "UPDATE objects SET state = 'committed', node_id = ? \
-     WHERE owner_id = ? AND object_id = ? AND state = 'pending'";
+/// The objects a new version lists, with what the checks need: the start
+/// of the query, to which `(?, ?, ...)` and `)` are appended: `(owner,
+/// object...)`. Key: `objects` primary key, one lookup per id.
+pub(super) const LISTED_OBJECTS_IN: &str = "SELECT object_id, node_id, size, state \
+     FROM objects WHERE owner_id = ? AND object_id IN ";
+/// Commits pending objects to a node: the start of the statement, to which
+/// `(?, ?, ...)` and `)` are appended: `(node, owner, object...)`. Key:
+/// `objects` primary key, one lookup per id.
+pub(super) const COMMIT_OBJECTS_IN: &str = "UPDATE objects SET state = 'committed', \
+     node_id = ? WHERE owner_id = ? AND state = 'pending' AND object_id IN ";
 /// A node's objects: `(owner, node)`. Key: `objects_node`. Only committed
 /// objects have a `node_id` (a CHECK in the schema), so no condition on
 /// `state`: one would tempt SQLite, given statistics, onto `objects_state`.
@@ -209,6 +241,11 @@ pub(super) const NODE_OBJECTS: &str =
 /// `(owner, object)`. Key: `objects` primary key.
 pub(super) const RELEASE_OBJECT: &str = "UPDATE objects SET state = 'released', node_id = NULL \
      WHERE owner_id = ? AND object_id = ? AND state <> 'released'";
+/// [`RELEASE_OBJECT`] for many: the start of the statement, to which `(?,
+/// ?, ...)` and `)` are appended: `(owner, object...)`. Key: `objects`
+/// primary key, one lookup per id.
+pub(super) const RELEASE_OBJECTS_IN: &str = "UPDATE objects SET state = 'released', \
+     node_id = NULL WHERE owner_id = ? AND state <> 'released' AND object_id IN ";
 /// Every object of a node: `(owner, node)`. Key: `objects_node` (see
 /// [`NODE_OBJECTS`]).
 pub(super) const RELEASE_NODE_OBJECTS: &str = "UPDATE objects SET state = 'released', \
@@ -237,7 +274,8 @@ pub(super) const ROLLBACK_TO_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT batch_op";
 pub(super) const PENDING: &str = "pending";
 pub(super) const COMMITTED: &str = "committed";
 
-/// How many ids one [`NODES_IN`] or [`OBJECTS_IN`] query takes, and how
+/// How many ids one [`NODES_IN`], [`OBJECTS_IN`], [`LISTED_OBJECTS_IN`],
+/// [`COMMIT_OBJECTS_IN`] or [`RELEASE_OBJECTS_IN`] statement takes, and how
 /// many rows one [`INSERT_OBJECTS`] inserts.
 pub(super) const NODES_CHUNK: usize = 100;
 
@@ -402,6 +440,31 @@ impl Locked {
     }
 }
 
+/// Maps the error of an INSERT: a uniqueness violation means its key is
+/// taken (`EntryExists`: a node id, or a name in a directory); anything else
+/// is the database's. Used instead of looking the key up first: the
+/// account's lock keeps anyone else from taking it meanwhile, so the
+/// constraint answers exactly what the lookup would have.
+pub(super) fn taken(e: sqlx::Error) -> Fail {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => Fail::Tree(TreeError::EntryExists),
+        _ => Fail::Db(e),
+    }
+}
+
+/// The objects a new version of a file lists, as checked by
+/// `listed_objects` (in [`impl_tree_store!`]).
+#[derive(Debug, Default)]
+pub(super) struct Listed {
+    /// Each listed id once.
+    pub set: HashSet<ObjectId>,
+    /// Those still pending, in the order first listed: the ones to commit to
+    /// the node.
+    pub pending: Vec<ObjectId>,
+    /// The sum of their sizes: the node's new size.
+    pub size: u64,
+}
+
 /// A stored non-negative integer as `u64`.
 pub(super) fn to_u64(v: i64, what: &'static str) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(what))
@@ -455,7 +518,8 @@ macro_rules! impl_tree_store {
             use ::sqlx::Row as _;
             use $crate::store::sql::to_u32;
             use $crate::store::tree_sql::{
-                self as q, Fail, Locked, node_id, object_id, retry_tree, to_i64, to_u64,
+                self as q, Fail, Listed, Locked, node_id, object_id, retry_tree, taken, to_i64,
+                to_u64,
             };
             use $crate::store::{
                 AccountId, ChangeRow, EntryRow, NewEntry, NewNode, NewObject, NodeRow, ObjectRow,
@@ -822,14 +886,116 @@ macro_rules! impl_tree_store {
                 Ok(())
             }
 
+            /// Checks the objects a new version lists (`objects`, a set: an id
+            /// listed twice counts once): each must be the owner's and pending,
+            /// or already committed to `own` (the node a commit changes);
+            /// `NotFound` for any other. Reads only, one query per hundred
+            /// ids: the caller commits [`Listed::pending`] once every check
+            /// passed ([`commit_objects`]).
+            async fn listed_objects(
+                tx: &mut Tx<'_>,
+                owner: AccountId,
+                own: Option<NodeId>,
+                objects: &[ObjectId],
+            ) -> Result<Listed, Fail> {
+                let mut listed = Listed::default();
+                let unique: Vec<ObjectId> = objects
+                    .iter()
+                    .copied()
+                    .filter(|o| listed.set.insert(*o))
+                    .collect();
+                let mut found = ::std::collections::HashMap::with_capacity(unique.len());
+                for chunk in unique.chunks(q::NODES_CHUNK) {
+                    // Only placeholders are appended to the statement.
+                    let sql = format!("{}{}", q::LISTED_OBJECTS_IN, q::placeholders(chunk.len()));
+                    let mut query = ::sqlx::query(::sqlx::AssertSqlSafe(sql)).bind(owner.0);
+                    for object in chunk {
+                        query = query.bind(object.as_bytes().as_slice());
+                    }
+                    for row in query.fetch_all(&mut **tx).await? {
+                        let id: Vec<u8> = row.try_get("object_id")?;
+                        let holder: Option<Vec<u8>> = row.try_get("node_id")?;
+                        let state: String = row.try_get("state")?;
+                        let size = to_u64(row.try_get("size")?, "object size")?;
+                        let holder = holder.as_deref().map(node_id).transpose()?;
+                        found.insert(object_id(&id)?, (state, holder, size));
+                    }
+                }
+                for object in unique {
+                    let Some((state, holder, size)) = found.get(&object) else {
+                        return Err(TreeError::NotFound.into());
+                    };
+                    let pending = state == q::PENDING;
+                    let usable =
+                        pending || (state == q::COMMITTED && own.is_some() && *holder == own);
+                    if !usable {
+                        return Err(TreeError::NotFound.into());
+                    }
+                    if pending {
+                        listed.pending.push(object);
+                    }
+                    listed.size = listed
+                        .size
+                        .checked_add(*size)
+                        .ok_or(StoreError::Corrupt("file size"))?;
+                }
+                Ok(listed)
+            }
+
+            /// Runs `statement` (to which the placeholders of one chunk are
+            /// appended) with `first` bound before the owner, then the ids,
+            /// once per hundred ids.
+            async fn update_objects(
+                tx: &mut Tx<'_>,
+                statement: &str,
+                first: Option<NodeId>,
+                owner: AccountId,
+                objects: &[ObjectId],
+            ) -> Result<(), Fail> {
+                for chunk in objects.chunks(q::NODES_CHUNK) {
+                    // Only placeholders are appended to the statement.
+                    let sql = format!("{statement}{}", q::placeholders(chunk.len()));
+                    let mut query = ::sqlx::query(::sqlx::AssertSqlSafe(sql));
+                    if let Some(node) = &first {
+                        query = query.bind(node.as_bytes().as_slice());
+                    }
+                    query = query.bind(owner.0);
+                    for object in chunk {
+                        query = query.bind(object.as_bytes().as_slice());
+                    }
+                    query.execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
+            /// Commits pending objects (checked by [`listed_objects`]) to
+            /// `node`.
+            async fn commit_objects(
+                tx: &mut Tx<'_>,
+                owner: AccountId,
+                node: NodeId,
+                pending: &[ObjectId],
+            ) -> Result<(), Fail> {
+                update_objects(tx, q::COMMIT_OBJECTS_IN, Some(node), owner, pending).await
+            }
+
             /// [`TreeStore::create_node`] inside a transaction holding the
-            /// account's lock: checks, then inserts the node and its entry.
-            /// On an error the caller discards what it wrote (the
-            /// transaction or the batch's savepoint).
+            /// account's lock: checks, then inserts the node and its entry
+            /// (and commits its objects). On an error the caller discards
+            /// what it wrote (the transaction or the batch's savepoint).
+            ///
+            /// `dirs` holds the parents this transaction already found to be
+            /// directories: each is checked once (a batch only creates and
+            /// commits, which never make a directory stop being one), and a
+            /// parent checked here is added.
+            ///
+            /// A taken name or id is not looked up first: the INSERTs'
+            /// primary keys refuse it (see [`taken`]).
             async fn create_in(
                 tx: &mut Tx<'_>,
                 acct: &mut Locked,
                 new: &NewNode,
+                dirs: &mut ::std::collections::HashSet<NodeId>,
                 now: i64,
             ) -> Result<NodeRow, Fail> {
                 let owner = acct.owner;
@@ -842,36 +1008,62 @@ macro_rules! impl_tree_store {
                             return Err(TreeError::NotADirectory.into());
                         }
                     }
-                    Some(entry) => {
+                    Some(_) => {
                         if new.id == NodeId::ROOT {
                             return Err(TreeError::InvalidMove.into());
                         }
-                        directory(tx, owner, entry.parent).await?;
-                        if find_entry(tx, owner, entry.parent, &entry.tag)
-                            .await?
-                            .is_some()
-                        {
-                            return Err(TreeError::EntryExists.into());
-                        }
                     }
                 }
-                if head(tx, owner, new.id).await?.is_some() {
-                    return Err(TreeError::EntryExists.into());
+                if !new.objects.is_empty() && new.kind != NodeKind::File {
+                    return Err(TreeError::NotAFile.into());
                 }
+                if let Some(entry) = &new.entry
+                    && !dirs.contains(&entry.parent)
+                {
+                    directory(tx, owner, entry.parent).await?;
+                    dirs.insert(entry.parent);
+                }
+                // The objects are read before the node is inserted (its
+                // size is their sum), but a taken name or id is the answer
+                // before an unusable object: that refusal waits for the
+                // INSERTs.
+                let listed = if new.objects.is_empty() {
+                    Ok(Listed::default())
+                } else {
+                    match listed_objects(tx, owner, None, &new.objects).await {
+                        Ok(listed) => Ok(listed),
+                        Err(Fail::Tree(refused @ TreeError::NotFound)) => Err(refused),
+                        Err(e) => return Err(e),
+                    }
+                };
+                let size = listed.as_ref().map_or(0, |l| l.size);
+                let nlink = u32::from(new.entry.is_some());
                 ::sqlx::query(q::INSERT_NODE)
                     .bind(owner.0)
                     .bind(new.id.as_bytes().as_slice())
                     .bind(i64::from(new.kind.code()))
                     .bind(new.record.as_slice())
-                    .bind(i64::from(new.entry.is_some()))
+                    .bind(to_i64(size, "file size")?)
+                    .bind(i64::from(nlink))
                     .bind(now)
                     .bind(now)
                     .execute(&mut **tx)
-                    .await?;
+                    .await
+                    .map_err(taken)?;
                 acct.nodes += 1;
                 if let Some(entry) = &new.entry {
-                    insert_entry(tx, owner, entry, new.id).await?;
+                    // After the node's INSERT (the entry refers to it): a
+                    // taken name leaves the node inserted, for the caller to
+                    // discard.
+                    insert_entry(tx, owner, entry, new.id)
+                        .await
+                        .map_err(|e| match e {
+                            Fail::Db(e) => taken(e),
+                            refused => refused,
+                        })?;
                 }
+                let listed = listed?;
+                commit_objects(tx, owner, new.id, &listed.pending).await?;
                 acct.changed(new.id, new.entry.as_ref().map(|e| e.parent));
                 // Exactly what INSERT_NODE stored (no read back: a batch
                 // creates hundreds).
@@ -880,15 +1072,16 @@ macro_rules! impl_tree_store {
                     kind: new.kind,
                     version: 1,
                     record: new.record.clone(),
-                    size: 0,
-                    nlink: u32::from(new.entry.is_some()),
+                    size,
+                    nlink,
                     created_at: now,
                     updated_at: now,
                 })
             }
 
             /// [`TreeStore::commit_version`] inside a transaction holding
-            /// the account's lock (see [`create_in`]).
+            /// the account's lock (see [`create_in`]): every check and read
+            /// first, then the writes.
             async fn commit_in(
                 tx: &mut Tx<'_>,
                 acct: &mut Locked,
@@ -899,9 +1092,16 @@ macro_rules! impl_tree_store {
                 now: i64,
             ) -> Result<(NodeRow, Released), Fail> {
                 let owner = acct.owner;
-                let Some(node) = head(tx, owner, id).await? else {
+                // The node with the objects it has, in one query.
+                let rows = ::sqlx::query(q::NODE_HEAD_OBJECTS)
+                    .bind(owner.0)
+                    .bind(id.as_bytes().as_slice())
+                    .fetch_all(&mut **tx)
+                    .await?;
+                let Some(first) = rows.first() else {
                     return Err(TreeError::NotFound.into());
                 };
+                let node = head_from_row(first)?;
                 if node.kind != NodeKind::File {
                     return Err(TreeError::NotAFile.into());
                 }
@@ -911,72 +1111,31 @@ macro_rules! impl_tree_store {
                     }
                     .into());
                 }
-                // The listed set: each the owner's, and pending or
-                // already this node's.
-                let mut listed = ::std::collections::HashSet::with_capacity(objects.len());
-                let mut size = 0u64;
-                for object in objects {
-                    if !listed.insert(*object) {
-                        continue;
-                    }
-                    let row = ::sqlx::query(q::OBJECT)
-                        .bind(owner.0)
-                        .bind(object.as_bytes().as_slice())
-                        .fetch_optional(&mut **tx)
-                        .await?;
-                    let Some(row) = row else {
-                        return Err(TreeError::NotFound.into());
-                    };
-                    let state: String = row.try_get("state")?;
-                    let found = object_from_row(&row)?;
-                    let usable =
-                        state == q::PENDING || (state == q::COMMITTED && found.node == Some(id));
-                    if !usable {
-                        return Err(TreeError::NotFound.into());
-                    }
-                    if state == q::PENDING {
-                        ::sqlx::query(q::COMMIT_OBJECT)
-                            .bind(id.as_bytes().as_slice())
-                            .bind(owner.0)
-                            .bind(object.as_bytes().as_slice())
-                            .execute(&mut **tx)
-                            .await?;
-                    }
-                    size = size
-                        .checked_add(found.size)
-                        .ok_or(StoreError::Corrupt("file size"))?;
-                }
-                // What the node had and the list leaves out. A node at
-                // version 1 was never committed (only a commit gives a node
-                // objects, and it raises the version): it had none, and a
-                // batch's new files need no query for that.
+                let version = expected_version
+                    .checked_add(1)
+                    .ok_or(StoreError::Corrupt("node version"))?;
+                let listed = listed_objects(tx, owner, Some(id), objects).await?;
+                // What the node had and the list leaves out is released.
                 let mut released = Released::default();
-                let had = if node.version == 1 {
-                    Vec::new()
-                } else {
-                    ::sqlx::query(q::NODE_OBJECTS)
-                        .bind(owner.0)
-                        .bind(id.as_bytes().as_slice())
-                        .fetch_all(&mut **tx)
-                        .await?
-                };
-                for row in &had {
-                    let object: Vec<u8> = row.try_get("object_id")?;
+                for row in &rows {
+                    let object: Option<Vec<u8>> = row.try_get("object_id")?;
+                    let Some(object) = object else {
+                        continue;
+                    };
                     let object = object_id(&object)?;
-                    if listed.contains(&object) {
+                    if listed.set.contains(&object) {
                         continue;
                     }
-                    ::sqlx::query(q::RELEASE_OBJECT)
-                        .bind(owner.0)
-                        .bind(object.as_bytes().as_slice())
-                        .execute(&mut **tx)
-                        .await?;
-                    acct.release(to_u64(row.try_get("size")?, "object size")?)?;
+                    let size: Option<i64> = row.try_get("size")?;
+                    let size = size.ok_or(StoreError::Corrupt("object size"))?;
+                    acct.release(to_u64(size, "object size")?)?;
                     released.objects.push(object);
                 }
+                commit_objects(tx, owner, id, &listed.pending).await?;
+                update_objects(tx, q::RELEASE_OBJECTS_IN, None, owner, &released.objects).await?;
                 ::sqlx::query(q::COMMIT_RECORD)
                     .bind(record)
-                    .bind(to_i64(size, "file size")?)
+                    .bind(to_i64(listed.size, "file size")?)
                     .bind(now)
                     .bind(owner.0)
                     .bind(id.as_bytes().as_slice())
@@ -988,11 +1147,9 @@ macro_rules! impl_tree_store {
                 let node = NodeRow {
                     id,
                     kind: node.kind,
-                    version: expected_version
-                        .checked_add(1)
-                        .ok_or(StoreError::Corrupt("node version"))?,
+                    version,
                     record: record.to_vec(),
-                    size,
+                    size: listed.size,
                     nlink: node.nlink,
                     created_at: node.created_at,
                     updated_at: now,
@@ -1009,7 +1166,8 @@ macro_rules! impl_tree_store {
                 ) -> Result<NodeRow, Fail> {
                     let mut tx = self.begin_write().await?;
                     let mut acct = lock_owner(&mut tx, owner).await?;
-                    let node = create_in(&mut tx, &mut acct, new, now).await?;
+                    let mut dirs = ::std::collections::HashSet::new();
+                    let node = create_in(&mut tx, &mut acct, new, &mut dirs, now).await?;
                     finish(tx, acct, now).await?;
                     Ok(node)
                 }
@@ -1366,6 +1524,9 @@ macro_rules! impl_tree_store {
                     let mut tx = self.begin_write().await?;
                     let mut acct = lock_owner(&mut tx, owner).await?;
                     let mut results = Vec::with_capacity(ops.len());
+                    // The parents found to be directories, each checked once
+                    // (see `create_in`).
+                    let mut dirs = ::std::collections::HashSet::new();
                     for op in ops {
                         let mark = acct.next_op();
                         // A savepoint per operation: a refused one is
@@ -1379,9 +1540,11 @@ macro_rules! impl_tree_store {
                             TreeOp::Create(new) if new.entry.is_none() => {
                                 Err(Fail::Tree(TreeError::InvalidMove))
                             }
-                            TreeOp::Create(new) => create_in(&mut tx, &mut acct, new, now)
-                                .await
-                                .map(|node| (node, Released::default())),
+                            TreeOp::Create(new) => {
+                                create_in(&mut tx, &mut acct, new, &mut dirs, now)
+                                    .await
+                                    .map(|node| (node, Released::default()))
+                            }
                             TreeOp::Commit(v) => {
                                 commit_in(
                                     &mut tx,

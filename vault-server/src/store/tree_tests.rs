@@ -30,6 +30,7 @@ suite! {
         root_is_created_once,
         crud_of_every_kind,
         create_refusals,
+        create_files_with_their_objects,
         record_versions,
         rename_within_and_across_directories,
         rename_replace_rules,
@@ -48,6 +49,8 @@ suite! {
         batch_nodes,
         batch_creates_and_commits_in_one_transaction,
         batch_refusals_are_per_operation,
+        batch_creates_files_with_their_objects,
+        batch_checks_each_parent_and_undoes_half_creates,
         reserve_objects_all_or_none,
     ],
     shared: [
@@ -118,6 +121,7 @@ fn new_node(id: NodeId, kind: NodeKind, parent: NodeId, name: &str) -> NewNode {
         kind,
         record: record(id, 1),
         entry: Some(new_entry(parent, name)),
+        objects: Vec::new(),
     }
 }
 
@@ -129,6 +133,7 @@ async fn vault(s: &dyn Store, email: &str) -> AccountId {
         kind: NodeKind::Directory,
         record: record(NodeId::ROOT, 1),
         entry: None,
+        objects: Vec::new(),
     };
     s.create_node(owner, &root, NOW).await.unwrap();
     owner
@@ -264,6 +269,7 @@ async fn root_is_created_once(s: &dyn Store) {
         kind,
         record: vec![1, 2, 3],
         entry: None,
+        objects: Vec::new(),
     };
     // Only the root may lack an entry, and it is a directory.
     assert_err!(
@@ -502,6 +508,246 @@ async fn create_refusals(s: &dyn Store) {
         s.changes(owner, before, 10).await.unwrap(),
         Vec::<ChangeRow>::new()
     );
+}
+
+/// A new node whose version 1 has these objects.
+fn node_with(
+    id: NodeId,
+    kind: NodeKind,
+    parent: NodeId,
+    name: &str,
+    objects: &[ObjectId],
+) -> NewNode {
+    NewNode {
+        objects: objects.to_vec(),
+        ..new_node(id, kind, parent, name)
+    }
+}
+
+/// Whether an object is pending (`None`), a node's, or gone.
+async fn holder(s: &dyn Store, owner: AccountId, object: ObjectId) -> Option<Option<NodeId>> {
+    s.object(owner, object).await.unwrap().map(|o| o.node)
+}
+
+async fn create_files_with_their_objects(s: &dyn Store) {
+    let owner = vault(s, "create-objects@example.org").await;
+    let other = vault(s, "create-objects-other@example.org").await;
+    let (f, g, e) = (node_id(1), node_id(2), node_id(4));
+    s.reserve_objects(
+        owner,
+        &[
+            new_object(1, 10),
+            new_object(2, 20),
+            new_object(3, 30),
+            new_object(4, 0),
+        ],
+        BIG,
+        NOW,
+    )
+    .await
+    .unwrap();
+    s.reserve_objects(other, &[new_object(9, 5)], BIG, NOW)
+        .await
+        .unwrap();
+    mk(s, owner, e, NodeKind::File, NodeId::ROOT, "empty").await;
+    let before = seq(s, owner).await;
+    let usage = s.usage(owner, BIG).await.unwrap();
+    assert_eq!(usage.used_bytes, 60);
+
+    // A file with its contents at version 1: an id listed twice counts
+    // once, the size is the sum, the objects are the node's, the quota
+    // does not move (they were reserved), one feed record.
+    let node = s
+        .create_node(
+            owner,
+            &node_with(
+                f,
+                NodeKind::File,
+                NodeId::ROOT,
+                "f",
+                &[object_id(1), object_id(2), object_id(1)],
+            ),
+            NOW + 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        node,
+        NodeRow {
+            id: f,
+            kind: NodeKind::File,
+            version: 1,
+            record: record(f, 1),
+            size: 30,
+            nlink: 1,
+            created_at: NOW + 1,
+            updated_at: NOW + 1,
+        }
+    );
+    assert_eq!(s.node(owner, f).await.unwrap(), Some(node));
+    for object in [1, 2] {
+        assert_eq!(holder(s, owner, object_id(object)).await, Some(Some(f)));
+    }
+    assert_eq!(holder(s, owner, object_id(3)).await, Some(None));
+    assert_eq!(
+        s.usage(owner, BIG).await.unwrap(),
+        Usage {
+            used_bytes: 60,
+            nodes: usage.nodes + 1,
+            seq: before + 1,
+            ..usage
+        }
+    );
+    assert_eq!(
+        s.changes(owner, before, 10).await.unwrap(),
+        [ChangeRow {
+            seq: before + 1,
+            node: f,
+            parent: Some(NodeId::ROOT)
+        }]
+    );
+
+    // Refusals, each leaving everything as it was (object 3 pending).
+    let state = || async {
+        (
+            s.usage(owner, BIG).await.unwrap(),
+            listing(s, owner, NodeId::ROOT).await,
+            holder(s, owner, object_id(3)).await,
+        )
+    };
+    let unchanged = state().await;
+    let create = |new: NewNode| async move { s.create_node(owner, &new, NOW).await };
+    // Objects another node has (not reusable), missing, another
+    // account's; each after a usable one.
+    for bad in [object_id(1), object_id(77), object_id(9)] {
+        assert_err!(
+            create(node_with(
+                g,
+                NodeKind::File,
+                NodeId::ROOT,
+                "g",
+                &[object_id(3), bad]
+            ))
+            .await,
+            TreeError::NotFound
+        );
+        assert_err!(
+            s.commit_version(owner, e, 1, b"x", &[object_id(3), bad], NOW)
+                .await,
+            TreeError::NotFound
+        );
+    }
+    assert_eq!(s.node(owner, g).await.unwrap(), None);
+    // Objects for anything but a file: refused as a commit refuses a
+    // directory, before the parent is looked at.
+    for kind in [
+        NodeKind::Directory,
+        NodeKind::Symlink,
+        NodeKind::Fifo,
+        NodeKind::Socket,
+    ] {
+        assert_err!(
+            create(node_with(g, kind, NodeId::ROOT, "g", &[object_id(3)])).await,
+            TreeError::NotAFile
+        );
+    }
+    assert_err!(
+        create(node_with(
+            g,
+            NodeKind::Directory,
+            node_id(99),
+            "g",
+            &[object_id(3)]
+        ))
+        .await,
+        TreeError::NotAFile
+    );
+    // The parent and the name come before the objects.
+    assert_err!(
+        create(node_with(
+            g,
+            NodeKind::File,
+            node_id(99),
+            "g",
+            &[object_id(3)]
+        ))
+        .await,
+        TreeError::NotFound
+    );
+    assert_err!(
+        create(node_with(g, NodeKind::File, f, "g", &[object_id(77)])).await,
+        TreeError::NotADirectory
+    );
+    for objects in [[object_id(3)], [object_id(77)]] {
+        // A taken name (fresh id), a taken id (free name).
+        assert_err!(
+            create(node_with(g, NodeKind::File, NodeId::ROOT, "f", &objects)).await,
+            TreeError::EntryExists
+        );
+        assert_err!(
+            create(node_with(f, NodeKind::File, NodeId::ROOT, "g", &objects)).await,
+            TreeError::EntryExists
+        );
+    }
+    assert_eq!(state().await, unchanged);
+    assert_eq!(s.node(owner, g).await.unwrap(), None);
+    // The root is a directory: no objects.
+    let fresh = register(s, "create-objects-root@example.org").await;
+    let root = NewNode {
+        id: NodeId::ROOT,
+        kind: NodeKind::Directory,
+        record: vec![1],
+        entry: None,
+        objects: vec![object_id(3)],
+    };
+    assert_err!(s.create_node(fresh, &root, NOW).await, TreeError::NotAFile);
+    assert_eq!(s.node(fresh, NodeId::ROOT).await.unwrap(), None);
+
+    // A zero-byte object counts as one: the file has size 0 and an
+    // object, which its next version releases.
+    let node = create(node_with(
+        g,
+        NodeKind::File,
+        NodeId::ROOT,
+        "g",
+        &[object_id(4)],
+    ))
+    .await
+    .unwrap();
+    assert_eq!((node.version, node.size), (1, 0));
+    assert_eq!(holder(s, owner, object_id(4)).await, Some(Some(g)));
+    let (node, released) = s
+        .commit_version(owner, g, 1, b"v2", &[], NOW)
+        .await
+        .unwrap();
+    assert_eq!((node.version, node.size), (2, 0));
+    assert_eq!(released.objects, [object_id(4)]);
+    assert_eq!(s.object(owner, object_id(4)).await.unwrap(), None);
+
+    // The next version of a file created with objects keeps what it lists
+    // and releases the rest, as after a commit.
+    let (node, released) = s
+        .commit_version(owner, f, 1, b"v2", &[object_id(2), object_id(3)], NOW)
+        .await
+        .unwrap();
+    assert_eq!((node.version, node.size), (2, 50));
+    assert_eq!(released.objects, [object_id(1)]);
+    assert_eq!(used(s, owner).await, 50);
+    assert!(
+        s.purge_queue(100)
+            .await
+            .unwrap()
+            .contains(&(owner, object_id(1)))
+    );
+    // Removing it releases the others.
+    let released = s
+        .remove(owner, NodeId::ROOT, &tag("f"), false, NOW)
+        .await
+        .unwrap();
+    let mut objects = released.objects;
+    objects.sort();
+    assert_eq!(objects, [object_id(2), object_id(3)]);
+    assert_eq!(used(s, owner).await, 0);
 }
 
 async fn record_versions(s: &dyn Store) {
@@ -2313,6 +2559,7 @@ async fn batch_refusals_are_per_operation(s: &dyn Store) {
         kind: NodeKind::Directory,
         record: vec![1],
         entry: None,
+        objects: Vec::new(),
     });
     let results = s.batch(fresh, &[root], NOW).await.unwrap();
     assert!(
@@ -2321,6 +2568,239 @@ async fn batch_refusals_are_per_operation(s: &dyn Store) {
     );
     assert_eq!(s.node(fresh, NodeId::ROOT).await.unwrap(), None);
     assert_eq!(seq(s, fresh).await, 0);
+}
+
+fn create_with(
+    id: NodeId,
+    kind: NodeKind,
+    parent: NodeId,
+    name: &str,
+    objects: &[ObjectId],
+) -> TreeOp {
+    TreeOp::Create(node_with(id, kind, parent, name, objects))
+}
+
+/// Runs `ops` as one batch in one account and one call each in another
+/// (both made by `fixture`), checks that each operation answered the same
+/// and left the same tree, usage, feed and objects, and returns the
+/// errors (`None` for a success).
+async fn batch_as_single_calls<F, Fut>(
+    s: &dyn Store,
+    fixture: F,
+    ops: &[TreeOp],
+    objects: &[u32],
+) -> (AccountId, Vec<Option<String>>)
+where
+    F: Fn(&'static str) -> Fut,
+    Fut: Future<Output = AccountId>,
+{
+    let a = fixture("as-batch@example.org").await;
+    let b = fixture("as-single@example.org").await;
+    assert_eq!(seq(s, a).await, seq(s, b).await);
+    let batched = s.batch(a, ops, NOW).await.unwrap();
+    let single = one_by_one(s, b, ops).await;
+    let batched: Vec<_> = batched.iter().map(outcome).collect();
+    let single: Vec<_> = single.iter().map(outcome).collect();
+    assert_eq!(batched, single);
+    let usage = |owner| async move {
+        let u = s.usage(owner, BIG).await.unwrap();
+        (u.used_bytes, u.nodes, u.seq)
+    };
+    assert_eq!(usage(a).await, usage(b).await);
+    let feed = |owner| async move {
+        s.changes(owner, 0, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.seq, c.node, c.parent))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(feed(a).await, feed(b).await);
+    let mut dirs = vec![NodeId::ROOT];
+    while let Some(dir) = dirs.pop() {
+        let page = s.list(a, dir, None, 1000).await.unwrap();
+        let other = s.list(b, dir, None, 1000).await.unwrap();
+        assert_eq!(page, other, "listing of {dir}");
+        for (_, node) in page {
+            if node.kind == NodeKind::Directory {
+                dirs.push(node.id);
+            }
+        }
+    }
+    for id in objects {
+        assert_eq!(
+            s.object(a, object_id(*id)).await.unwrap(),
+            s.object(b, object_id(*id)).await.unwrap(),
+            "object {id}"
+        );
+    }
+    (a, batched.into_iter().map(Result::err).collect())
+}
+
+async fn batch_creates_files_with_their_objects(s: &dyn Store) {
+    let d = node_id(2);
+    let (a, b, c, x, y) = (
+        node_id(10),
+        node_id(11),
+        node_id(12),
+        node_id(13),
+        node_id(14),
+    );
+    let fixture = |email: &'static str| async move {
+        let owner = batch_fixture(s, email).await;
+        s.reserve_objects(
+            owner,
+            &[new_object(4, 40), new_object(5, 50), new_object(6, 60)],
+            BIG,
+            NOW,
+        )
+        .await
+        .unwrap();
+        owner
+    };
+    let ops = [
+        // New files with their contents, one operation each.
+        create_with(a, NodeKind::File, NodeId::ROOT, "a", &[object_id(2)]),
+        create_with(b, NodeKind::File, d, "b", &[object_id(3), object_id(4)]),
+        // Object 2 is a's now, object 1 f's, 99 missing.
+        create_with(c, NodeKind::File, d, "c", &[object_id(5), object_id(2)]),
+        create_with(c, NodeKind::File, d, "c", &[object_id(1)]),
+        create_with(c, NodeKind::File, d, "c", &[object_id(5), object_id(99)]),
+        // Not a file; a taken name, a taken id, with and without objects.
+        create_with(c, NodeKind::Directory, d, "c", &[object_id(5)]),
+        create_with(c, NodeKind::Symlink, d, "c", &[object_id(5)]),
+        create_with(c, NodeKind::File, d, "b", &[object_id(5)]),
+        create_with(c, NodeKind::File, d, "b", &[]),
+        create_with(a, NodeKind::File, d, "c", &[object_id(5)]),
+        create_with(a, NodeKind::File, d, "c", &[]),
+        // A bad parent comes first.
+        create_with(c, NodeKind::File, a, "c", &[object_id(5)]),
+        create_with(c, NodeKind::File, node_id(99), "c", &[object_id(5)]),
+        // What the refused ones left: c and object 5 are free.
+        create_with(c, NodeKind::File, d, "c", &[object_id(5), object_id(5)]),
+        // The next version of a file created with objects releases the
+        // ones it drops.
+        commit_op(b, 1, &[object_id(4), object_id(6)]),
+        // A plain create and commit still work side by side.
+        create_op(x, NodeKind::File, d, "x"),
+        commit_op(x, 1, &[]),
+        create_with(y, NodeKind::Directory, NodeId::ROOT, "y", &[]),
+    ];
+    let (owner, errors) = batch_as_single_calls(s, fixture, &ops, &[1, 2, 3, 4, 5, 6]).await;
+    let expected = [
+        None,
+        None,
+        Some("NotFound"),
+        Some("NotFound"),
+        Some("NotFound"),
+        Some("NotAFile"),
+        Some("NotAFile"),
+        Some("EntryExists"),
+        Some("EntryExists"),
+        Some("EntryExists"),
+        Some("EntryExists"),
+        Some("NotADirectory"),
+        Some("NotFound"),
+        None,
+        None,
+        None,
+        None,
+        None,
+    ];
+    assert_eq!(
+        errors,
+        expected
+            .iter()
+            .map(|e| e.map(str::to_owned))
+            .collect::<Vec<_>>()
+    );
+    let size = |id| async move {
+        s.node(owner, id)
+            .await
+            .unwrap()
+            .map(|n| (n.version, n.size))
+    };
+    assert_eq!(size(a).await, Some((1, 20)));
+    assert_eq!(size(b).await, Some((2, 100)));
+    assert_eq!(size(c).await, Some((1, 50)));
+    assert_eq!(size(x).await, Some((2, 0)));
+    for (object, node) in [(2, a), (4, b), (5, c), (6, b)] {
+        assert_eq!(holder(s, owner, object_id(object)).await, Some(Some(node)));
+    }
+    // Object 3 went with b's second version; nothing else is released.
+    assert_eq!(holder(s, owner, object_id(3)).await, None);
+    let queued: Vec<_> = s
+        .purge_queue(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(o, _)| *o == owner)
+        .collect();
+    assert_eq!(queued, [(owner, object_id(3))]);
+    // Only reserved bytes count: 10 (f) + 20 + 50 + 40 + 60 (+ 3's 30 gone).
+    assert_eq!(used(s, owner).await, 180);
+    assert_eq!(
+        children(s, owner, d, &["b", "c", "x"]).await,
+        [
+            ("b".to_owned(), b),
+            ("c".to_owned(), c),
+            ("x".to_owned(), x)
+        ]
+    );
+}
+
+async fn batch_checks_each_parent_and_undoes_half_creates(s: &dyn Store) {
+    let (f, d) = (node_id(1), node_id(2));
+    let (n, m, k) = (node_id(20), node_id(21), node_id(22));
+    let ops = [
+        // A missing parent, made by the next operation: found then (a
+        // parent that is not a directory is not remembered as one).
+        create_op(n, NodeKind::File, m, "n"),
+        create_op(m, NodeKind::Directory, d, "m"),
+        create_op(n, NodeKind::File, m, "n"),
+        // The same parents again, a file as parent twice.
+        create_op(k, NodeKind::File, m, "n"),
+        create_op(k, NodeKind::File, f, "k"),
+        create_op(k, NodeKind::File, f, "k"),
+        // A taken name with a fresh id: the node inserted before its entry
+        // was refused is gone, so the id is free for the next operation...
+        create_with(k, NodeKind::File, d, "m", &[object_id(2)]),
+        create_op(k, NodeKind::File, NodeId::ROOT, "m"),
+        // ...and so are the objects of a refused create.
+        create_with(node_id(23), NodeKind::File, m, "n", &[object_id(3)]),
+        commit_op(k, 1, &[object_id(2), object_id(3)]),
+    ];
+    let fixture = |email: &'static str| batch_fixture(s, email);
+    let (owner, errors) = batch_as_single_calls(s, fixture, &ops, &[1, 2, 3]).await;
+    assert_eq!(
+        errors,
+        [
+            Some("NotFound"),
+            None,
+            None,
+            Some("EntryExists"),
+            Some("NotADirectory"),
+            Some("NotADirectory"),
+            Some("EntryExists"),
+            None,
+            Some("EntryExists"),
+            None,
+        ]
+        .iter()
+        .map(|e| e.map(str::to_owned))
+        .collect::<Vec<_>>()
+    );
+    assert_eq!(s.node(owner, node_id(23)).await.unwrap(), None);
+    let node = s.node(owner, k).await.unwrap().unwrap();
+    assert_eq!((node.version, node.size, node.nlink), (2, 50, 1));
+    assert_eq!(
+        children(s, owner, NodeId::ROOT, &["f", "d", "m"]).await,
+        [
+            ("d".to_owned(), d),
+            ("f".to_owned(), f),
+            ("m".to_owned(), k)
+        ]
+    );
 }
 
 async fn reserve_objects_all_or_none(s: &dyn Store) {
@@ -2472,6 +2952,13 @@ fn plan_cases(
     let nodes_in: &'static str = Box::leak(nodes_in.into_boxed_str());
     let objects_in = format!("{}{}", q::OBJECTS_IN, q::placeholders(2));
     let objects_in: &'static str = Box::leak(objects_in.into_boxed_str());
+    let listed_in = format!("{}{}", q::LISTED_OBJECTS_IN, q::placeholders(2));
+    let listed_in: &'static str = Box::leak(listed_in.into_boxed_str());
+    let commit_in = format!("{}{}", q::COMMIT_OBJECTS_IN, q::placeholders(2));
+    let commit_in: &'static str = Box::leak(commit_in.into_boxed_str());
+    let release_in = format!("{}{}", q::RELEASE_OBJECTS_IN, q::placeholders(2));
+    let release_in: &'static str = Box::leak(release_in.into_boxed_str());
+    let obj2 = Bytes(object_id(2).as_bytes().to_vec());
     vec![
         ("BUMP_SEQ", q::BUMP_SEQ, vec![o.clone()]),
         ("USAGE", q::USAGE, vec![o.clone()]),
@@ -2483,6 +2970,11 @@ fn plan_cases(
         ("CHANGES", q::CHANGES, vec![o.clone(), Int(5), Int(100)]),
         ("NODE", q::NODE, vec![o.clone(), f.clone()]),
         ("NODE_HEAD", q::NODE_HEAD, vec![o.clone(), f.clone()]),
+        (
+            "NODE_HEAD_OBJECTS",
+            q::NODE_HEAD_OBJECTS,
+            vec![o.clone(), f.clone()],
+        ),
         (
             "NODES_IN",
             nodes_in,
@@ -2560,9 +3052,19 @@ fn plan_cases(
             ],
         ),
         (
-            "COMMIT_OBJECT",
-            q::COMMIT_OBJECT,
-            vec![f.clone(), o.clone(), obj.clone()],
+            "LISTED_OBJECTS_IN",
+            listed_in,
+            vec![o.clone(), obj.clone(), obj2.clone()],
+        ),
+        (
+            "COMMIT_OBJECTS_IN",
+            commit_in,
+            vec![f.clone(), o.clone(), obj.clone(), obj2.clone()],
+        ),
+        (
+            "RELEASE_OBJECTS_IN",
+            release_in,
+            vec![o.clone(), obj.clone(), obj2],
         ),
         ("NODE_OBJECTS", q::NODE_OBJECTS, vec![o.clone(), f.clone()]),
         (
@@ -2696,13 +3198,19 @@ async fn sqlite_query_plans_use_keys() {
                 "NODE_OBJECTS" | "RELEASE_NODE_OBJECTS" => {
                     expect("USING INDEX objects_node (owner_id=? AND node_id=?)");
                 }
+                "NODE_HEAD_OBJECTS" => {
+                    expect(
+                        "SEARCH n USING INDEX sqlite_autoindex_nodes_1 (owner_id=? AND node_id=?)",
+                    );
+                    expect("SEARCH o USING INDEX objects_node (owner_id=? AND node_id=?)");
+                }
                 "STALE_PENDING" => expect("objects_state (state=? AND created_at<?)"),
                 "PURGE_QUEUE" => expect("objects_state (state=?)"),
                 "OBJECTS_IN" => expect(
                     "USING COVERING INDEX sqlite_autoindex_objects_1 (owner_id=? AND object_id=?)",
                 ),
-                "OBJECT" | "COMMIT_OBJECT" | "RELEASE_OBJECT" | "STALE_PENDING_SIZE"
-                | "FORGET_OBJECT" => {
+                "OBJECT" | "LISTED_OBJECTS_IN" | "COMMIT_OBJECTS_IN" | "RELEASE_OBJECT"
+                | "RELEASE_OBJECTS_IN" | "STALE_PENDING_SIZE" | "FORGET_OBJECT" => {
                     expect("USING INDEX sqlite_autoindex_objects_1 (owner_id=? AND object_id=?)");
                 }
                 "CHANGES" => expect("USING PRIMARY KEY (owner_id=? AND seq>?)"),
@@ -2810,6 +3318,13 @@ async fn mysql_query_plans_use_keys() {
                     assert_eq!(
                         (key_of("e"), key_of("n")),
                         ("PRIMARY".into(), "PRIMARY".into()),
+                        "{context}"
+                    );
+                }
+                if name == "NODE_HEAD_OBJECTS" {
+                    assert_eq!(
+                        (key_of("n"), key_of("o")),
+                        ("PRIMARY".into(), "objects_node".into()),
                         "{context}"
                     );
                 }

@@ -1,7 +1,8 @@
 //! `POST /v1/batch`: many creates and commits, with the small objects they
 //! need inline, in one request, so that N new small files cost about one
 //! database transaction instead of 3N (create, object upload, commit), each
-//! with its own audit row.
+//! with its own audit row. A new file and its contents take one operation:
+//! a create that lists its objects (`CreateNodeRequest::objects`).
 //!
 //! Three phases, in this order:
 //! 1. limits of the batch itself: at most [`BATCH_MAX_OPS`] operations and
@@ -68,7 +69,10 @@ pub(super) const BODY_LIMIT: usize = 16 << 20;
 would (a failing object fails the request and no operation runs). Then the operations run in \
 order, each atomic on its own and answered in `results` with the status and error its own \
 endpoint (`POST /v1/nodes`, `POST /v1/nodes/{id}/commit`) would answer; a refused operation does \
-not stop the next. A create without an entry (the root) is refused with 400.",
+not stop the next. A create without an entry (the root) is refused with 400. A new small file \
+takes one operation: a create listing its objects (`objects`, e.g. inline in the same batch) \
+makes it with its contents at version 1, as `POST /v1/nodes` does, instead of a create and a \
+commit.",
     request_body = BatchRequest,
     security(("bearer" = [])),
     responses(

@@ -20,20 +20,29 @@ use crate::state::{AppState, now};
 use crate::store::{NewNode, NewVersion};
 
 /// `POST /v1/nodes`: a node and its entry, or the root (no entry, id all
-/// zero, a directory, once).
+/// zero, a directory, once); a file possibly with its first contents
+/// (`objects`, uploaded before), as a commit would add them.
 #[utoipa::path(
     post,
     operation_id = "create_node",
     path = common::api::tree::paths::NODES,
     tag = "tree",
     summary = "Creates a node with its entry, or the root (no entry, id all zero, a directory, once)",
+    description = "A file may be created with its contents: `objects` lists every object of \
+version 1 (uploaded before, by `PUT /v1/objects/{id}` or inline in `POST /v1/batch`), as \
+`POST /v1/nodes/{id}/commit` takes them. Each must be pending (uploaded, in no node yet); an id \
+listed twice counts once; the node's `size` is the sum of their sizes and they become its \
+objects (their bytes were counted against the quota at upload). `objects` with any other kind \
+is refused with 409 `not_a_file`, an object that is missing or not pending with 404 \
+`not_found` (after the checks of the parent and the name); nothing is created then. Without \
+`objects` (older clients omit it) the node has no contents and `size` 0.",
     request_body = CreateNodeRequest,
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The node at version 1", body = NodeInfo),
-        (status = 400, description = "Invalid body, name or root (`bad_request`)", body = common::api::ErrorBody),
-        (status = 404, description = "No such parent directory (`not_found`)", body = common::api::ErrorBody),
-        (status = 409, description = "The id or name exists (`exists`), or the parent is not a directory (`not_a_directory`)", body = common::api::ErrorBody),
+        (status = 400, description = "Invalid body, name or root, or too many objects (`bad_request`)", body = common::api::ErrorBody),
+        (status = 404, description = "No such parent directory, or a listed object missing or not pending (`not_found`)", body = common::api::ErrorBody),
+        (status = 409, description = "The id or name exists (`exists`), the parent is not a directory (`not_a_directory`), or `objects` for a node that is not a file (`not_a_file`)", body = common::api::ErrorBody),
         (status = 413, description = "Body or record too large (`payload_too_large`)", body = common::api::ErrorBody),
         (status = 507, description = "The account's quota is full (`quota_exceeded`)", body = common::api::ErrorBody),
         BearerErrors, ServerErrors,
@@ -47,17 +56,22 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<NodeInfo>)> {
     let new = new_node(&mut req)?;
     let result = state.store.create_node(auth.account, &new, now()).await;
-    let detail = match &new.entry {
+    let mut detail = match &new.entry {
         Some(e) => format!("node={} parent={}", new.id, e.parent),
         None => format!("node={}", new.id),
     };
+    // As a commit counts them.
+    if !new.objects.is_empty() {
+        detail.push_str(&format!(" objects={}", new.objects.len()));
+    }
     audit_outcome(&state, auth.account, "tree.create", ip, &result, detail).await;
     Ok((StatusCode::CREATED, Json(node_info(result?))))
 }
 
 /// The checks of `POST /v1/nodes` (also for each create of `POST
-/// /v1/batch`): the root has no entry, every other node one; names and
-/// records within their limits. Takes the bytes out of the request.
+/// /v1/batch`): the root has no entry, every other node one; names,
+/// records and the object list within their limits. Takes the bytes out of
+/// the request.
 pub(super) fn new_node(req: &mut CreateNodeRequest) -> Result<NewNode, ApiError> {
     let kind = kind_from_wire(req.kind);
     match (&req.entry, req.id == NodeId::ROOT) {
@@ -74,12 +88,14 @@ pub(super) fn new_node(req: &mut CreateNodeRequest) -> Result<NewNode, ApiError>
         }
         _ => {}
     }
+    check_objects(&req.objects)?;
     let entry = req.entry.as_mut().map(new_entry).transpose()?;
     Ok(NewNode {
         id: req.id,
         kind,
         record: take_record(&mut req.record)?,
         entry,
+        objects: std::mem::take(&mut req.objects),
     })
 }
 

@@ -116,6 +116,7 @@ async fn account(state: &AppState, email: &str) -> AccountId {
         kind: common::crypto::attrs::NodeKind::Directory,
         record: vec![0; 40],
         entry: None,
+        objects: Vec::new(),
     };
     state.store.create_node(owner, &root, now()).await.unwrap();
     owner
@@ -295,6 +296,15 @@ fn create(id: NodeId, kind: Kind, parent: NodeId, name: &str) -> CreateNodeReque
             tag: tag(name),
             encrypted_name: sealed_name(name),
         }),
+        objects: Vec::new(),
+    }
+}
+
+/// [`create`] of a file whose version 1 has `objects`.
+fn create_file(id: NodeId, parent: NodeId, name: &str, objects: &[ObjectId]) -> CreateNodeRequest {
+    CreateNodeRequest {
+        objects: objects.to_vec(),
+        ..create(id, Kind::File, parent, name)
     }
 }
 
@@ -423,6 +433,273 @@ async fn new_files_with_inline_objects_in_one_request() {
         ErrorCode::Exists,
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_file_is_created_with_its_objects() {
+    let h = harness(Options::default()).await;
+    let (f, g, d) = (node(1), node(2), node(3));
+    for (i, len) in [(1, 100), (2, 250), (3, 7)] {
+        assert_eq!(
+            h.upload(object(i), &vec![i; len]).await,
+            StatusCode::CREATED
+        );
+    }
+    let before = h.statfs().await;
+    let path = |id: NodeId| paths::NODE.replace("{id}", &id.to_string());
+
+    // `POST /v1/nodes` with the objects: version 1 with its contents.
+    let req = create_file(f, NodeId::ROOT, "f", &[object(1), object(2), object(1)]);
+    let (status, body) = h.post_as(&h.token, paths::NODES, &req).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let info: NodeInfo = json(&body);
+    assert_eq!(
+        (info.id, info.kind, info.version, info.size, info.nlink),
+        (f, Kind::File, 1, 350, 1)
+    );
+    assert_eq!(h.get::<NodeInfo>(&path(f)).await, info);
+    let (status, bytes) = h.object(object(2)).await;
+    assert_eq!((status, bytes), (StatusCode::OK, vec![2; 250]));
+    let after = h.statfs().await;
+    assert_eq!(
+        (after.used_bytes, after.nodes, after.seq),
+        (before.used_bytes, before.nodes + 1, before.seq + 1),
+        "no bytes charged again, one feed record"
+    );
+    assert_eq!(
+        h.audit("tree.create").await,
+        [(true, format!("node={f} parent={} objects=3", NodeId::ROOT))]
+    );
+
+    // Refused as a commit refuses them, nothing created.
+    let refused = [
+        // Not a file.
+        (
+            CreateNodeRequest {
+                objects: vec![object(3)],
+                ..create(g, Kind::Directory, NodeId::ROOT, "g")
+            },
+            StatusCode::CONFLICT,
+            ErrorCode::NotAFile,
+        ),
+        // Another node's object, a missing one.
+        (
+            create_file(g, NodeId::ROOT, "g", &[object(3), object(1)]),
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+        ),
+        (
+            create_file(g, NodeId::ROOT, "g", &[object(9)]),
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+        ),
+        // A taken name, a taken id, a missing parent.
+        (
+            create_file(g, NodeId::ROOT, "f", &[object(3)]),
+            StatusCode::CONFLICT,
+            ErrorCode::Exists,
+        ),
+        (
+            create_file(f, NodeId::ROOT, "g", &[object(3)]),
+            StatusCode::CONFLICT,
+            ErrorCode::Exists,
+        ),
+        (
+            create_file(g, d, "g", &[object(3)]),
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+        ),
+        // More objects than a version may have.
+        (
+            create_file(
+                g,
+                NodeId::ROOT,
+                "g",
+                &vec![object(3); crate::tree::MAX_COMMIT_OBJECTS + 1],
+            ),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+        ),
+    ];
+    for (req, status, code) in &refused {
+        let (got, body) = h.post_as(&h.token, paths::NODES, req).await;
+        assert_eq!(
+            (got, json::<ErrorBody>(&body).error.code),
+            (*status, *code),
+            "{req:?}"
+        );
+    }
+    let (status, _) = h
+        .send(Method::GET, &path(g), &h.token, Body::empty(), &[])
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(h.statfs().await, after);
+
+    // A client that does not know `objects` (no such key): a node without
+    // contents, as before.
+    let mut old = serde_json::to_value(create(g, Kind::File, NodeId::ROOT, "g")).unwrap();
+    assert!(old.get("objects").is_none());
+    old.as_object_mut().unwrap().remove("objects");
+    let (status, body) = h.post_as(&h.token, paths::NODES, &old).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(json::<NodeInfo>(&body).size, 0);
+    // Object 3 is still pending: a commit takes it.
+    let (status, body) = h
+        .post_as(
+            &h.token,
+            &paths::NODE_COMMIT.replace("{id}", &g.to_string()),
+            &commit(1, &[object(3)]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json::<NodeInfo>(&body).size, 7);
+}
+
+#[tokio::test]
+async fn a_batch_creates_each_new_file_with_its_objects_in_one_operation() {
+    let h = harness(Options::default()).await;
+    let (twin, twin_token) = h.twin("twin-fused@example.org").await;
+    let (d, f1, f2, f3, e) = (node(1), node(2), node(3), node(4), node(5));
+    let data: Vec<Vec<u8>> = (1u8..=3).map(|i| vec![i; 100 * usize::from(i)]).collect();
+    let objects: Vec<InlineObject> = data
+        .iter()
+        .zip(1u8..)
+        .map(|(bytes, i)| inline(object(i), bytes))
+        .collect();
+    let ops = vec![
+        create_op(d, Kind::Directory, NodeId::ROOT, "dir"),
+        BatchOp::Create(create_file(f1, d, "one", &[object(1)])),
+        BatchOp::Create(create_file(f2, d, "two", &[object(2), object(3)])),
+        // Refused each on its own: a used object, a directory with
+        // objects, a taken name, a missing object.
+        BatchOp::Create(create_file(f3, d, "three", &[object(1)])),
+        BatchOp::Create(CreateNodeRequest {
+            objects: vec![object(1)],
+            ..create(f3, Kind::Directory, d, "three")
+        }),
+        BatchOp::Create(create_file(f3, d, "one", &[])),
+        BatchOp::Create(create_file(f3, d, "three", &[object(9)])),
+        // An empty file, as before.
+        create_op(e, Kind::File, d, "empty"),
+    ];
+    let results = h
+        .batch(&BatchRequest {
+            objects: objects.clone(),
+            ops: ops.clone(),
+        })
+        .await;
+    let sizes: Vec<Option<(u64, u64)>> = results
+        .iter()
+        .map(|r| match r {
+            BatchOutcome::Ok(info) => Some((info.version, info.size)),
+            BatchOutcome::Err(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        sizes,
+        [
+            Some((1, 0)),
+            Some((1, 100)),
+            Some((1, 500)),
+            None,
+            None,
+            None,
+            None,
+            Some((1, 0)),
+        ]
+    );
+    for (i, bytes) in data.iter().enumerate() {
+        let (status, body) = h.object(object(u8::try_from(i + 1).unwrap())).await;
+        assert_eq!((status, &body), (StatusCode::OK, bytes));
+    }
+
+    // The same operations one request each in the twin account (its
+    // objects uploaded first): the same answers and the same tree.
+    for o in &objects {
+        assert_eq!(
+            h.send(
+                Method::PUT,
+                &paths::OBJECT.replace("{id}", &o.id.to_string()),
+                &twin_token,
+                Body::from(o.data.0.clone()),
+                &[
+                    (header::CONTENT_LENGTH.as_str(), o.data.0.len().to_string()),
+                    (common::api::tree::SHA256_HEADER, hex::encode(&o.sha256.0)),
+                ],
+            )
+            .await
+            .0,
+            StatusCode::CREATED
+        );
+    }
+    let mut single = Vec::new();
+    for op in &ops {
+        let BatchOp::Create(c) = op else {
+            panic!("only creates here")
+        };
+        let (status, body) = h.post_as(&twin_token, paths::NODES, c).await;
+        single.push(if status.is_success() {
+            BatchOutcome::Ok(json(&body))
+        } else {
+            BatchOutcome::Err(failure(status, &body))
+        });
+    }
+    let strip = |outcomes: &[BatchOutcome]| -> Vec<BatchOutcome> {
+        outcomes
+            .iter()
+            .cloned()
+            .map(|o| match o {
+                BatchOutcome::Ok(mut info) => {
+                    info.updated_at = 0;
+                    BatchOutcome::Ok(info)
+                }
+                e => e,
+            })
+            .collect()
+    };
+    assert_eq!(strip(&results), strip(&single));
+    let codes: Vec<Option<(u16, ErrorCode)>> = results
+        .iter()
+        .map(|r| match r {
+            BatchOutcome::Ok(_) => None,
+            BatchOutcome::Err(e) => Some((e.status, e.error.code)),
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            None,
+            None,
+            None,
+            Some((404, ErrorCode::NotFound)),
+            Some((409, ErrorCode::NotAFile)),
+            Some((409, ErrorCode::Exists)),
+            Some((404, ErrorCode::NotFound)),
+            None,
+        ]
+    );
+    let mine = h.statfs().await;
+    let theirs = h.state.store.usage(twin, 0).await.unwrap();
+    assert_eq!(
+        (mine.used_bytes, mine.nodes, mine.seq),
+        (theirs.used_bytes, theirs.nodes, theirs.seq)
+    );
+    // One feed record per new node: a file and its contents are one change.
+    assert_eq!(mine.seq, 4 + 1, "the root, then d, f1, f2 and e");
+    assert_eq!(
+        h.audit("tree.batch").await,
+        [(
+            true,
+            "objects=3 bytes=600 creates=8 commits=0 failed=4 (exists=1 not_a_file=1 \
+             not_found=2) released=0"
+                .to_owned()
+        )]
+    );
 }
 
 #[tokio::test]
@@ -561,6 +838,7 @@ async fn each_operation_answers_as_its_own_endpoint() {
         kind: Kind::Directory,
         record: Base64(vec![1]),
         entry: None,
+        objects: Vec::new(),
     };
     let (status, body) = h
         .batch_as(
@@ -917,6 +1195,39 @@ async fn the_document_describes_the_batch() {
             "{schema}"
         );
     }
+    // A create may carry a file's objects: optional, described on the
+    // field and on both endpoints.
+    let create = &spec["components"]["schemas"]["CreateNodeRequest"];
+    let field = &create["properties"]["objects"];
+    assert_eq!(field["type"], "array", "{create}");
+    assert!(
+        field["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("pending") && d.contains("not_a_file")),
+        "{field}"
+    );
+    let required: Vec<&str> = create["required"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        required.contains(&"id") && !required.contains(&"objects"),
+        "{required:?}"
+    );
+    let described = |path: &str| {
+        spec["paths"][path]["post"]["description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(described(paths::NODES).contains("`objects`"));
+    assert!(described(paths::BATCH).contains("`objects`"));
+    let responses = &spec["paths"][paths::NODES]["post"]["responses"];
+    assert!(
+        responses["409"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("not_a_file"))
+    );
 }
 
 /// Not a check: the figures behind the batch. Run by hand, e.g. against
@@ -929,8 +1240,12 @@ async fn the_document_describes_the_batch() {
 ///
 /// N small files as the client sent them before the batch (create, `PUT`
 /// the object, commit: three requests, one after the other) against one
-/// batch, through the whole router (handlers, JSON, store, object store,
-/// audit; no TCP). SQLite without `VAULT_TEST_MYSQL_URL`.
+/// batch of a create and a commit per file, and one batch of a create with
+/// its object per file (fused), through the whole router (handlers, JSON,
+/// store, object store, audit; no TCP). SQLite without
+/// `VAULT_TEST_MYSQL_URL`. On MariaDB it also counts the statements the
+/// server ran (its `Questions`), per file; and it times `TreeStore::batch`
+/// alone for the two kinds of batch (objects reserved before).
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "a measurement, run by hand"]
 async fn measure_small_files() {
@@ -945,6 +1260,33 @@ async fn measure_small_files() {
     } else {
         "sqlite"
     };
+    // Statements MariaDB ran so far (every client's: run alone).
+    let counter = match &database_url {
+        Some(url) => Some(sqlx::MySqlPool::connect(url).await.unwrap()),
+        None => None,
+    };
+    let statements = || async {
+        let pool = counter.as_ref()?;
+        let row = sqlx::query("SHOW GLOBAL STATUS LIKE 'Questions'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        let value: String = sqlx::Row::get(&row, 1);
+        // Less the query asking.
+        value.parse::<u64>().ok().map(|v| v - 1)
+    };
+    let ms = |d: &[std::time::Duration]| -> String {
+        let mut v: Vec<f64> = d.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        v.sort_by(f64::total_cmp);
+        let shown: Vec<String> = v.iter().map(|x| format!("{x:.1}")).collect();
+        format!("median {:.1} ms [{}]", v[v.len() / 2], shown.join(", "))
+    };
+    let per_file = |counts: &[u64]| -> String {
+        match counts.iter().min() {
+            Some(min) => format!(", {:.1} statements per file", *min as f64 / FILES as f64),
+            None => String::new(),
+        }
+    };
     for blob_store in ["file:", "db"] {
         let h = harness(Options {
             database_url: database_url.clone(),
@@ -954,6 +1296,8 @@ async fn measure_small_files() {
         .await;
         let mut single = Vec::new();
         let mut batched = Vec::new();
+        let mut fused = Vec::new();
+        let mut counts: [Vec<u64>; 3] = Default::default();
         let mut n = 0u64;
         let mut next = || {
             n += 1;
@@ -962,6 +1306,7 @@ async fn measure_small_files() {
             (NodeId::from_bytes(b), ObjectId::from_bytes(b), n)
         };
         for _ in 0..ROUNDS {
+            let before = statements().await;
             let started = std::time::Instant::now();
             for _ in 0..FILES {
                 let (id, oid, k) = next();
@@ -977,6 +1322,9 @@ async fn measure_small_files() {
                 assert_eq!(status, StatusCode::OK);
             }
             single.push(started.elapsed());
+            if let (Some(a), Some(b)) = (before, statements().await) {
+                counts[0].push(b - a - 1);
+            }
 
             let mut req = BatchRequest::default();
             for _ in 0..FILES {
@@ -987,22 +1335,121 @@ async fn measure_small_files() {
                     .push(create_op(id, Kind::File, NodeId::ROOT, &format!("b{k}")));
                 req.ops.push(commit_op(id, 1, &[oid]));
             }
+            let before = statements().await;
             let started = std::time::Instant::now();
             let results = h.batch(&req).await;
             batched.push(started.elapsed());
+            if let (Some(a), Some(b)) = (before, statements().await) {
+                counts[1].push(b - a - 1);
+            }
             assert!(results.iter().all(|r| matches!(r, BatchOutcome::Ok(_))));
+
+            let mut req = BatchRequest::default();
+            for _ in 0..FILES {
+                let (id, oid, k) = next();
+                let data = vec![u8::try_from(k % 256).unwrap(); SIZE];
+                req.objects.push(inline(oid, &data));
+                req.ops.push(BatchOp::Create(create_file(
+                    id,
+                    NodeId::ROOT,
+                    &format!("c{k}"),
+                    &[oid],
+                )));
+            }
+            let before = statements().await;
+            let started = std::time::Instant::now();
+            let results = h.batch(&req).await;
+            fused.push(started.elapsed());
+            if let (Some(a), Some(b)) = (before, statements().await) {
+                counts[2].push(b - a - 1);
+            }
+            assert!(
+                results
+                    .iter()
+                    .all(|r| matches!(r, BatchOutcome::Ok(n) if n.size == SIZE as u64))
+            );
         }
-        let ms = |d: &[std::time::Duration]| -> String {
-            let mut v: Vec<f64> = d.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
-            v.sort_by(f64::total_cmp);
-            let shown: Vec<String> = v.iter().map(|x| format!("{x:.1}")).collect();
-            format!("median {:.1} ms [{}]", v[v.len() / 2], shown.join(", "))
-        };
         println!(
             "{backend}, objects {blob_store}: {FILES} files of {SIZE} B: \
-             one by one (3 requests each) {}; one batch {}",
+             one by one (3 requests each) {}{}; one batch (create + commit each) {}{}; \
+             one batch (create with its object each) {}{}",
             ms(&single),
-            ms(&batched)
+            per_file(&counts[0]),
+            ms(&batched),
+            per_file(&counts[1]),
+            ms(&fused),
+            per_file(&counts[2]),
         );
     }
+
+    // `TreeStore::batch` alone (its objects reserved before): a create and
+    // a commit per file, or a create with its object.
+    let h = harness(Options {
+        database_url: database_url.clone(),
+        ..Options::default()
+    })
+    .await;
+    let store = &h.state.store;
+    let mut times: [Vec<std::time::Duration>; 2] = Default::default();
+    let mut counts: [Vec<u64>; 2] = Default::default();
+    let mut n = 0u64;
+    for _ in 0..ROUNDS {
+        for (variant, fuse) in [false, true].into_iter().enumerate() {
+            let mut objects = Vec::new();
+            let mut ops = Vec::new();
+            for _ in 0..FILES {
+                n += 1;
+                let mut b = [0x6b; 16];
+                b[..8].copy_from_slice(&n.to_le_bytes());
+                let (id, oid) = (NodeId::from_bytes(b), ObjectId::from_bytes(b));
+                objects.push(crate::store::NewObject {
+                    id: oid,
+                    size: SIZE as u64,
+                    digest: [7; 32],
+                });
+                let name = format!("t{n}");
+                let entry = crate::store::NewEntry {
+                    parent: NodeId::ROOT,
+                    tag: tag(&name),
+                    encrypted_name: name.into_bytes(),
+                };
+                let new = NewNode {
+                    id,
+                    kind: common::crypto::attrs::NodeKind::File,
+                    record: vec![1; 60],
+                    entry: Some(entry),
+                    objects: if fuse { vec![oid] } else { Vec::new() },
+                };
+                ops.push(crate::store::TreeOp::Create(new));
+                if !fuse {
+                    ops.push(crate::store::TreeOp::Commit(crate::store::NewVersion {
+                        id,
+                        expected_version: 1,
+                        record: vec![2; 80],
+                        objects: vec![oid],
+                    }));
+                }
+            }
+            store
+                .reserve_objects(h.owner, &objects, u64::MAX >> 2, now())
+                .await
+                .unwrap();
+            let before = statements().await;
+            let started = std::time::Instant::now();
+            let results = store.batch(h.owner, &ops, now()).await.unwrap();
+            times[variant].push(started.elapsed());
+            if let (Some(a), Some(b)) = (before, statements().await) {
+                counts[variant].push(b - a - 1);
+            }
+            assert!(results.iter().all(Result::is_ok));
+        }
+    }
+    println!(
+        "{backend}, TreeStore::batch alone, {FILES} files: create + commit each {}{}; \
+         create with its object each {}{}",
+        ms(&times[0]),
+        per_file(&counts[0]),
+        ms(&times[1]),
+        per_file(&counts[1]),
+    );
 }
