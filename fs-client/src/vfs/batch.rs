@@ -82,9 +82,8 @@ struct Plan<'a> {
     guard: MutexGuard<'a, FileInner>,
     /// The new version's attributes (with its objects).
     attrs: NodeAttributes,
-    /// Index of its operation.
-    first: usize,
-    ops: usize,
+    /// Index of its operation (and of its outcome).
+    op: usize,
     /// The record the last operation sets and the version it makes.
     record: Base64,
     version: u64,
@@ -246,7 +245,7 @@ async fn plan<'a, A: VaultApi + 'static>(
     let mut attrs = guard.attrs.clone();
     attrs.objects = entries;
     match build_ops(core, &guard, &attrs) {
-        Ok((ops, record, version)) => {
+        Ok((op, record, version)) => {
             for (entry, ct) in &objects {
                 req.objects.push(InlineObject {
                     id: entry.id,
@@ -254,15 +253,13 @@ async fn plan<'a, A: VaultApi + 'static>(
                     sha256: Base64(entry.digest.as_bytes().to_vec()),
                 });
             }
-            let first = req.ops.len();
-            let n = ops.len();
-            req.ops.extend(ops);
+            let index = req.ops.len();
+            req.ops.push(op);
             Ok(Plan {
                 file,
                 guard,
                 attrs,
-                first,
-                ops: n,
+                op: index,
                 record,
                 version,
                 objects,
@@ -281,7 +278,7 @@ fn build_ops<A: VaultApi + 'static>(
     core: &Core<A>,
     inner: &FileInner,
     attrs: &NodeAttributes,
-) -> FsResult<(Vec<BatchOp>, Base64, u64)> {
+) -> FsResult<(BatchOp, Base64, u64)> {
     attrs.validate()?;
     let id = inner.node;
     if inner.base_version == 0 {
@@ -290,7 +287,7 @@ fn build_ops<A: VaultApi + 'static>(
         let mut create = local::create_request(core, inner, attrs)?;
         create.objects = attrs.objects.iter().map(|o| o.id).collect();
         let record = create.record.clone();
-        return Ok((vec![BatchOp::Create(create)], record, 1));
+        return Ok((BatchOp::Create(create), record, 1));
     }
     let version = inner.base_version + 1;
     let record: Base64 = seal::seal(&core.keys, id, version, attrs)?.into();
@@ -302,7 +299,7 @@ fn build_ops<A: VaultApi + 'static>(
             objects: attrs.objects.iter().map(|o| o.id).collect(),
         },
     });
-    Ok((vec![commit], record, version))
+    Ok((commit, record, version))
 }
 
 /// Sends the batch and records each file's outcome.
@@ -364,39 +361,36 @@ async fn send<A: VaultApi + 'static>(
         }
     };
     for p in plans.iter_mut() {
-        let outcomes = results.get(p.first..p.first + p.ops).unwrap_or(&[]);
-        if let Err(e) = apply(core, p, outcomes) {
+        if let Err(e) = apply(core, p, results.get(p.op)) {
             tracing::debug!(error = %e, "a batched commit did not land; committing the file alone");
         }
     }
     Ok(())
 }
 
-/// Records the outcomes of one file's operations.
+/// Records the outcome of one file's operation.
 fn apply<A: VaultApi + 'static>(
     core: &Core<A>,
     p: &mut Plan<'_>,
-    outcomes: &[BatchOutcome],
+    outcome: Option<&BatchOutcome>,
 ) -> FsResult<()> {
     let id = p.guard.node;
-    let ok = |o: Option<&BatchOutcome>| -> FsResult<NodeInfo> {
-        match o {
-            Some(BatchOutcome::Ok(info)) if info.id == id => Ok(info.clone()),
-            Some(BatchOutcome::Ok(_)) => {
-                Err(FsError::Integrity(common::crypto::CryptoError::Malformed {
-                    what: "node",
-                    reason: "the server answered with another node",
-                }))
-            }
-            Some(BatchOutcome::Err(f)) => Err(FsError::from(crate::api::ApiError::status(
-                f.status,
-                f.error.code,
-                f.error.message.clone(),
-            ))),
-            None => Err(FsError::Internal("missing batch outcome".into())),
+    let answer = match outcome {
+        Some(BatchOutcome::Ok(info)) if info.id == id => Ok(info.clone()),
+        Some(BatchOutcome::Ok(_)) => {
+            Err(FsError::Integrity(common::crypto::CryptoError::Malformed {
+                what: "node",
+                reason: "the server answered with another node",
+            }))
         }
+        Some(BatchOutcome::Err(f)) => Err(FsError::from(crate::api::ApiError::status(
+            f.status,
+            f.error.code,
+            f.error.message.clone(),
+        ))),
+        None => Err(FsError::Internal("missing batch outcome".into())),
     };
-    let last = match ok(outcomes.first()) {
+    let last = match answer {
         Ok(info) => info,
         Err(e) => {
             if p.guard.base_version == 0 {
