@@ -2973,7 +2973,7 @@ fn plan_cases(
         (
             "NODE_HEAD_OBJECTS",
             q::NODE_HEAD_OBJECTS,
-            vec![o.clone(), f.clone()],
+            vec![o.clone(), f.clone(), o.clone(), f.clone()],
         ),
         (
             "NODES_IN",
