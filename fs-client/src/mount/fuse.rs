@@ -581,6 +581,9 @@ impl<A: VaultApi + 'static> Filesystem for FuseFs<A> {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if let Some(res) = self.vfs.listxattr_cached(ino.0) {
+            return reply_xattr("listxattr", reply, size, res);
+        }
         self.spawn(|vfs| async move {
             reply_xattr("listxattr", reply, size, vfs.listxattr(ino.0).await)
         });

@@ -116,16 +116,44 @@ fn new_attrs(kind: NodeKind, mode: u32, caller: Caller) -> NodeAttributes {
     NodeAttributes::new(kind, mode, caller.uid, caller.gid, Timestamp::now())
 }
 
+/// Extended attributes this filesystem does not keep: `system.*` (POSIX
+/// ACLs would need enforcing; without them the kernel's mode checks apply,
+/// as on a filesystem mounted without `acl`) and the SELinux label (on FUSE
+/// it comes from the local policy, never from the files). Getting, setting
+/// or removing one fails with `EOPNOTSUPP`, as on a filesystem without that
+/// support; `ls -l` then stops asking for the rest of the directory (it
+/// caches "unsupported" per device) instead of making two requests per file.
+fn unsupported_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"system.") || name == b"security.selinux"
+}
+
 fn check_xattr_name(name: &[u8]) -> FsResult<()> {
     if name.is_empty() || name.len() > MAX_XATTR_NAME {
         return Err(FsError::Range);
     }
-    // POSIX ACLs would need enforcing; without them the kernel's mode
-    // checks apply, as on a filesystem mounted without `acl`.
-    if name.starts_with(b"system.") {
+    if unsupported_xattr(name) {
         return Err(FsError::NotSupported);
     }
     Ok(())
+}
+
+/// The value of `name` in `attrs`.
+fn xattr_value(attrs: &NodeAttributes, name: &[u8]) -> FsResult<Vec<u8>> {
+    if unsupported_xattr(name) {
+        return Err(FsError::NotSupported);
+    }
+    attrs.xattrs.get(name).cloned().ok_or(FsError::NoAttribute)
+}
+
+/// Every name in `attrs`, each followed by a NUL (the unsupported ones
+/// left out, should a record hold one).
+fn xattr_list(attrs: &NodeAttributes) -> Vec<u8> {
+    let mut out = Vec::new();
+    for name in attrs.xattrs.keys().filter(|n| !unsupported_xattr(n)) {
+        out.extend_from_slice(name);
+        out.push(0);
+    }
+    out
 }
 
 impl<A: VaultApi + 'static> Vfs<A> {
@@ -282,12 +310,20 @@ impl<A: VaultApi + 'static> Vfs<A> {
     /// `None`. `ls -l` asks two of these per file (an ACL and a security
     /// label), so they must not cost a task and a wake-up each.
     pub fn getxattr_cached(&self, ino: Ino, name: &OsStr) -> Option<FsResult<Vec<u8>>> {
-        let pick = |a: &NodeAttributes| {
-            a.xattrs
-                .get(name.as_bytes())
-                .cloned()
-                .ok_or(FsError::NoAttribute)
-        };
+        let name = name.as_bytes();
+        if unsupported_xattr(name) {
+            return Some(Err(FsError::NotSupported));
+        }
+        self.attrs_cached(ino, |a| xattr_value(a, name))
+    }
+
+    /// [`Vfs::listxattr`] when it can be answered from memory at once, else
+    /// `None` (`cp -a`, `rsync -X` and `tar --xattrs` ask it per file).
+    pub fn listxattr_cached(&self, ino: Ino) -> Option<FsResult<Vec<u8>>> {
+        self.attrs_cached(ino, |a| Ok(xattr_list(a)))
+    }
+
+    fn attrs_cached<T>(&self, ino: Ino, pick: impl FnOnce(&NodeAttributes) -> T) -> Option<T> {
         if let Some(f) = self.core.file(ino) {
             return Some(pick(&f.view().attrs));
         }
@@ -1310,28 +1346,23 @@ impl<A: VaultApi + 'static> Vfs<A> {
 
     /// An extended attribute's value.
     pub async fn getxattr(&self, ino: Ino, name: &OsStr) -> FsResult<Vec<u8>> {
-        let attrs = self.current_attrs(ino).await?;
-        attrs
-            .xattrs
-            .get(name.as_bytes())
-            .cloned()
-            .ok_or(FsError::NoAttribute)
+        if unsupported_xattr(name.as_bytes()) {
+            return Err(FsError::NotSupported);
+        }
+        xattr_value(&self.current_attrs(ino).await?, name.as_bytes())
     }
 
     /// Every extended attribute name, each followed by a NUL.
     pub async fn listxattr(&self, ino: Ino) -> FsResult<Vec<u8>> {
-        let attrs = self.current_attrs(ino).await?;
-        let mut out = Vec::new();
-        for name in attrs.xattrs.keys() {
-            out.extend_from_slice(name);
-            out.push(0);
-        }
-        Ok(out)
+        Ok(xattr_list(&self.current_attrs(ino).await?))
     }
 
     /// Removes an extended attribute.
     pub async fn removexattr(&self, ino: Ino, name: &OsStr) -> FsResult<()> {
         let name = name.as_bytes().to_vec();
+        if unsupported_xattr(&name) {
+            return Err(FsError::NotSupported);
+        }
         self.change_attrs(ino, move |a| {
             a.xattrs
                 .remove(&name)

@@ -305,6 +305,39 @@ async fn names_links_renames_and_xattrs() {
         .unwrap();
     assert_eq!(v.getxattr(h.ino, os("user.colour")).await.unwrap(), b"blue");
     assert_eq!(v.listxattr(h.ino).await.unwrap(), b"user.colour\0");
+    assert_eq!(
+        v.listxattr_cached(h.ino).unwrap().unwrap(),
+        b"user.colour\0"
+    );
+    // ACLs and the SELinux label are not kept: every call says so (ls -l
+    // then stops asking), from memory and from the async path alike.
+    for name in ["system.posix_acl_access", "security.selinux"] {
+        let unsupported = |r: FsResult<Vec<u8>>| matches!(r, Err(FsError::NotSupported));
+        assert!(unsupported(v.getxattr(h.ino, os(name)).await), "{name}");
+        assert!(
+            unsupported(v.getxattr_cached(h.ino, os(name)).unwrap()),
+            "{name}"
+        );
+        assert!(matches!(
+            v.setxattr(h.ino, os(name), b"x", XattrHow::Set).await,
+            Err(FsError::NotSupported)
+        ));
+        assert!(matches!(
+            v.removexattr(h.ino, os(name)).await,
+            Err(FsError::NotSupported)
+        ));
+    }
+    // Other security.* attributes are kept like user.* ones.
+    v.setxattr(h.ino, os("security.other"), b"v", XattrHow::Set)
+        .await
+        .unwrap();
+    assert_eq!(
+        v.getxattr_cached(h.ino, os("security.other"))
+            .unwrap()
+            .unwrap(),
+        b"v"
+    );
+    v.removexattr(h.ino, os("security.other")).await.unwrap();
     v.removexattr(h.ino, os("user.colour")).await.unwrap();
     assert!(matches!(
         v.getxattr(h.ino, os("user.colour")).await,
