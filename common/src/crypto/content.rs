@@ -38,9 +38,6 @@
 
 use std::ops::Range;
 
-use aes_gcm::aead::AeadInOut;
-use aes_gcm::aead::{Nonce, Tag};
-use aes_gcm::{Aes256Gcm, KeyInit};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -48,6 +45,7 @@ use zeroize::Zeroizing;
 
 use super::aad::frame;
 use super::attrs::ObjectEntry;
+use super::gcm::{Gcm, NONCE_LEN};
 use super::keys::hkdf_sha256;
 use super::subkeys::ContentKey;
 use super::{CryptoError, random_array};
@@ -204,7 +202,7 @@ pub fn ciphertext_range(
 
 /// The per-object AEAD state shared by encryption and decryption.
 struct SegmentCipher {
-    cipher: Aes256Gcm,
+    cipher: Gcm,
     prefix: [u8; NONCE_PREFIX_LEN],
     aad: Vec<u8>,
 }
@@ -219,7 +217,7 @@ impl SegmentCipher {
             okm.as_mut_slice(),
         )?;
         let (k, p) = okm.split_at(32);
-        let cipher = Aes256Gcm::new_from_slice(k).map_err(|_| CryptoError::OutOfRange)?;
+        let cipher = Gcm::new(k)?;
         let mut prefix = [0u8; NONCE_PREFIX_LEN];
         prefix.copy_from_slice(p);
         Ok(Self {
@@ -229,15 +227,15 @@ impl SegmentCipher {
         })
     }
 
-    fn nonce(&self, index: u64, last: bool) -> Result<Nonce<Aes256Gcm>, CryptoError> {
+    fn nonce(&self, index: u64, last: bool) -> Result<[u8; NONCE_LEN], CryptoError> {
         let counter = u32::try_from(index).map_err(|_| CryptoError::OutOfRange)?;
-        let mut n = [0u8; 12];
+        let mut n = [0u8; NONCE_LEN];
         let (p, rest) = n.split_at_mut(NONCE_PREFIX_LEN);
         p.copy_from_slice(&self.prefix);
         let (c, flag) = rest.split_at_mut(4);
         c.copy_from_slice(&counter.to_be_bytes());
         flag.fill(u8::from(last));
-        Ok(Nonce::<Aes256Gcm>::from(n))
+        Ok(n)
     }
 }
 
@@ -320,11 +318,7 @@ impl ObjectEncryptor {
         let start = out.len();
         out.extend_from_slice(plaintext);
         let body = out.get_mut(start..).ok_or(CryptoError::OutOfRange)?;
-        let tag = self
-            .cipher
-            .cipher
-            .encrypt_inout_detached(&nonce, &self.cipher.aad, body.into())
-            .map_err(|_| CryptoError::OutOfRange)?;
+        let tag = self.cipher.cipher.seal(nonce, &self.cipher.aad, body)?;
         out.extend_from_slice(&tag);
         self.next += 1;
         self.finished = last;
@@ -445,15 +439,14 @@ impl ObjectDecryptor {
             });
         }
         let (body, tag) = ciphertext.split_at(ciphertext.len() - TAG_LEN);
-        let tag = Tag::<Aes256Gcm>::try_from(tag).map_err(|_| CryptoError::Authentication)?;
         let nonce = self.cipher.nonce(index, index + 1 == self.segments)?;
         let start = out.len();
-        out.extend_from_slice(body);
+        out.resize(start + body.len(), 0);
         let result = match out.get_mut(start..) {
             Some(buf) => self
                 .cipher
                 .cipher
-                .decrypt_inout_detached(&nonce, &self.cipher.aad, buf.into(), &tag)
+                .open(nonce, &self.cipher.aad, body, tag, buf)
                 .map_err(|_| CryptoError::SegmentAuthentication { index }),
             None => Err(CryptoError::OutOfRange),
         };

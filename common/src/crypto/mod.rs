@@ -21,6 +21,7 @@ mod aad;
 pub mod attrs;
 pub mod content;
 mod error;
+mod gcm;
 pub mod kdf;
 mod keys;
 pub mod keywrap;

@@ -7,11 +7,9 @@
 //! gives every message its own key and nonce, so the usual 2^32-messages limit
 //! of random 96-bit GCM nonces under one key does not apply.
 
-use aes_gcm::aead::AeadInOut;
-use aes_gcm::aead::{Nonce, Tag};
-use aes_gcm::{Aes256Gcm, KeyInit};
 use zeroize::{Zeroize, Zeroizing};
 
+use super::gcm::{Gcm, NONCE_LEN};
 use super::keys::hkdf_sha256;
 use super::{CryptoError, Key32, random_array};
 
@@ -25,7 +23,7 @@ pub const SEALED_OVERHEAD: usize = 1 + SALT_LEN + TAG_LEN;
 const MESSAGE_KEY_INFO: &[u8] = b"securevault/v1/message-key";
 
 /// The cipher and nonce for one message.
-fn message_cipher(key: &Key32, salt: &[u8]) -> Result<(Aes256Gcm, Nonce<Aes256Gcm>), CryptoError> {
+fn message_cipher(key: &Key32, salt: &[u8]) -> Result<(Gcm, [u8; NONCE_LEN]), CryptoError> {
     let mut okm = Zeroizing::new([0u8; 44]);
     hkdf_sha256(
         key.expose(),
@@ -34,9 +32,8 @@ fn message_cipher(key: &Key32, salt: &[u8]) -> Result<(Aes256Gcm, Nonce<Aes256Gc
         okm.as_mut_slice(),
     )?;
     let (k, n) = okm.split_at(32);
-    let cipher = Aes256Gcm::new_from_slice(k).map_err(|_| CryptoError::OutOfRange)?;
-    let nonce = Nonce::<Aes256Gcm>::try_from(n).map_err(|_| CryptoError::OutOfRange)?;
-    Ok((cipher, nonce))
+    let nonce = <[u8; NONCE_LEN]>::try_from(n).map_err(|_| CryptoError::OutOfRange)?;
+    Ok((Gcm::new(k)?, nonce))
 }
 
 /// Seals with an explicit salt: for test vectors only.
@@ -52,9 +49,7 @@ pub(crate) fn seal_with_salt(
     out.extend_from_slice(salt);
     out.extend_from_slice(plaintext);
     let body = out.get_mut(1 + SALT_LEN..).ok_or(CryptoError::OutOfRange)?;
-    let tag = cipher
-        .encrypt_inout_detached(&nonce, aad, body.into())
-        .map_err(|_| CryptoError::OutOfRange)?;
+    let tag = cipher.seal(nonce, aad, body)?;
     out.extend_from_slice(&tag);
     Ok(out)
 }
@@ -89,11 +84,8 @@ pub(crate) fn open(
     let (salt, rest) = rest.split_at(SALT_LEN);
     let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
     let (cipher, nonce) = message_cipher(key, salt)?;
-    let tag = Tag::<Aes256Gcm>::try_from(tag).map_err(|_| CryptoError::Authentication)?;
-    let mut plaintext = Zeroizing::new(body.to_vec());
-    cipher
-        .decrypt_inout_detached(&nonce, aad, plaintext.as_mut_slice().into(), &tag)
-        .map_err(|_| CryptoError::Authentication)?;
+    let mut plaintext = Zeroizing::new(vec![0u8; body.len()]);
+    cipher.open(nonce, aad, body, tag, plaintext.as_mut_slice())?;
     Ok(plaintext)
 }
 
