@@ -98,7 +98,7 @@ mod tests {
         gcm.open(nonce, b"", &buf, &tag, &mut back).unwrap();
         assert_eq!(back, pt);
         // A flipped bit anywhere fails and leaves no plaintext.
-        let mut bad = buf.clone();
+        let mut bad = buf;
         bad[0] ^= 1;
         let mut out = vec![7u8; buf.len()];
         assert!(gcm.open(nonce, b"", &bad, &tag, &mut out).is_err());

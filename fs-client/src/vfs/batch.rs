@@ -418,7 +418,7 @@ fn landed<A: VaultApi + 'static>(
         p.link_gen,
     )?;
     for (entry, ct) in p.objects.drain(..) {
-        core.content.stored(entry.id, &ct);
+        core.content.stored(entry.id, entry.len, &ct);
     }
     Ok(())
 }

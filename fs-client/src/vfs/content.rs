@@ -10,8 +10,9 @@
 //! Sequential readers get the next object fetched in the background.
 //!
 //! Writes: a chunk of plaintext becomes one new object with a fresh random
-//! id, bound to its file and offset, uploaded with bounded parallelism and
-//! kept in the disk cache, so reading back what was just written is local.
+//! id, bound to its file and offset, uploaded with bounded parallelism; a
+//! partial chunk (small files, tails) is also kept in the disk cache, so
+//! reading back what was just written is local.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use zeroize::Zeroizing;
 
 use super::background::Background;
 use super::error::{FsError, FsResult};
+use super::file::CHUNK;
 use super::remote::{Budget, Remote};
 use crate::api::tree::sha256;
 use crate::api::{ByteRange, VaultApi};
@@ -36,7 +38,7 @@ use crate::cache::{DiskCache, SegmentCache};
 
 const SEG: u64 = SEGMENT_SIZE as u64;
 /// Objects fetched ahead of sequential readers at once.
-const PREFETCHES: usize = 2;
+const PREFETCHES: usize = 4;
 /// Chunks of files still being written that upload at once.
 const EARLY_UPLOADS: usize = 4;
 
@@ -341,9 +343,16 @@ impl<A: VaultApi + 'static> Content<A> {
         ))
     }
 
-    /// An object this mount just stored on the server: reading it back is
-    /// local.
-    pub(crate) fn stored(&self, id: ObjectId, ct: &[u8]) {
+    /// An object this mount just stored on the server, of `len` plaintext
+    /// bytes: a partial chunk (a small file, a file's tail) is kept in the
+    /// disk cache, so reading it back is local. A full chunk is not: a big
+    /// file written in one go would push everything else out of the cache,
+    /// and keeping it costs one more copy of every byte written (JuiceFS
+    /// does the same by default); reading it back downloads it.
+    pub(crate) fn stored(&self, id: ObjectId, len: u64, ct: &[u8]) {
+        if len >= CHUNK {
+            return;
+        }
         if let Some(disk) = &self.disk
             && let Err(e) = disk.insert(id, ct)
         {
@@ -379,7 +388,7 @@ impl<A: VaultApi + 'static> Content<A> {
             Err(e) if e.code() == Some(common::api::ErrorCode::Exists) => {}
             Err(e) => return Err(e.into()),
         }
-        self.stored(id, &ct);
+        self.stored(id, entry.len, &ct);
         Ok(entry)
     }
 }
