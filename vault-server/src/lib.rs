@@ -13,6 +13,7 @@ pub mod error;
 pub mod gc;
 pub mod http;
 pub mod mail;
+pub mod memory;
 pub mod objects;
 pub mod state;
 pub mod store;

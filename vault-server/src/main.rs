@@ -35,6 +35,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    vault_server::memory::bound_allocator();
     // .env never overrides variables that are already set.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
