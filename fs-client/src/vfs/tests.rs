@@ -1056,3 +1056,22 @@ async fn the_feed_refreshes_what_it_drops_in_one_request() {
     assert_eq!(v.getattr(inos[3]).await.unwrap().perm, 0o600);
     assert_eq!(v.getattr(inos[4]).await.unwrap().perm, 0o644);
 }
+
+#[tokio::test]
+async fn only_partial_chunks_just_written_stay_in_the_disk_cache() {
+    // A full 4 MiB chunk of a big file is not kept after its upload (it
+    // would push everything else out of the cache); the file's tail, like
+    // any small file, is, so reading it back is local.
+    let fake = Arc::new(FakeVault::new());
+    let dir = tempfile::tempdir().unwrap();
+    let v = start(&fake, dir.path()).await;
+    let tail = 1000u64;
+    let data = pattern(usize::try_from(file::CHUNK + tail).unwrap(), 5);
+    let ino = write_file(&v, ROOT_INO, "big.bin", &data).await;
+    v.sync_all().await.unwrap();
+    let tail_ct = common::crypto::content::ciphertext_len(tail).unwrap();
+    assert_eq!(v.cache_used(), tail_ct, "only the tail's object is cached");
+    // Reading it all back downloads the chunk and checks it.
+    assert_eq!(read_file(&v, ino).await.unwrap(), data);
+    v.shutdown().await;
+}
