@@ -54,7 +54,7 @@ use crate::ids::{NodeId, ObjectId};
 /// Plaintext bytes per segment.
 pub const SEGMENT_SIZE: usize = 64 * 1024;
 /// AES-GCM tag length.
-pub const TAG_LEN: usize = 16;
+pub const TAG_LEN: usize = super::gcm::TAG_LEN;
 /// Ciphertext bytes of a full segment.
 pub const SEGMENT_CIPHERTEXT_SIZE: usize = SEGMENT_SIZE + TAG_LEN;
 /// Magic and format version at the start of every object.

@@ -9,7 +9,7 @@
 
 use zeroize::{Zeroize, Zeroizing};
 
-use super::gcm::{Gcm, NONCE_LEN};
+use super::gcm::{Gcm, NONCE_LEN, TAG_LEN};
 use super::keys::hkdf_sha256;
 use super::{CryptoError, Key32, random_array};
 
@@ -17,7 +17,6 @@ use super::{CryptoError, Key32, random_array};
 pub(crate) const SEALED_VERSION: u8 = 1;
 /// Length of the per-message random salt.
 pub(crate) const SALT_LEN: usize = 24;
-const TAG_LEN: usize = 16;
 /// Bytes a sealed box adds to its plaintext.
 pub const SEALED_OVERHEAD: usize = 1 + SALT_LEN + TAG_LEN;
 const MESSAGE_KEY_INFO: &[u8] = b"securevault/v1/message-key";
