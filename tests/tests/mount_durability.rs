@@ -27,6 +27,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read as _, Write as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -64,6 +65,12 @@ fn kill9_files() -> Vec<(String, Vec<u8>)> {
     files
 }
 
+/// The mode and time set on `dir/sub` before the kill.
+const DIR_MODE: u32 = 0o750;
+fn dir_mtime() -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + Duration::new(1_400_000_000, 123_456_789)
+}
+
 async fn kill9_keeps_closed_and_fsynced_files(b: Backend) {
     let Some(mut v) = tests::mount::start(b).await else {
         return;
@@ -92,6 +99,12 @@ async fn kill9_keeps_closed_and_fsynced_files(b: Backend) {
                 }
             }
         }
+        // A directory's mode and time, as tar and rsync set them last.
+        fs::set_permissions(r.join("dir/sub"), fs::Permissions::from_mode(DIR_MODE)).unwrap();
+        File::open(r.join("dir/sub"))
+            .unwrap()
+            .set_modified(dir_mtime())
+            .unwrap();
         let (name, content) = kill9_files().pop().unwrap();
         let mut f = File::create(r.join(name)).unwrap();
         f.write_all(&content).unwrap();
@@ -126,6 +139,12 @@ async fn kill9_keeps_closed_and_fsynced_files(b: Backend) {
             assert!(
                 leftovers.is_empty(),
                 "{what}: renamed temp file still listed: {leftovers:?}"
+            );
+            let dir = fs::metadata(r.join("dir/sub")).unwrap();
+            assert_eq!(
+                (dir.permissions().mode() & 0o7777, dir.modified().unwrap()),
+                (DIR_MODE, dir_mtime()),
+                "{what}: the directory's mode and time"
             );
         }
     };

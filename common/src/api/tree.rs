@@ -300,6 +300,18 @@ pub struct BatchCommit {
     pub commit: CommitRequest,
 }
 
+/// A record change inside a [`BatchRequest`] (a directory's or symlink's
+/// mode, owner or times).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchRecord {
+    /// The node.
+    pub id: NodeId,
+    /// As `PUT /v1/nodes/{id}/record`.
+    #[serde(flatten)]
+    pub update: UpdateRecordRequest,
+}
+
 /// One operation of a batch.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -309,6 +321,8 @@ pub enum BatchOp {
     Create(CreateNodeRequest),
     /// As `POST /v1/nodes/{id}/commit`.
     Commit(BatchCommit),
+    /// As `PUT /v1/nodes/{id}/record`.
+    Record(BatchRecord),
 }
 
 /// Many tree changes in one request: the inline objects are stored first
@@ -390,14 +404,43 @@ mod tests {
         assert_eq!(json["op"], "create");
         match serde_json::from_value::<BatchOp>(json).unwrap() {
             BatchOp::Create(c) => assert_eq!(c.objects, ids),
-            BatchOp::Commit(_) => panic!("not a create"),
+            other => panic!("not a create: {other:?}"),
         }
         let mut json = serde_json::to_value(BatchOp::Create(create(Vec::new()))).unwrap();
         assert!(json.get("objects").is_none(), "{json}");
         json["objects"] = serde_json::Value::Array(Vec::new());
         match serde_json::from_value::<BatchOp>(json).unwrap() {
             BatchOp::Create(c) => assert!(c.objects.is_empty()),
-            BatchOp::Commit(_) => panic!("not a create"),
+            other => panic!("not a create: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_record_change_in_a_batch_is_the_record_endpoint_body_with_its_id() {
+        let id = NodeId::from_bytes([3; 16]);
+        let op = BatchOp::Record(BatchRecord {
+            id,
+            update: UpdateRecordRequest {
+                expected_version: 7,
+                record: Base64(vec![1, 2, 3]),
+            },
+        });
+        let json = serde_json::to_value(&op).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "op": "record",
+                "id": id.to_string(),
+                "expected_version": 7,
+                "record": "AQID",
+            })
+        );
+        match serde_json::from_value::<BatchOp>(json).unwrap() {
+            BatchOp::Record(r) => {
+                assert_eq!((r.id, r.update.expected_version), (id, 7));
+                assert_eq!(r.update.record.0, [1, 2, 3]);
+            }
+            other => panic!("not a record change: {other:?}"),
         }
     }
 }

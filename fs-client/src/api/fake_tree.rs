@@ -122,6 +122,9 @@ struct State {
     clock: Option<i64>,
     /// `GET /v1/nodes/{id}` answered (one node fetched on its own).
     node_gets: u64,
+    /// `PUT /v1/nodes/{id}/record` requests and `POST /v1/batch` requests.
+    record_puts: u64,
+    batches: u64,
 }
 
 /// The in-memory vault server.
@@ -816,6 +819,7 @@ impl State {
                     }
                     BatchOp::Create(c) => self.create_node(c),
                     BatchOp::Commit(c) => self.commit(c.id, &c.commit),
+                    BatchOp::Record(r) => self.update_record(r.id, &r.update),
                 };
                 match res {
                     Ok(info) => BatchOutcome::Ok(info),
@@ -893,6 +897,8 @@ impl FakeVault {
                 failures: VecDeque::new(),
                 clock: None,
                 node_gets: 0,
+                record_puts: 0,
+                batches: 0,
             }),
         }
     }
@@ -900,6 +906,17 @@ impl FakeVault {
     /// How many single nodes (`GET /v1/nodes/{id}`) were fetched so far.
     pub fn node_gets(&self) -> u64 {
         self.lock().node_gets
+    }
+
+    /// How many records were replaced one request each (`PUT
+    /// /v1/nodes/{id}/record`) so far.
+    pub fn record_puts(&self) -> u64 {
+        self.lock().record_puts
+    }
+
+    /// How many `POST /v1/batch` requests were answered so far.
+    pub fn batches(&self) -> u64 {
+        self.lock().batches
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -1089,7 +1106,10 @@ impl VaultApi for FakeVault {
         id: NodeId,
         req: &UpdateRecordRequest,
     ) -> ApiResult<NodeInfo> {
-        self.with(token, |s| s.update_record(id, req))
+        self.with(token, |s| {
+            s.record_puts += 1;
+            s.update_record(id, req)
+        })
     }
 
     async fn commit(
@@ -1166,7 +1186,10 @@ impl VaultApi for FakeVault {
     }
 
     async fn batch(&self, token: &AccessToken, req: &BatchRequest) -> ApiResult<BatchResponse> {
-        self.with(token, |s| s.batch(req))
+        self.with(token, |s| {
+            s.batches += 1;
+            s.batch(req)
+        })
     }
 
     async fn statfs(&self, token: &AccessToken) -> ApiResult<StatFs> {

@@ -323,13 +323,7 @@ async fn send<A: VaultApi + 'static>(
     }
     let n = req.ops.len();
     let started = std::time::Instant::now();
-    let res = core
-        .remote
-        .call(budget, |api, t| {
-            let req = req.clone();
-            async move { api.batch(&t, &req).await }
-        })
-        .await;
+    let res = core.batch(budget, &req).await;
     if res.is_ok() {
         let current = core.batch_files.load(std::sync::atomic::Ordering::Relaxed);
         let next = next_batch_files(current, plans.len(), started.elapsed());

@@ -546,7 +546,15 @@ pub(crate) async fn uploader<A: VaultApi + 'static>(core: Arc<Core<A>>) {
                 tracing::warn!(error = %e, "upload failed; will retry");
             }
         }
-        if core.stopping.load(std::sync::atomic::Ordering::Acquire) {
+        let stopping = core.stopping.load(std::sync::atomic::Ordering::Acquire);
+        match super::records::commit(&core, Budget::Uploader, None, stopping).await {
+            Ok(rest) => resting |= rest,
+            Err(e) => {
+                failed = true;
+                tracing::warn!(error = %e, "sending directory changes failed; will retry");
+            }
+        }
+        if stopping {
             return;
         }
         if failed {

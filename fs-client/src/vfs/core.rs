@@ -60,6 +60,10 @@ pub(crate) struct Core<A> {
     pub journal: Journal,
     /// Files with uncommitted changes and their staged bytes.
     pub dirty: std::sync::Mutex<HashMap<Ino, u64>>,
+    /// Held while a record change is added or settled together with its
+    /// journal file (see `records`), so the file always holds the newest;
+    /// taken before the table's lock.
+    pub records_io: std::sync::Mutex<()>,
     /// Wakes the uploader.
     pub upload_wake: Notify,
     /// Signals `sync_all` waiters that a commit finished.
@@ -335,6 +339,17 @@ impl<A: VaultApi + 'static> Core<A> {
             }
         }
         Err(FsError::Internal("the node kept changing".into()))
+    }
+
+    /// `POST /v1/batch` with `budget`.
+    pub(crate) async fn batch(
+        &self,
+        budget: Budget,
+        req: &common::api::tree::BatchRequest,
+    ) -> crate::api::ApiResult<common::api::tree::BatchResponse> {
+        self.remote
+            .call(budget, |api, t| async move { api.batch(&t, req).await })
+            .await
     }
 
     /// `POST /v1/nodes` with `budget`.

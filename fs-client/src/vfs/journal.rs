@@ -281,19 +281,7 @@ impl Journal {
         }
         let tmp = self.dir.join(format!("{}.manifest.tmp", m.node));
         self.pool.take(&tmp);
-        {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(page.as_deref().unwrap_or(&sealed))?;
-            if durable {
-                f.sync_data()?;
-            }
-        }
-        fs::rename(&tmp, &path)?;
+        replace_file(&tmp, &path, page.as_deref().unwrap_or(&sealed), durable)?;
         if durable {
             File::open(&self.dir)?.sync_all()?;
         }
@@ -321,6 +309,51 @@ impl Journal {
             }
         }
         Ok(())
+    }
+
+    /// The local key journal entries are sealed with.
+    pub(crate) fn key(&self) -> &LocalKey {
+        &self.key
+    }
+
+    fn record_path(&self, node: NodeId) -> PathBuf {
+        self.dir.join(format!("{node}.record"))
+    }
+
+    /// Replaces the sealed record change of `node` (see `records`): a new
+    /// file renamed over the old one, so a crash leaves one or the other.
+    pub(crate) fn write_record(&self, node: NodeId, sealed: &[u8]) -> FsResult<()> {
+        let tmp = self.dir.join(format!("{node}.record.tmp"));
+        replace_file(&tmp, &self.record_path(node), sealed, false)?;
+        Ok(())
+    }
+
+    /// Forgets the record change of `node`.
+    pub(crate) fn remove_record(&self, node: NodeId) -> FsResult<()> {
+        Ok(remove_if_present(&self.record_path(node))?)
+    }
+
+    /// Every record change left by an earlier run, sealed, by node (and
+    /// removes temporary ones a crash left).
+    pub(crate) fn records(&self) -> FsResult<Vec<(NodeId, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.ends_with(".record.tmp") {
+                remove_if_present(&entry.path())?;
+                continue;
+            }
+            let Some(node) = name
+                .strip_suffix(".record")
+                .and_then(|hex| hex.parse::<NodeId>().ok())
+            else {
+                continue;
+            };
+            out.push((node, fs::read(entry.path())?));
+        }
+        Ok(out)
     }
 
     /// Every manifest left by an earlier run (unreadable ones are reported
@@ -379,6 +412,23 @@ impl Journal {
         }
         Ok(out)
     }
+}
+
+/// Writes `bytes` to `tmp` (private to the user; synced with `durable`)
+/// and renames it over `path`, so a crash leaves the old file or the new.
+fn replace_file(tmp: &Path, path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(tmp)?;
+    f.write_all(bytes)?;
+    if durable {
+        f.sync_data()?;
+    }
+    drop(f);
+    fs::rename(tmp, path)
 }
 
 /// Bytes of a manifest page.

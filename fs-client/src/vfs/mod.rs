@@ -21,6 +21,7 @@ mod held;
 mod journal;
 mod local;
 mod names;
+mod records;
 mod recycle;
 mod remote;
 mod seal;
@@ -31,6 +32,8 @@ mod types;
 mod tests;
 #[cfg(test)]
 mod tests_local;
+#[cfg(test)]
+mod tests_records;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -52,7 +55,7 @@ use tokio::sync::Notify;
 pub use error::{FsError, FsResult};
 pub use types::*;
 
-use self::core::{Core, Handle, attr_of, lock, timestamp};
+use self::core::{Core, Handle, attr_of, lock};
 use self::file::{FileInner, FileState};
 use self::names::NameState;
 use self::remote::{Budget, Remote};
@@ -90,26 +93,7 @@ impl<A: VaultApi + 'static> std::fmt::Debug for Vfs<A> {
 }
 
 fn apply_set(attrs: &mut NodeAttributes, set: &SetAttr) {
-    if let Some(mode) = set.mode {
-        attrs.mode = mode & 0o7777;
-    }
-    if let Some(uid) = set.uid {
-        attrs.uid = uid;
-    }
-    if let Some(gid) = set.gid {
-        attrs.gid = gid;
-    }
-    let t = |s: SetTime| match s {
-        SetTime::Now => Timestamp::now(),
-        SetTime::At(t) => timestamp(t),
-    };
-    if let Some(a) = set.atime {
-        attrs.atime = t(a);
-    }
-    if let Some(m) = set.mtime {
-        attrs.mtime = t(m);
-    }
-    attrs.ctime = Timestamp::now();
+    records::RecordChange::of(set).apply(attrs);
 }
 
 fn new_attrs(kind: NodeKind, mode: u32, caller: Caller) -> NodeAttributes {
@@ -193,6 +177,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
             content,
             journal,
             dirty: std::sync::Mutex::new(HashMap::new()),
+            records_io: std::sync::Mutex::new(()),
             upload_wake: Notify::new(),
             committed: Notify::new(),
             change_seq: AtomicI64::new(0),
@@ -218,6 +203,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
             core.change_seq.store(stats.seq, Ordering::Release);
         }
         commit::replay(&core).await?;
+        records::replay(&core)?;
         let mut tasks = Vec::new();
         if !core.config.read_only {
             tasks.push(tokio::spawn(commit::uploader(core.clone())));
@@ -288,6 +274,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
 
     /// The kernel dropped `nlookup` references to `ino`.
     pub fn forget(&self, ino: Ino, nlookup: u64) {
+        // (A pending record change keeps the slot too: see `Table::forget`.)
         let keep = lock(&self.core.files).contains_key(&ino);
         lock(&self.core.table).forget(ino, nlookup, keep);
     }
@@ -407,6 +394,9 @@ impl<A: VaultApi + 'static> Vfs<A> {
             None => c.acquire_file(ino),
         };
         let Some(file) = file else {
+            if let Some(attr) = records::set(c, ino, &set).await? {
+                return Ok(attr);
+            }
             return Ok(c
                 .update_record(ino, |a| {
                     apply_set(a, &set);
@@ -1099,7 +1089,10 @@ impl<A: VaultApi + 'static> Vfs<A> {
     /// synchronous).
     pub async fn fsyncdir(&self, ino: Ino) -> FsResult<()> {
         let dir = self.core.id_of(ino)?;
-        local::flush_dir(&self.core, dir).await
+        local::flush_dir(&self.core, dir).await?;
+        records::commit(&self.core, Budget::Background, Some(ino), true)
+            .await
+            .map(|_| ())
     }
 
     /// Preallocates (mode 0: extend the size; `KEEP_SIZE`: nothing to do;
@@ -1375,7 +1368,11 @@ impl<A: VaultApi + 'static> Vfs<A> {
         loop {
             let dirty: Vec<Ino> = lock(&self.core.dirty).keys().copied().collect();
             if dirty.is_empty() {
-                return Ok(());
+                records::commit(&self.core, Budget::Background, None, true).await?;
+                if lock(&self.core.table).pending_records() == 0 {
+                    return Ok(());
+                }
+                continue;
             }
             let mut files = Vec::new();
             for ino in dirty {
@@ -1392,9 +1389,10 @@ impl<A: VaultApi + 'static> Vfs<A> {
 
     /// What is waiting to be uploaded.
     pub fn pending(&self) -> Pending {
+        let records = lock(&self.core.table).pending_records() as u64;
         let d = lock(&self.core.dirty);
         Pending {
-            files: d.len() as u64,
+            files: d.len() as u64 + records,
             bytes: d.values().sum(),
         }
     }

@@ -7,7 +7,7 @@
 //! verified is refused (a server rolling a node back is caught for as long
 //! as the mount remembers the node).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use common::NodeId;
@@ -19,6 +19,7 @@ use zeroize::Zeroizing;
 
 use super::error::{FsError, FsResult};
 use super::names::{NameState, Names};
+use super::records::{Due, PendingRecord, RecordChange};
 use super::types::{Ino, ROOT_INO};
 
 /// How long verified attributes are trusted without asking the server
@@ -70,6 +71,9 @@ pub(crate) struct Slot {
     /// The file version whose contents the kernel's page cache holds (0:
     /// none), so `open` can let it keep them.
     pub kernel_version: u64,
+    /// A directory's or symlink's change not yet on the server (see
+    /// `records`); keeps the slot while there is one.
+    pub record: Option<PendingRecord>,
 }
 
 /// Every inode of the mount.
@@ -85,6 +89,10 @@ pub(crate) struct Table {
     tick: u64,
     /// When the last complete change-feed poll was sent.
     feed_at: Option<Instant>,
+    /// Inodes with a pending record change.
+    records: HashSet<Ino>,
+    /// Counts record changes.
+    record_seq: u64,
     /// Directories whose every entry is known.
     pub names: Names,
 }
@@ -104,6 +112,7 @@ impl Table {
                 max_version: 0,
                 max_tick: 0,
                 kernel_version: 0,
+                record: None,
             },
         );
         let mut by_id = HashMap::new();
@@ -115,6 +124,8 @@ impl Table {
             next: ROOT_INO + 1,
             tick: 0,
             feed_at: None,
+            records: HashSet::new(),
+            record_seq: 0,
             names: Names::default(),
         }
     }
@@ -200,6 +211,7 @@ impl Table {
                 max_version: 0,
                 max_tick: 0,
                 kernel_version: 0,
+                record: None,
             },
         );
         ino
@@ -239,6 +251,16 @@ impl Table {
         }
         slot.max_version = info.version;
         slot.max_tick = tick;
+        // A change not yet sent: this record is its base now, and what
+        // the mount shows is the record with the change.
+        let attrs = match slot.record.as_mut() {
+            Some(r) => {
+                let shown = r.change.applied(&attrs);
+                r.base = Some((info.version, attrs));
+                shown
+            }
+            None => attrs,
+        };
         let known = Known {
             version: info.version,
             nlink: info.nlink,
@@ -283,6 +305,118 @@ impl Table {
         false
     }
 
+    /// Adds `change` to the pending change of `ino` (a new one is based on
+    /// `base`, its verified version and record), shows it in the cached
+    /// state, and answers the node, the whole change to keep in the
+    /// journal, and the attributes now shown.
+    pub(crate) fn change_record(
+        &mut self,
+        ino: Ino,
+        change: &RecordChange,
+        base: (u64, NodeAttributes),
+    ) -> FsResult<(NodeId, RecordChange, NodeAttributes)> {
+        self.record_seq += 1;
+        let seq = self.record_seq;
+        let slot = self.slot_mut(ino)?;
+        let (merged, raw) = match slot.record.as_mut() {
+            Some(r) => {
+                r.change.merge(change);
+                r.at = Instant::now();
+                r.seq = seq;
+                let (_, raw) = r.base.get_or_insert(base);
+                (r.change.clone(), raw.clone())
+            }
+            None => {
+                let raw = base.1.clone();
+                slot.record = Some(PendingRecord {
+                    change: change.clone(),
+                    base: Some(base),
+                    at: Instant::now(),
+                    seq,
+                });
+                (change.clone(), raw)
+            }
+        };
+        let shown = merged.applied(&raw);
+        for k in [slot.known.as_mut(), slot.stale.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            k.attrs = shown.clone();
+        }
+        let node = slot.id;
+        self.records.insert(ino);
+        Ok((node, merged, shown))
+    }
+
+    /// A change read back from the journal at mount: pending, based on
+    /// nothing until the node is fetched.
+    pub(crate) fn restore_record(&mut self, node: NodeId, change: RecordChange) {
+        let ino = self.ino_for(node, ROOT_INO, &[]);
+        self.record_seq += 1;
+        let seq = self.record_seq;
+        if let Some(slot) = self.by_ino.get_mut(&ino) {
+            slot.record = Some(PendingRecord {
+                change,
+                base: None,
+                at: Instant::now(),
+                seq,
+            });
+            self.records.insert(ino);
+        }
+    }
+
+    /// Pending changes to send: those unchanged for `settle` (`only`: just
+    /// that inode's), and whether others are still resting.
+    pub(crate) fn due_records(&self, settle: Duration, only: Option<Ino>) -> (Vec<Due>, bool) {
+        let mut due = Vec::new();
+        let mut resting = false;
+        for ino in &self.records {
+            if only.is_some_and(|o| o != *ino) {
+                continue;
+            }
+            let Some(slot) = self.by_ino.get(ino) else {
+                continue;
+            };
+            let Some(r) = &slot.record else { continue };
+            if r.at.elapsed() < settle {
+                resting = true;
+                continue;
+            }
+            due.push(Due {
+                ino: *ino,
+                node: slot.id,
+                seq: r.seq,
+                change: r.change.clone(),
+                base: r.base.clone(),
+            });
+        }
+        (due, resting)
+    }
+
+    /// Inodes with a pending record change.
+    pub(crate) fn pending_records(&self) -> usize {
+        self.records.len()
+    }
+
+    /// The change of `ino` sent as `seq` is on the server (or its node is
+    /// gone): forgets it unless a newer one was made since. Answers
+    /// whether it was forgotten (its journal file can go). The slot goes
+    /// with it when the kernel holds no reference and `keep` (an open
+    /// file) does not say otherwise.
+    pub(crate) fn record_settled(&mut self, ino: Ino, seq: u64, keep: bool) -> bool {
+        let Some(slot) = self.by_ino.get_mut(&ino) else {
+            return false;
+        };
+        if slot.record.as_ref().is_none_or(|r| r.seq != seq) {
+            return false;
+        }
+        slot.record = None;
+        self.records.remove(&ino);
+        self.forget(ino, 0, keep);
+        true
+    }
+
     /// One more kernel reference.
     pub(crate) fn remember(&mut self, ino: Ino) {
         if let Some(s) = self.by_ino.get_mut(&ino) {
@@ -299,7 +433,7 @@ impl Table {
         let gone = match self.by_ino.get_mut(&ino) {
             Some(s) => {
                 s.lookups = s.lookups.saturating_sub(n);
-                s.lookups == 0 && !keep
+                s.lookups == 0 && !keep && s.record.is_none()
             }
             None => false,
         };

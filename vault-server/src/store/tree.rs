@@ -164,10 +164,23 @@ pub enum TreeOp {
     Create(NewNode),
     /// As [`TreeStore::commit_version`].
     Commit(NewVersion),
+    /// As [`TreeStore::update_record`].
+    Record(NewRecord),
+}
+
+/// A record change, for [`TreeOp::Record`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRecord {
+    /// The node.
+    pub id: NodeId,
+    /// The version the change is based on.
+    pub expected_version: u64,
+    /// The sealed record of the new version.
+    pub record: Vec<u8>,
 }
 
 /// What one [`TreeOp`] answers: the node as it is afterwards, and what a
-/// commit released (nothing for a create).
+/// commit released (nothing for a create or a record change).
 pub type TreeOpResult = Result<(NodeRow, Released), TreeError>;
 
 /// An object to reserve, for [`TreeStore::reserve_objects`].

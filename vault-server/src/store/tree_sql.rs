@@ -1081,6 +1081,38 @@ macro_rules! impl_tree_store {
                 })
             }
 
+            /// [`TreeStore::update_record`] inside a transaction holding
+            /// the account's lock (see [`create_in`]).
+            async fn record_in(
+                tx: &mut Tx<'_>,
+                acct: &mut Locked,
+                id: NodeId,
+                expected_version: u64,
+                record: &[u8],
+                now: i64,
+            ) -> Result<NodeRow, Fail> {
+                let owner = acct.owner;
+                let Some(node) = head(tx, owner, id).await? else {
+                    return Err(TreeError::NotFound.into());
+                };
+                if node.version != expected_version {
+                    return Err(TreeError::VersionConflict {
+                        current: node.version,
+                    }
+                    .into());
+                }
+                ::sqlx::query(q::UPDATE_RECORD)
+                    .bind(record)
+                    .bind(now)
+                    .bind(owner.0)
+                    .bind(id.as_bytes().as_slice())
+                    .bind(to_i64(expected_version, "node version")?)
+                    .execute(&mut **tx)
+                    .await?;
+                acct.changed(id, None);
+                full_node(tx, owner, id).await
+            }
+
             /// [`TreeStore::commit_version`] inside a transaction holding
             /// the account's lock (see [`create_in`]): every check and read
             /// first, then the writes.
@@ -1251,25 +1283,8 @@ macro_rules! impl_tree_store {
                 ) -> Result<NodeRow, Fail> {
                     let mut tx = self.begin_write().await?;
                     let mut acct = lock_owner(&mut tx, owner).await?;
-                    let Some(node) = head(&mut tx, owner, id).await? else {
-                        return Err(TreeError::NotFound.into());
-                    };
-                    if node.version != expected_version {
-                        return Err(TreeError::VersionConflict {
-                            current: node.version,
-                        }
-                        .into());
-                    }
-                    ::sqlx::query(q::UPDATE_RECORD)
-                        .bind(record)
-                        .bind(now)
-                        .bind(owner.0)
-                        .bind(id.as_bytes().as_slice())
-                        .bind(to_i64(expected_version, "node version")?)
-                        .execute(&mut *tx)
-                        .await?;
-                    acct.changed(id, None);
-                    let node = full_node(&mut tx, owner, id).await?;
+                    let node =
+                        record_in(&mut tx, &mut acct, id, expected_version, record, now).await?;
                     finish(tx, acct, now).await?;
                     Ok(node)
                 }
@@ -1561,6 +1576,16 @@ macro_rules! impl_tree_store {
                                 )
                                 .await
                             }
+                            TreeOp::Record(r) => record_in(
+                                &mut tx,
+                                &mut acct,
+                                r.id,
+                                r.expected_version,
+                                &r.record,
+                                now,
+                            )
+                            .await
+                            .map(|node| (node, Released::default())),
                         };
                         match done {
                             Ok(done) => results.push(Ok(done)),

@@ -2258,6 +2258,14 @@ fn create_op(id: NodeId, kind: NodeKind, parent: NodeId, name: &str) -> TreeOp {
     TreeOp::Create(new_node(id, kind, parent, name))
 }
 
+fn record_op(id: NodeId, expected_version: u64, record: &[u8]) -> TreeOp {
+    TreeOp::Record(NewRecord {
+        id,
+        expected_version,
+        record: record.to_vec(),
+    })
+}
+
 fn commit_op(id: NodeId, expected_version: u64, objects: &[ObjectId]) -> TreeOp {
     TreeOp::Commit(NewVersion {
         id,
@@ -2289,6 +2297,10 @@ async fn one_by_one(s: &dyn Store, owner: AccountId, ops: &[TreeOp]) -> Vec<Tree
                 s.commit_version(owner, v.id, v.expected_version, &v.record, &v.objects, NOW)
                     .await
             }
+            TreeOp::Record(r) => s
+                .update_record(owner, r.id, r.expected_version, &r.record, NOW)
+                .await
+                .map(|n| (n, Released::default())),
         });
     }
     out
@@ -2474,6 +2486,10 @@ async fn batch_refusals_are_per_operation(s: &dyn Store) {
         commit_op(x, 1, &[object_id(3)]),
         // The same node again: a feed record again, as one call would.
         commit_op(x, 2, &[object_id(3)]),
+        // Record changes: a directory's, a stale one, a missing node.
+        record_op(d, 1, b"d at 2"),
+        record_op(f, 1, b"stale"),
+        record_op(missing, 1, b"absent"),
     ];
 
     let a = batch_fixture(s, "batch-a@example.org").await;
@@ -2503,6 +2519,9 @@ async fn batch_refusals_are_per_operation(s: &dyn Store) {
         None,
         None,
         None,
+        None,
+        Some("VersionConflict { current: 3 }"),
+        Some("NotFound"),
     ];
     assert_eq!(
         errors,
@@ -2518,7 +2537,7 @@ async fn batch_refusals_are_per_operation(s: &dyn Store) {
         s.usage(a, BIG).await.unwrap(),
         s.usage(b, BIG).await.unwrap()
     );
-    assert_eq!(seq(s, a).await, before + 5);
+    assert_eq!(seq(s, a).await, before + 6);
     let feed = |owner| async move {
         s.changes(owner, 0, 100)
             .await
@@ -2547,6 +2566,8 @@ async fn batch_refusals_are_per_operation(s: &dyn Store) {
             Some(f)
         );
         assert_eq!(used(s, owner).await, 60);
+        let ds = s.node(owner, d).await.unwrap().unwrap();
+        assert_eq!((ds.version, &ds.record[..]), (2, &b"d at 2"[..]));
     }
 
     // A batch for an account that does not exist fails as a whole.

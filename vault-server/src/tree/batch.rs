@@ -1,7 +1,8 @@
-//! `POST /v1/batch`: many creates and commits, with the small objects they
-//! need inline, in one request, so that N new small files cost about one
-//! database transaction instead of 3N (create, object upload, commit), each
-//! with its own audit row. A new file and its contents take one operation:
+//! `POST /v1/batch`: many creates, commits and record changes, with the
+//! small objects they need inline, in one request, so that N new small
+//! files cost about one database transaction instead of 3N (create, object
+//! upload, commit), each with its own audit row, and the modes and times
+//! tar and rsync set on N directories cost one request, not N. A new file and its contents take one operation:
 //! a create that lists its objects (`CreateNodeRequest::objects`).
 //!
 //! Three phases, in this order:
@@ -13,7 +14,8 @@
 //!    failing object fails the whole request with that object's answer to
 //!    `PUT /v1/objects/{id}`, and no operation runs;
 //! 3. the operations in order, each checked by the same functions as its
-//!    own endpoint (`nodes::new_node`, `nodes::new_version`) and run by
+//!    own endpoint (`nodes::new_node`, `nodes::new_version`,
+//!    `nodes::take_record`) and run by
 //!    [`TreeStore::batch`](crate::store::TreeStore::batch), in one
 //!    transaction with a savepoint per operation. Each is answered with the
 //!    status and error its endpoint would have answered; a refused one
@@ -27,7 +29,7 @@
 //! (best effort) so the request leaves nothing behind.
 //!
 //! One audit row per batch (`tree.batch`): counts of objects, bytes,
-//! creates, commits, failures by code and released objects, never an id
+//! creates, commits, record changes, failures by code and released objects, never an id
 //! list, a name or a byte of content.
 
 use std::collections::BTreeMap;
@@ -42,6 +44,7 @@ use common::api::tree::{
 
 use super::node_info;
 use super::nodes::{new_node, new_version};
+use super::take_record;
 use crate::auth::audit;
 use crate::auth::session::AuthSession;
 use crate::error::{ApiError, ApiResult, code_name};
@@ -50,7 +53,7 @@ use crate::http::json::ApiJson;
 use crate::http::openapi::{BearerErrors, ServerErrors};
 use crate::objects::inline;
 use crate::state::{AppState, now};
-use crate::store::TreeOp;
+use crate::store::{NewRecord, TreeOp};
 
 /// Body limit of `POST /v1/batch`: a full batch is 8 MiB of objects (10.7
 /// MiB in base64), plus up to 1000 operations with their names and
@@ -64,11 +67,11 @@ pub(super) const BODY_LIMIT: usize = 16 << 20;
     operation_id = "batch",
     path = common::api::tree::paths::BATCH,
     tag = "tree",
-    summary = "Creates nodes and commits files in one request, with their small objects inline",
+    summary = "Creates nodes, commits files and replaces records in one request, with the small objects inline",
     description = "The inline objects are stored first, all or none, each as `PUT /v1/objects/{id}` \
 would (a failing object fails the request and no operation runs). Then the operations run in \
 order, each atomic on its own and answered in `results` with the status and error its own \
-endpoint (`POST /v1/nodes`, `POST /v1/nodes/{id}/commit`) would answer; a refused operation does \
+endpoint (`POST /v1/nodes`, `POST /v1/nodes/{id}/commit`, `PUT /v1/nodes/{id}/record`) would answer; a refused operation does \
 not stop the next. A create without an entry (the root) is refused with 400. A new small file \
 takes one operation: a create listing its objects (`objects`, e.g. inline in the same batch) \
 makes it with its contents at version 1, as `POST /v1/nodes` does, instead of a create and a \
@@ -125,6 +128,7 @@ pub async fn batch(
         let kind = match &op {
             BatchOp::Create(_) => Kind::Create,
             BatchOp::Commit(_) => Kind::Commit,
+            BatchOp::Record(_) => Kind::Record,
         };
         counts.count(kind);
         match prepare(op) {
@@ -216,6 +220,11 @@ fn prepare(op: BatchOp) -> Result<TreeOp, ApiError> {
             Ok(TreeOp::Create(new_node(&mut c)?))
         }
         BatchOp::Commit(mut c) => Ok(TreeOp::Commit(new_version(c.id, &mut c.commit)?)),
+        BatchOp::Record(mut r) => Ok(TreeOp::Record(NewRecord {
+            id: r.id,
+            expected_version: r.update.expected_version,
+            record: take_record(&mut r.update.record)?,
+        })),
     }
 }
 
@@ -223,6 +232,7 @@ fn prepare(op: BatchOp) -> Result<TreeOp, ApiError> {
 enum Kind {
     Create,
     Commit,
+    Record,
 }
 
 /// What the audit row and the metrics say about a batch.
@@ -230,8 +240,10 @@ enum Kind {
 struct Counts {
     creates: usize,
     commits: usize,
+    records: usize,
     created: usize,
     committed: usize,
+    recorded: usize,
     released: usize,
     failed: BTreeMap<String, usize>,
 }
@@ -241,6 +253,7 @@ impl Counts {
         match kind {
             Kind::Create => self.creates += 1,
             Kind::Commit => self.commits += 1,
+            Kind::Record => self.records += 1,
         }
     }
 
@@ -248,6 +261,7 @@ impl Counts {
         match kind {
             Kind::Create => self.created += 1,
             Kind::Commit => self.committed += 1,
+            Kind::Record => self.recorded += 1,
         }
     }
 
@@ -255,13 +269,14 @@ impl Counts {
         self.failed.values().sum()
     }
 
-    /// E.g. `creates=3 commits=3 failed=2 (exists=1 conflict=1)
-    /// released=0`.
+    /// E.g. `creates=3 commits=3 records=0 failed=2 (exists=1
+    /// conflict=1) released=0`.
     fn detail(&self) -> String {
         let mut s = format!(
-            "creates={} commits={} failed={}",
+            "creates={} commits={} records={} failed={}",
             self.creates,
             self.commits,
+            self.records,
             self.failures()
         );
         if !self.failed.is_empty() {
@@ -289,6 +304,12 @@ impl Counts {
                 "commit",
                 "refused",
                 self.commits.saturating_sub(self.committed),
+            ),
+            ("record", "ok", self.recorded),
+            (
+                "record",
+                "refused",
+                self.records.saturating_sub(self.recorded),
             ),
         ];
         for (op, outcome, n) in rows {

@@ -145,7 +145,7 @@ fn take_name(name: &mut Base64) -> Result<Vec<u8>, ApiError> {
 }
 
 /// Takes a sealed record out of the request: at most 4 MiB.
-fn take_record(record: &mut Base64) -> Result<Vec<u8>, ApiError> {
+pub(super) fn take_record(record: &mut Base64) -> Result<Vec<u8>, ApiError> {
     let bytes = std::mem::take(&mut record.0);
     if bytes.len() > MAX_RECORD {
         return Err(ApiError::PayloadTooLarge);

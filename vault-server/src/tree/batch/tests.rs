@@ -14,8 +14,8 @@ use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode, header};
 use common::api::tree::{
     BATCH_MAX_INLINE_BYTES, BATCH_MAX_INLINE_OBJECT, BATCH_MAX_OBJECTS, BATCH_MAX_OPS, BatchCommit,
-    BatchFailure, BatchOp, BatchOutcome, BatchRequest, BatchResponse, CommitRequest,
-    CreateNodeRequest, EntrySpec, InlineObject, Kind, NodeInfo, StatFs, paths,
+    BatchFailure, BatchOp, BatchOutcome, BatchRecord, BatchRequest, BatchResponse, CommitRequest,
+    CreateNodeRequest, EntrySpec, InlineObject, Kind, NodeInfo, StatFs, UpdateRecordRequest, paths,
 };
 use common::api::{Base64, ErrorBody, ErrorCode};
 use common::crypto::kdf::KdfParams;
@@ -179,9 +179,19 @@ impl Harness {
         path: &str,
         body: &T,
     ) -> (StatusCode, Vec<u8>) {
+        self.json_as(Method::POST, token, path, body).await
+    }
+
+    async fn json_as<T: Serialize>(
+        &self,
+        method: Method,
+        token: &str,
+        path: &str,
+        body: &T,
+    ) -> (StatusCode, Vec<u8>) {
         let json = serde_json::to_vec(body).unwrap();
         self.send(
-            Method::POST,
+            method,
             path,
             token,
             Body::from(json),
@@ -327,6 +337,16 @@ fn commit_op(id: NodeId, expected_version: u64, objects: &[ObjectId]) -> BatchOp
     })
 }
 
+fn record_op(id: NodeId, expected_version: u64, record: &[u8]) -> BatchOp {
+    BatchOp::Record(BatchRecord {
+        id,
+        update: UpdateRecordRequest {
+            expected_version,
+            record: Base64(record.to_vec()),
+        },
+    })
+}
+
 fn inline(id: ObjectId, data: &[u8]) -> InlineObject {
     InlineObject {
         id,
@@ -417,7 +437,7 @@ async fn new_files_with_inline_objects_in_one_request() {
         h.audit("tree.batch").await,
         [(
             true,
-            "objects=3 bytes=3003 creates=4 commits=2 failed=0 released=0".to_owned()
+            "objects=3 bytes=3003 creates=4 commits=2 records=0 failed=0 released=0".to_owned()
         )]
     );
     assert!(h.audit("tree.create").await.is_empty());
@@ -695,7 +715,7 @@ async fn a_batch_creates_each_new_file_with_its_objects_in_one_operation() {
         h.audit("tree.batch").await,
         [(
             true,
-            "objects=3 bytes=600 creates=8 commits=0 failed=4 (exists=1 not_a_file=1 \
+            "objects=3 bytes=600 creates=8 commits=0 records=0 failed=4 (exists=1 not_a_file=1 \
              not_found=2) released=0"
                 .to_owned()
         )]
@@ -745,6 +765,11 @@ async fn each_operation_answers_as_its_own_endpoint() {
         commit_op(x, 1, &[object(9)]), // missing object
         commit_op(x, 1, &[]),
         create_op(y, Kind::Symlink, d, "y"),
+        record_op(d, 1, b"dir mode"),     // a directory's mode
+        record_op(y, 1, b"link times"),   // the symlink just made
+        record_op(f, 3, b"stale"),        // stale version
+        record_op(missing, 1, b"absent"), // missing node
+        record_op(d, 2, b"dir times"),    // d again, after the first
     ];
     let results = h
         .batch(&BatchRequest {
@@ -761,6 +786,10 @@ async fn each_operation_answers_as_its_own_endpoint() {
             BatchOp::Commit(c) => {
                 let path = paths::NODE_COMMIT.replace("{id}", &c.id.to_string());
                 h.post_as(&twin_token, &path, &c.commit).await
+            }
+            BatchOp::Record(r) => {
+                let path = paths::NODE_RECORD.replace("{id}", &r.id.to_string());
+                h.json_as(Method::PUT, &twin_token, &path, &r.update).await
             }
         };
         single.push(if status.is_success() {
@@ -807,8 +836,23 @@ async fn each_operation_answers_as_its_own_endpoint() {
             Some((404, ErrorCode::NotFound)),
             None,
             None,
+            None,
+            None,
+            Some((409, ErrorCode::Conflict)),
+            Some((404, ErrorCode::NotFound)),
+            None,
         ]
     );
+    // The record changes took, in order: d at 2 then 3, y at 2.
+    for (i, id, version, record) in [
+        (13, d, 2, &b"dir mode"[..]),
+        (14, y, 2, &b"link times"[..]),
+        (17, d, 3, &b"dir times"[..]),
+    ] {
+        let info = ok(&results[i]);
+        assert_eq!((info.id, info.version), (id, version));
+        assert_eq!(info.record.0, record);
+    }
     let BatchOutcome::Err(stale) = &results[7] else {
         panic!("{:?}", results[7]);
     };
@@ -825,8 +869,8 @@ async fn each_operation_answers_as_its_own_endpoint() {
         h.audit("tree.batch").await,
         [(
             true,
-            "objects=0 bytes=0 creates=8 commits=5 failed=10 (bad_request=2 conflict=1 \
-             exists=2 not_a_directory=1 not_a_file=1 not_found=3) released=0"
+            "objects=0 bytes=0 creates=8 commits=5 records=5 failed=12 (bad_request=2 \
+             conflict=2 exists=2 not_a_directory=1 not_a_file=1 not_found=4) released=0"
                 .to_owned()
         )]
     );
@@ -928,7 +972,7 @@ async fn a_bad_object_fails_the_whole_batch_and_applies_nothing() {
         [
             (
                 true,
-                "objects=2 bytes=504 creates=1 commits=1 failed=0 released=0"
+                "objects=2 bytes=504 creates=1 commits=1 records=0 failed=0 released=0"
             ),
             (false, "objects=2 ops=2: exists"),
             (false, "objects=2 ops=2: exists"),
