@@ -163,7 +163,8 @@ pub struct FsStats {
 /// What is waiting to be uploaded, for `vault status` and unmount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pending {
-    /// Files with changes not yet committed on the server.
+    /// Files (and directories or symlinks with a mode, owner or time
+    /// change) with changes not yet committed on the server.
     pub files: u64,
     /// Bytes of those changes (staged plaintext-equivalent bytes).
     pub bytes: u64,
