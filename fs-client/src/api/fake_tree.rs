@@ -44,7 +44,7 @@
 //! Failures can be queued with [`FakeVault::fail_next`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use common::api::tree::{
@@ -131,6 +131,10 @@ struct State {
 #[derive(Debug)]
 pub struct FakeVault {
     state: Mutex<State>,
+    /// While set, `POST /v1/batch` waits here before it is answered.
+    batch_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
+    /// Signalled when a batch reaches the gate.
+    batch_waiting: tokio::sync::Notify,
 }
 
 impl Default for FakeVault {
@@ -900,6 +904,37 @@ impl FakeVault {
                 record_puts: 0,
                 batches: 0,
             }),
+            batch_gate: Mutex::new(None),
+            batch_waiting: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Makes every `POST /v1/batch` wait, before the vault sees it, until
+    /// [`FakeVault::release_batches`]: for tests of what happens here while
+    /// a batch is in flight.
+    pub fn hold_batches(&self) {
+        *self
+            .batch_gate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            Some(Arc::new(tokio::sync::Semaphore::new(0)));
+    }
+
+    /// Waits until a batch is waiting at the gate [`FakeVault::hold_batches`]
+    /// set.
+    pub async fn batch_held(&self) {
+        self.batch_waiting.notified().await;
+    }
+
+    /// Lets the batches held go on, and later ones through.
+    pub fn release_batches(&self) {
+        if let Some(gate) = self
+            .batch_gate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            gate.close();
         }
     }
 
@@ -1186,6 +1221,16 @@ impl VaultApi for FakeVault {
     }
 
     async fn batch(&self, token: &AccessToken, req: &BatchRequest) -> ApiResult<BatchResponse> {
+        let gate = self
+            .batch_gate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(gate) = gate {
+            self.batch_waiting.notify_one();
+            // Closed by `release_batches`: then it goes on.
+            let _ = gate.acquire().await;
+        }
         self.with(token, |s| {
             s.batches += 1;
             s.batch(req)

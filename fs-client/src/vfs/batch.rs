@@ -36,6 +36,7 @@ use super::file::{FileInner, FileState};
 use super::local;
 use super::remote::Budget;
 use super::seal;
+use super::types::Ino;
 use crate::api::VaultApi;
 
 /// Files up to this size commit in batches (their object goes inline).
@@ -153,7 +154,7 @@ async fn commit_group<A: VaultApi + 'static>(
         }
         taken += 1;
         if !guard.dirty || guard.gone {
-            done.push(file.ino);
+            settled(core, file.ino, &mut done);
             continue;
         }
         if !batchable(&guard) {
@@ -187,7 +188,7 @@ async fn commit_group<A: VaultApi + 'static>(
         if p.guard.dirty && !p.guard.gone {
             singles.push((p.file, p.guard));
         } else {
-            done.push(p.file.ino);
+            settled(core, p.file.ino, &mut done);
         }
     }
     for (file, mut guard) in singles {
@@ -195,17 +196,24 @@ async fn commit_group<A: VaultApi + 'static>(
             first_err.get_or_insert(e);
         }
         if !guard.dirty || guard.gone {
-            done.push(file.ino);
+            settled(core, file.ino, &mut done);
         }
-    }
-    for ino in &done {
-        lock(&core.dirty).remove(ino);
     }
     for ino in done {
         core.maybe_release(ino);
     }
     core.committed.notify_waiters();
     (taken, first_err.map_or(Ok(()), Err))
+}
+
+/// `ino` has nothing left to upload: out of the dirty set. Called with the
+/// file's lock held, which every write takes before it marks the file
+/// dirty: a write that lands after this lock is released marks it again,
+/// whereas one taken out of the set after the release could drop that
+/// write's mark (and then the file's state, with the write, from memory).
+fn settled<A>(core: &Core<A>, ino: Ino, done: &mut Vec<Ino>) {
+    lock(&core.dirty).remove(&ino);
+    done.push(ino);
 }
 
 /// Seals one file's new version and adds its operations to `req`.

@@ -360,7 +360,7 @@ pub(crate) async fn commit_ino<A: VaultApi + 'static>(
     ino: Ino,
 ) -> FsResult<()> {
     let Some(file) = core.file(ino) else {
-        lock(&core.dirty).remove(&ino);
+        core.forget_stateless(ino);
         return Ok(());
     };
     let mut inner = file.inner.lock().await;

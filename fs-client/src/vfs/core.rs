@@ -443,6 +443,16 @@ impl<A: VaultApi + 'static> Core<A> {
         self.maybe_release(file.ino);
     }
 
+    /// Takes `ino` out of the dirty set when it has no file state (so
+    /// nothing to upload). Decided under the file map's lock: a state made
+    /// after it marks the file dirty again with its first write.
+    pub(crate) fn forget_stateless(&self, ino: Ino) {
+        let files = lock(&self.files);
+        if !files.contains_key(&ino) {
+            lock(&self.dirty).remove(&ino);
+        }
+    }
+
     /// Drops the file state of `ino` when no handle uses it and nothing of
     /// it waits for upload (decided under the file map's lock, which
     /// `acquire_file` takes too).

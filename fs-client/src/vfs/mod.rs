@@ -1378,9 +1378,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
             for ino in dirty {
                 match self.core.file(ino) {
                     Some(f) => files.push(f),
-                    None => {
-                        lock(&self.core.dirty).remove(&ino);
-                    }
+                    None => self.core.forget_stateless(ino),
                 }
             }
             batch::commit_files(&self.core, Budget::Background, files).await?;

@@ -219,3 +219,46 @@ async fn a_file_rests_after_its_last_close_or_change_before_it_is_committed() {
     assert_eq!(a.perm, 0o640);
     assert_eq!(read_file(&w, a.ino).await.unwrap(), b"contents");
 }
+
+/// The uploader's batch takes along a file that another call has just
+/// committed (clean by the time its lock is taken); a write to that file
+/// while the batch is in flight must stay pending. It was lost: the batch
+/// took the file out of the dirty set after the write had marked it, and
+/// the file's state, with the write, was dropped from memory (a real
+/// mount read the old contents back).
+#[tokio::test]
+async fn a_write_while_a_batch_is_in_flight_stays_pending() {
+    let fake = Arc::new(FakeVault::new());
+    let d = tempfile::tempdir().unwrap();
+    let v = start(&fake, d.path()).await;
+    let a = write_file(&v, ROOT_INO, "a", b"A").await;
+    v.sync_all().await.unwrap();
+    let b = write_file(&v, ROOT_INO, "b", b"B").await;
+    let fh = v.open(a, RW).await.unwrap();
+    let fa = v.core.file(a).unwrap();
+    let fb = v.core.file(b).unwrap();
+    fake.hold_batches();
+    let core = v.core.clone();
+    let batch =
+        tokio::spawn(
+            async move { batch::commit_files(&core, Budget::Uploader, vec![fa, fb]).await },
+        );
+    fake.batch_held().await;
+    assert_eq!(v.write(a, fh, 1, b"+").await.unwrap(), 1);
+    v.flush(a, fh).await.unwrap();
+    v.release(a, fh).await.unwrap();
+    fake.release_batches();
+    batch.await.unwrap().unwrap();
+    assert!(
+        lock(&v.core.dirty).contains_key(&a),
+        "the write waits for upload"
+    );
+    assert_eq!(read_file(&v, a).await.unwrap(), b"A+");
+    v.sync_all().await.unwrap();
+    let d2 = tempfile::tempdir().unwrap();
+    let w = start(&fake, d2.path()).await;
+    let a2 = w.lookup(ROOT_INO, os("a")).await.unwrap();
+    assert_eq!(read_file(&w, a2.ino).await.unwrap(), b"A+");
+    let b2 = w.lookup(ROOT_INO, os("b")).await.unwrap();
+    assert_eq!(read_file(&w, b2.ino).await.unwrap(), b"B");
+}
