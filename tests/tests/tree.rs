@@ -1081,6 +1081,20 @@ async fn every_endpoint_needs_a_token(b: Backend) {
     assert_eq!(e.node, d.node);
     let page: EntryPage = v.list(d.id(), None, None).await.ok(200);
     assert!(page.entries.is_empty());
+    // A valid token of a session that has ended: refused at once, also by
+    // `GET /v1/nodes/{id}`, which reads the session with the node.
+    let n: NodeInfo = v.node(d.id()).await.ok(200);
+    assert_eq!(n, d.node);
+    srv.api.logout(&v.token).await.expect(204);
+    v.node(d.id())
+        .await
+        .expect_error(401, ErrorCode::Unauthorized);
+    v.node(random_node())
+        .await
+        .expect_error(401, ErrorCode::Unauthorized);
+    v.lookup(NodeId::ROOT, &d.tag)
+        .await
+        .expect_error(401, ErrorCode::Unauthorized);
 }
 
 async fn mutations_are_audited_without_names(b: Backend) {

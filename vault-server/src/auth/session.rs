@@ -20,7 +20,37 @@ pub struct AuthSession {
     pub session_id: String,
 }
 
-impl FromRequestParts<AppState> for AuthSession {
+/// A valid access token whose session is not checked yet: for a handler
+/// that reads the session together with what it serves, in one query, and
+/// then calls [`AccessToken::live`] before it answers.
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    account: AccountId,
+    session_id: String,
+}
+
+impl AccessToken {
+    /// The session the token names.
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    /// The caller, given what the store holds for the token's session: its
+    /// account and whether it was revoked (`None`: no such session).
+    pub fn live(self, session: Option<(AccountId, bool)>) -> Result<AuthSession, ApiError> {
+        match session {
+            Some((account, false)) if account == self.account => Ok(AuthSession {
+                account,
+                session_id: self.session_id,
+            }),
+            _ => Err(ApiError::Unauthorized(
+                "the session has ended; log in again",
+            )),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for AccessToken {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -39,14 +69,26 @@ impl FromRequestParts<AppState> for AuthSession {
             .parse::<i64>()
             .map(AccountId)
             .map_err(|_| ApiError::Unauthorized("invalid access token"))?;
-        match state.store.session(&claims.sid).await? {
-            Some(s) if s.account == account && s.revoked_at.is_none() => Ok(AuthSession {
-                account,
-                session_id: claims.sid,
-            }),
-            _ => Err(ApiError::Unauthorized(
-                "the session has ended; log in again",
-            )),
-        }
+        Ok(AccessToken {
+            account,
+            session_id: claims.sid,
+        })
+    }
+}
+
+impl FromRequestParts<AppState> for AuthSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = AccessToken::from_request_parts(parts, state).await?;
+        let session = state
+            .store
+            .session(&token.session_id)
+            .await?
+            .map(|s| (s.account, s.revoked_at.is_some()));
+        token.live(session)
     }
 }

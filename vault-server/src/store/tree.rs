@@ -37,6 +37,18 @@ use common::{NodeId, ObjectId};
 
 use super::{AccountId, StoreError};
 
+/// What [`TreeStore::node_in_session`] read: the session's account and
+/// whether the session was revoked, and the node if that account has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionNode {
+    /// The account the session belongs to.
+    pub account: AccountId,
+    /// The session was revoked (logout, reuse of a refresh token, ...).
+    pub revoked: bool,
+    /// The node, when the session's account has it.
+    pub node: Option<NodeRow>,
+}
+
 /// A node as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeRow {
@@ -312,6 +324,16 @@ pub trait TreeStore: Send + Sync {
 
     /// One node.
     async fn node(&self, owner: AccountId, id: NodeId) -> Result<Option<NodeRow>, TreeError>;
+
+    /// One node of the account that session `session` belongs to, read
+    /// together with that session in one query: `None` when there is no
+    /// such session. For `GET /v1/nodes/{id}`, every file's open (close-to-
+    /// open), which would otherwise take two queries.
+    async fn node_in_session(
+        &self,
+        session: &str,
+        id: NodeId,
+    ) -> Result<Option<SessionNode>, TreeError>;
 
     /// Several nodes (missing ones are left out), for batch requests: in the
     /// order of `ids`, each once.

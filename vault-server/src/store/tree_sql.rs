@@ -100,6 +100,14 @@ pub(super) const NODE: &str = concat!(
     node_columns!(),
     " FROM nodes n WHERE n.owner_id = ? AND n.node_id = ?"
 );
+/// `(node, session)`: the session's account and revocation, and that
+/// account's node if it has one. Keys: `sessions` and `nodes` primary keys.
+pub(super) const NODE_IN_SESSION: &str = concat!(
+    "SELECT s.account_id AS session_account, s.revoked_at AS session_revoked, ",
+    node_columns!(),
+    " FROM sessions s LEFT JOIN nodes n ON n.owner_id = s.account_id AND n.node_id = ?",
+    " WHERE s.id = ?"
+);
 /// What the checks need, without the (possibly large) record: `(owner,
 /// node)`. Key: `nodes` primary key.
 pub(super) const NODE_HEAD: &str =
@@ -525,8 +533,8 @@ macro_rules! impl_tree_store {
             };
             use $crate::store::{
                 AccountId, ChangeRow, EntryRow, NewEntry, NewNode, NewObject, NodeRow, ObjectRow,
-                Released, Rename, RenameMode, StoreError, TreeError, TreeOp, TreeOpResult,
-                TreeStore, Usage,
+                Released, Rename, RenameMode, SessionNode, StoreError, TreeError, TreeOp,
+                TreeOpResult, TreeStore, Usage,
             };
 
             type DbRow = <$db as ::sqlx::Database>::Row;
@@ -1725,6 +1733,36 @@ macro_rules! impl_tree_store {
                         .await
                         .map_err(StoreError::from)?;
                     Ok(row.as_ref().map(node_from_row).transpose()?)
+                }
+
+                async fn node_in_session(
+                    &self,
+                    session: &str,
+                    id: NodeId,
+                ) -> Result<Option<SessionNode>, TreeError> {
+                    let Some(row) = ::sqlx::query(q::NODE_IN_SESSION)
+                        .bind(id.as_bytes().as_slice())
+                        .bind(session)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(StoreError::from)?
+                    else {
+                        return Ok(None);
+                    };
+                    let found: Option<Vec<u8>> =
+                        row.try_get("node_id").map_err(StoreError::from)?;
+                    let revoked: Option<i64> =
+                        row.try_get("session_revoked").map_err(StoreError::from)?;
+                    Ok(Some(SessionNode {
+                        account: AccountId(
+                            row.try_get("session_account").map_err(StoreError::from)?,
+                        ),
+                        revoked: revoked.is_some(),
+                        node: match found {
+                            Some(_) => Some(node_from_row(&row)?),
+                            None => None,
+                        },
+                    }))
                 }
 
                 async fn nodes(

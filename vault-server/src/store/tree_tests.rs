@@ -40,6 +40,7 @@ suite! {
         hard_links_and_nlink,
         remove_rules,
         cross_account_ids_are_missing,
+        node_in_session_reads_both,
         quota_at_its_edge,
         commit_version_object_rules,
         purge_queue_and_stale_pending,
@@ -1518,6 +1519,52 @@ async fn remove_rules(s: &dyn Store) {
 // Ownership
 // ---------------------------------------------------------------------------
 
+fn session_of(id: &str, account: AccountId) -> NewSession {
+    NewSession {
+        id: id.to_owned(),
+        account,
+        refresh_hash: id.as_bytes().to_vec(),
+        device: None,
+        ip: None,
+        now: NOW,
+    }
+}
+
+async fn node_in_session_reads_both(s: &dyn Store) {
+    let alice = vault(s, "ns-alice@example.org").await;
+    let mallory = vault(s, "ns-mallory@example.org").await;
+    let f = node_id(1);
+    let made = mk(s, alice, f, NodeKind::File, NodeId::ROOT, "f").await;
+    s.create_session(&session_of("alice-1", alice))
+        .await
+        .unwrap();
+    s.create_session(&session_of("mallory-1", mallory))
+        .await
+        .unwrap();
+    let read =
+        |sid: &'static str, id: NodeId| async move { s.node_in_session(sid, id).await.unwrap() };
+    let found = |account, revoked, node| {
+        Some(SessionNode {
+            account,
+            revoked,
+            node,
+        })
+    };
+    assert_eq!(
+        read("alice-1", f).await,
+        found(alice, false, Some(made.clone()))
+    );
+    // Another account's node and a missing one: the session, no node.
+    assert_eq!(read("mallory-1", f).await, found(mallory, false, None));
+    assert_eq!(
+        read("alice-1", node_id(99)).await,
+        found(alice, false, None)
+    );
+    assert_eq!(read("nobody", f).await, None);
+    assert!(s.revoke_session(alice, "alice-1", NOW + 1).await.unwrap());
+    assert_eq!(read("alice-1", f).await, found(alice, true, Some(made)));
+}
+
 async fn cross_account_ids_are_missing(s: &dyn Store) {
     let alice = vault(s, "alice@example.org").await;
     let mallory = vault(s, "mallory@example.org").await;
@@ -2952,6 +2999,7 @@ async fn batch_races_single_changes(s: Arc<dyn Store>) {
 enum Arg {
     Int(i64),
     Bytes(Vec<u8>),
+    Text(&'static str),
 }
 
 /// Every statement of `tree_sql.rs` that reads rows (SELECT, UPDATE,
@@ -2990,6 +3038,11 @@ fn plan_cases(
         ),
         ("CHANGES", q::CHANGES, vec![o.clone(), Int(5), Int(100)]),
         ("NODE", q::NODE, vec![o.clone(), f.clone()]),
+        (
+            "NODE_IN_SESSION",
+            q::NODE_IN_SESSION,
+            vec![f.clone(), Arg::Text(PLAN_SESSION)],
+        ),
         ("NODE_HEAD", q::NODE_HEAD, vec![o.clone(), f.clone()]),
         (
             "NODE_HEAD_OBJECTS",
@@ -3137,8 +3190,21 @@ async fn plan_fixture(s: &dyn Store) -> (AccountId, NodeId, NodeId, NameTag) {
             .unwrap();
     }
     s.release_stale_pending(NOW - 200, 1000).await.unwrap();
+    for (i, account) in [owner, other].into_iter().enumerate() {
+        for k in 0..20 {
+            let id = if (i, k) == (0, 0) {
+                PLAN_SESSION.to_owned()
+            } else {
+                format!("plan-session-{i}-{k}")
+            };
+            s.create_session(&session_of(&id, account)).await.unwrap();
+        }
+    }
     (owner, dir, file, tags[tags.len() / 2].0)
 }
+
+/// The session of the query plan fixture's owner.
+const PLAN_SESSION: &str = "plan-session";
 
 /// SQLite: `EXPLAIN QUERY PLAN` of every statement, before and after
 /// `ANALYZE` has given the planner statistics.
@@ -3160,6 +3226,7 @@ async fn sqlite_query_plans_use_keys() {
                 query = match arg {
                     Arg::Int(v) => query.bind(*v),
                     Arg::Bytes(v) => query.bind(v.clone()),
+                    Arg::Text(v) => query.bind(*v),
                 };
             }
             let rows = query.fetch_all(store.pool()).await.unwrap();
@@ -3234,6 +3301,12 @@ async fn sqlite_query_plans_use_keys() {
                 | "RELEASE_OBJECTS_IN" | "STALE_PENDING_SIZE" | "FORGET_OBJECT" => {
                     expect("USING INDEX sqlite_autoindex_objects_1 (owner_id=? AND object_id=?)");
                 }
+                "NODE_IN_SESSION" => {
+                    expect("SEARCH s USING INDEX sqlite_autoindex_sessions_1 (id=?)");
+                    expect(
+                        "SEARCH n USING INDEX sqlite_autoindex_nodes_1 (owner_id=? AND node_id=?)",
+                    );
+                }
                 "CHANGES" => expect("USING PRIMARY KEY (owner_id=? AND seq>?)"),
                 "BUMP_SEQ" | "USAGE" | "SAVE_USAGE" => {
                     expect("USING INTEGER PRIMARY KEY (rowid=?)")
@@ -3290,6 +3363,7 @@ async fn mysql_query_plans_use_keys() {
                     query = match arg {
                         Arg::Int(v) => query.bind(*v),
                         Arg::Bytes(v) => query.bind(v.clone()),
+                        Arg::Text(v) => query.bind(*v),
                     };
                 }
                 let rows = query.fetch_all(store.pool()).await.unwrap();

@@ -11,7 +11,7 @@ use super::{
     NodePath, audit_outcome, check_batch, check_objects, kind_from_wire, new_entry, node_info,
     take_record,
 };
-use crate::auth::session::AuthSession;
+use crate::auth::session::{AccessToken, AuthSession};
 use crate::error::{ApiError, ApiResult};
 use crate::http::client_ip::ClientIp;
 use crate::http::json::ApiJson;
@@ -156,15 +156,14 @@ pub async fn batch(
 )]
 pub async fn get(
     State(state): State<AppState>,
-    auth: AuthSession,
+    token: AccessToken,
     NodePath(id): NodePath,
 ) -> ApiResult<Json<NodeInfo>> {
-    let row = state
-        .store
-        .node(auth.account, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(node_info(row)))
+    // The session and the node in one query: this is every file's open.
+    let found = state.store.node_in_session(token.session_id(), id).await?;
+    token.live(found.as_ref().map(|f| (f.account, f.revoked)))?;
+    let node = found.and_then(|f| f.node).ok_or(ApiError::NotFound)?;
+    Ok(Json(node_info(node)))
 }
 
 /// `PUT /v1/nodes/{id}/record`: replaces the record if the node is at
