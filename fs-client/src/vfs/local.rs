@@ -236,6 +236,18 @@ pub(crate) async fn flush_dir<A: VaultApi + 'static>(
     if locals.is_empty() {
         return Ok(());
     }
+    // Only files this directory holds: the inode table knows each one's
+    // directory, so files elsewhere, perhaps locked by a batch in flight
+    // for a while, are not waited for.
+    {
+        let t = lock(&core.table);
+        locals.retain(|f| {
+            t.slot(f.ino)
+                .ok()
+                .and_then(|s| t.id(s.parent).ok())
+                .is_none_or(|parent| parent == dir)
+        });
+    }
     let mut mine = Vec::new();
     for f in locals.drain(..) {
         if f.inner.lock().await.parent == dir {

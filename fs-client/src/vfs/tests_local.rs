@@ -262,3 +262,31 @@ async fn a_write_while_a_batch_is_in_flight_stays_pending() {
     let b2 = w.lookup(ROOT_INO, os("b")).await.unwrap();
     assert_eq!(read_file(&w, b2.ino).await.unwrap(), b"B");
 }
+
+/// Listing a directory commits the files made here in it first, and only
+/// those: a batch in flight for files elsewhere (their locks held until
+/// the server answers) does not hold the listing up.
+#[tokio::test]
+async fn a_listing_does_not_wait_for_a_batch_of_another_directory() {
+    let fake = Arc::new(FakeVault::new());
+    let d = tempfile::tempdir().unwrap();
+    let v = start(&fake, d.path()).await;
+    let a = v.mkdir(ROOT_INO, os("a"), 0o755, 0o022, ME).await.unwrap();
+    let b = v.mkdir(ROOT_INO, os("b"), 0o755, 0o022, ME).await.unwrap();
+    write_file(&v, b.ino, "y", b"Y").await;
+    v.sync_all().await.unwrap();
+    let in_a = write_file(&v, a.ino, "x", b"X").await;
+    fake.hold_batches();
+    let core = v.core.clone();
+    let fa = v.core.file(in_a).unwrap();
+    let held =
+        tokio::spawn(async move { batch::commit_files(&core, Budget::Uploader, vec![fa]).await });
+    fake.batch_held().await;
+    let listed = tokio::time::timeout(Duration::from_secs(10), names_in(&v, b.ino))
+        .await
+        .expect("the listing of b waited for a's batch");
+    fake.release_batches();
+    assert_eq!(listed, ["y"]);
+    held.await.unwrap().unwrap();
+    assert_eq!(names_in(&v, a.ino).await, ["x"]);
+}
