@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::AccountId;
+use crate::store::{AccountId, InSession};
 
 /// The caller of an authenticated endpoint.
 #[derive(Debug, Clone)]
@@ -47,6 +47,15 @@ impl AccessToken {
                 "the session has ended; log in again",
             )),
         }
+    }
+}
+
+impl AccessToken {
+    /// What a `*_in_session` store read found, once the session it read
+    /// along is found live ([`AccessToken::live`]).
+    pub fn found<T>(self, read: Option<InSession<T>>) -> Result<Option<T>, ApiError> {
+        self.live(read.as_ref().map(|r| (r.account, r.revoked)))?;
+        Ok(read.and_then(|r| r.found))
     }
 }
 

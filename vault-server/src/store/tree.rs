@@ -37,16 +37,17 @@ use common::{NodeId, ObjectId};
 
 use super::{AccountId, StoreError};
 
-/// What [`TreeStore::node_in_session`] read: the session's account and
-/// whether the session was revoked, and the node if that account has it.
+/// What a `*_in_session` read of [`TreeStore`] found: the session's
+/// account and whether the session was revoked, and what was asked for if
+/// that account has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionNode {
+pub struct InSession<T> {
     /// The account the session belongs to.
     pub account: AccountId,
     /// The session was revoked (logout, reuse of a refresh token, ...).
     pub revoked: bool,
-    /// The node, when the session's account has it.
-    pub node: Option<NodeRow>,
+    /// What was asked for, when the session's account has it.
+    pub found: Option<T>,
 }
 
 /// A node as stored.
@@ -333,7 +334,17 @@ pub trait TreeStore: Send + Sync {
         &self,
         session: &str,
         id: NodeId,
-    ) -> Result<Option<SessionNode>, TreeError>;
+    ) -> Result<Option<InSession<NodeRow>>, TreeError>;
+
+    /// [`Self::lookup`] in the account that session `session` belongs to,
+    /// read together with that session in one query (every path step of a
+    /// cold walk): `None` when there is no such session.
+    async fn lookup_in_session(
+        &self,
+        session: &str,
+        parent: NodeId,
+        tag: &NameTag,
+    ) -> Result<Option<InSession<(EntryRow, NodeRow)>>, TreeError>;
 
     /// Several nodes (missing ones are left out), for batch requests: in the
     /// order of `ids`, each once.

@@ -108,6 +108,19 @@ pub(super) const NODE_IN_SESSION: &str = concat!(
     " FROM sessions s LEFT JOIN nodes n ON n.owner_id = s.account_id AND n.node_id = ?",
     " WHERE s.id = ?"
 );
+/// `(parent, tag, session)`: the session's account and revocation, and
+/// [`LOOKUP`] in that account. Keys: `sessions`, `entries` and `nodes`
+/// primary keys.
+pub(super) const LOOKUP_IN_SESSION: &str = concat!(
+    "SELECT s.account_id AS session_account, s.revoked_at AS session_revoked, ",
+    entry_columns!(),
+    ", ",
+    node_columns!(),
+    " FROM sessions s",
+    " LEFT JOIN entries e ON e.owner_id = s.account_id AND e.parent_id = ? AND e.name_tag = ?",
+    " LEFT JOIN nodes n ON n.owner_id = e.owner_id AND n.node_id = e.child_id",
+    " WHERE s.id = ?"
+);
 /// What the checks need, without the (possibly large) record: `(owner,
 /// node)`. Key: `nodes` primary key.
 pub(super) const NODE_HEAD: &str =
@@ -532,13 +545,31 @@ macro_rules! impl_tree_store {
                 to_u64,
             };
             use $crate::store::{
-                AccountId, ChangeRow, EntryRow, NewEntry, NewNode, NewObject, NodeRow, ObjectRow,
-                Released, Rename, RenameMode, SessionNode, StoreError, TreeError, TreeOp,
+                AccountId, ChangeRow, EntryRow, InSession, NewEntry, NewNode, NewObject, NodeRow,
+                ObjectRow, Released, Rename, RenameMode, StoreError, TreeError, TreeOp,
                 TreeOpResult, TreeStore, Usage,
             };
 
             type DbRow = <$db as ::sqlx::Database>::Row;
             type Tx<'c> = ::sqlx::Transaction<'c, $db>;
+
+            /// A `*_IN_SESSION` row (none: no such session): the session's
+            /// columns, and `found` of the rest when its node was there.
+            fn in_session<T>(
+                row: Option<DbRow>,
+                found: impl FnOnce(&DbRow) -> Result<T, StoreError>,
+            ) -> Result<Option<InSession<T>>, StoreError> {
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let node: Option<Vec<u8>> = row.try_get("node_id")?;
+                let revoked: Option<i64> = row.try_get("session_revoked")?;
+                Ok(Some(InSession {
+                    account: AccountId(row.try_get("session_account")?),
+                    revoked: revoked.is_some(),
+                    found: node.map(|_| found(&row)).transpose()?,
+                }))
+            }
 
             fn node_from_row(row: &DbRow) -> Result<NodeRow, StoreError> {
                 let id: Vec<u8> = row.try_get("node_id")?;
@@ -1739,30 +1770,32 @@ macro_rules! impl_tree_store {
                     &self,
                     session: &str,
                     id: NodeId,
-                ) -> Result<Option<SessionNode>, TreeError> {
-                    let Some(row) = ::sqlx::query(q::NODE_IN_SESSION)
+                ) -> Result<Option<InSession<NodeRow>>, TreeError> {
+                    let row = ::sqlx::query(q::NODE_IN_SESSION)
                         .bind(id.as_bytes().as_slice())
                         .bind(session)
                         .fetch_optional(&self.pool)
                         .await
-                        .map_err(StoreError::from)?
-                    else {
-                        return Ok(None);
-                    };
-                    let found: Option<Vec<u8>> =
-                        row.try_get("node_id").map_err(StoreError::from)?;
-                    let revoked: Option<i64> =
-                        row.try_get("session_revoked").map_err(StoreError::from)?;
-                    Ok(Some(SessionNode {
-                        account: AccountId(
-                            row.try_get("session_account").map_err(StoreError::from)?,
-                        ),
-                        revoked: revoked.is_some(),
-                        node: match found {
-                            Some(_) => Some(node_from_row(&row)?),
-                            None => None,
-                        },
-                    }))
+                        .map_err(StoreError::from)?;
+                    Ok(in_session(row, node_from_row)?)
+                }
+
+                async fn lookup_in_session(
+                    &self,
+                    session: &str,
+                    parent: NodeId,
+                    tag: &NameTag,
+                ) -> Result<Option<InSession<(EntryRow, NodeRow)>>, TreeError> {
+                    let row = ::sqlx::query(q::LOOKUP_IN_SESSION)
+                        .bind(parent.as_bytes().as_slice())
+                        .bind(tag.as_bytes().as_slice())
+                        .bind(session)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(StoreError::from)?;
+                    Ok(in_session(row, |r| {
+                        Ok((entry_from_row(r)?, node_from_row(r)?))
+                    })?)
                 }
 
                 async fn nodes(

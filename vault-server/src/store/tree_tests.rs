@@ -40,7 +40,7 @@ suite! {
         hard_links_and_nlink,
         remove_rules,
         cross_account_ids_are_missing,
-        node_in_session_reads_both,
+        reads_in_session_answer_with_the_session,
         quota_at_its_edge,
         commit_version_object_rules,
         purge_queue_and_stale_pending,
@@ -1530,39 +1530,63 @@ fn session_of(id: &str, account: AccountId) -> NewSession {
     }
 }
 
-async fn node_in_session_reads_both(s: &dyn Store) {
+async fn reads_in_session_answer_with_the_session(s: &dyn Store) {
     let alice = vault(s, "ns-alice@example.org").await;
     let mallory = vault(s, "ns-mallory@example.org").await;
     let f = node_id(1);
     let made = mk(s, alice, f, NodeKind::File, NodeId::ROOT, "f").await;
+    let (entry, _) = s
+        .lookup(alice, NodeId::ROOT, &tag("f"))
+        .await
+        .unwrap()
+        .unwrap();
     s.create_session(&session_of("alice-1", alice))
         .await
         .unwrap();
     s.create_session(&session_of("mallory-1", mallory))
         .await
         .unwrap();
-    let read =
+    let node =
         |sid: &'static str, id: NodeId| async move { s.node_in_session(sid, id).await.unwrap() };
-    let found = |account, revoked, node| {
-        Some(SessionNode {
+    let lookup = |sid: &'static str, name: &'static str| async move {
+        s.lookup_in_session(sid, NodeId::ROOT, &tag(name))
+            .await
+            .unwrap()
+    };
+    fn found<T>(account: AccountId, revoked: bool, found: Option<T>) -> Option<InSession<T>> {
+        Some(InSession {
             account,
             revoked,
-            node,
+            found,
         })
-    };
+    }
     assert_eq!(
-        read("alice-1", f).await,
+        node("alice-1", f).await,
         found(alice, false, Some(made.clone()))
     );
-    // Another account's node and a missing one: the session, no node.
-    assert_eq!(read("mallory-1", f).await, found(mallory, false, None));
     assert_eq!(
-        read("alice-1", node_id(99)).await,
+        lookup("alice-1", "f").await,
+        found(alice, false, Some((entry.clone(), made.clone())))
+    );
+    // Another account's node or name, and missing ones: the session only.
+    assert_eq!(node("mallory-1", f).await, found(mallory, false, None));
+    assert_eq!(lookup("mallory-1", "f").await, found(mallory, false, None));
+    assert_eq!(
+        node("alice-1", node_id(99)).await,
         found(alice, false, None)
     );
-    assert_eq!(read("nobody", f).await, None);
+    assert_eq!(lookup("alice-1", "g").await, found(alice, false, None));
+    assert_eq!(node("nobody", f).await, None);
+    assert_eq!(lookup("nobody", "f").await, None);
     assert!(s.revoke_session(alice, "alice-1", NOW + 1).await.unwrap());
-    assert_eq!(read("alice-1", f).await, found(alice, true, Some(made)));
+    assert_eq!(
+        node("alice-1", f).await,
+        found(alice, true, Some(made.clone()))
+    );
+    assert_eq!(
+        lookup("alice-1", "f").await,
+        found(alice, true, Some((entry, made)))
+    );
 }
 
 async fn cross_account_ids_are_missing(s: &dyn Store) {
@@ -3043,6 +3067,11 @@ fn plan_cases(
             q::NODE_IN_SESSION,
             vec![f.clone(), Arg::Text(PLAN_SESSION)],
         ),
+        (
+            "LOOKUP_IN_SESSION",
+            q::LOOKUP_IN_SESSION,
+            vec![d.clone(), t.clone(), Arg::Text(PLAN_SESSION)],
+        ),
         ("NODE_HEAD", q::NODE_HEAD, vec![o.clone(), f.clone()]),
         (
             "NODE_HEAD_OBJECTS",
@@ -3301,6 +3330,15 @@ async fn sqlite_query_plans_use_keys() {
                 | "RELEASE_OBJECTS_IN" | "STALE_PENDING_SIZE" | "FORGET_OBJECT" => {
                     expect("USING INDEX sqlite_autoindex_objects_1 (owner_id=? AND object_id=?)");
                 }
+                "LOOKUP_IN_SESSION" => {
+                    expect("SEARCH s USING INDEX sqlite_autoindex_sessions_1 (id=?)");
+                    expect(
+                        "SEARCH e USING PRIMARY KEY (owner_id=? AND parent_id=? AND name_tag=?)",
+                    );
+                    expect(
+                        "SEARCH n USING INDEX sqlite_autoindex_nodes_1 (owner_id=? AND node_id=?)",
+                    );
+                }
                 "NODE_IN_SESSION" => {
                     expect("SEARCH s USING INDEX sqlite_autoindex_sessions_1 (id=?)");
                     expect(
@@ -3409,7 +3447,7 @@ async fn mysql_query_plans_use_keys() {
                     _ => "PRIMARY",
                 };
                 assert_eq!(key_of(&table), expected, "{context}");
-                if ["LOOKUP", "LIST_FIRST", "LIST_AFTER"].contains(&name) {
+                if ["LOOKUP", "LIST_FIRST", "LIST_AFTER", "LOOKUP_IN_SESSION"].contains(&name) {
                     assert_eq!(
                         (key_of("e"), key_of("n")),
                         ("PRIMARY".into(), "PRIMARY".into()),

@@ -160,9 +160,8 @@ pub async fn get(
     NodePath(id): NodePath,
 ) -> ApiResult<Json<NodeInfo>> {
     // The session and the node in one query: this is every file's open.
-    let found = state.store.node_in_session(token.session_id(), id).await?;
-    token.live(found.as_ref().map(|f| (f.account, f.revoked)))?;
-    let node = found.and_then(|f| f.node).ok_or(ApiError::NotFound)?;
+    let read = state.store.node_in_session(token.session_id(), id).await?;
+    let node = token.found(read)?.ok_or(ApiError::NotFound)?;
     Ok(Json(node_info(node)))
 }
 
