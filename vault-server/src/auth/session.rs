@@ -22,7 +22,7 @@ pub struct AuthSession {
 
 /// A valid access token whose session is not checked yet: for a handler
 /// that reads the session together with what it serves, in one query, and
-/// then calls [`AccessToken::live`] before it answers.
+/// then passes that read to [`AccessToken::found`] before it answers.
 #[derive(Debug, Clone)]
 pub struct AccessToken {
     account: AccountId,
@@ -48,9 +48,7 @@ impl AccessToken {
             )),
         }
     }
-}
 
-impl AccessToken {
     /// What a `*_in_session` store read found, once the session it read
     /// along is found live ([`AccessToken::live`]).
     pub fn found<T>(self, read: Option<InSession<T>>) -> Result<Option<T>, ApiError> {
