@@ -220,6 +220,23 @@ async fn a_file_rests_after_its_last_close_or_change_before_it_is_committed() {
     assert_eq!(read_file(&w, a.ino).await.unwrap(), b"contents");
 }
 
+/// Starts the uploader's commit of `files` as one batch, which the fake
+/// server holds at its gate (until `release_batches`); returns once the
+/// batch waits there.
+async fn batch_held_at_the_server(
+    fake: &FakeVault,
+    v: &Vfs<FakeVault>,
+    files: &[Ino],
+) -> tokio::task::JoinHandle<FsResult<()>> {
+    let files = files.iter().map(|&i| v.core.file(i).unwrap()).collect();
+    fake.hold_batches();
+    let core = v.core.clone();
+    let batch =
+        tokio::spawn(async move { batch::commit_files(&core, Budget::Uploader, files).await });
+    fake.batch_held().await;
+    batch
+}
+
 /// The uploader's batch takes along a file that another call has just
 /// committed (clean by the time its lock is taken); a write to that file
 /// while the batch is in flight must stay pending. It was lost: the batch
@@ -235,15 +252,7 @@ async fn a_write_while_a_batch_is_in_flight_stays_pending() {
     v.sync_all().await.unwrap();
     let b = write_file(&v, ROOT_INO, "b", b"B").await;
     let fh = v.open(a, RW).await.unwrap();
-    let fa = v.core.file(a).unwrap();
-    let fb = v.core.file(b).unwrap();
-    fake.hold_batches();
-    let core = v.core.clone();
-    let batch =
-        tokio::spawn(
-            async move { batch::commit_files(&core, Budget::Uploader, vec![fa, fb]).await },
-        );
-    fake.batch_held().await;
+    let batch = batch_held_at_the_server(&fake, &v, &[a, b]).await;
     assert_eq!(v.write(a, fh, 1, b"+").await.unwrap(), 1);
     v.flush(a, fh).await.unwrap();
     v.release(a, fh).await.unwrap();
@@ -276,12 +285,7 @@ async fn a_listing_does_not_wait_for_a_batch_of_another_directory() {
     write_file(&v, b.ino, "y", b"Y").await;
     v.sync_all().await.unwrap();
     let in_a = write_file(&v, a.ino, "x", b"X").await;
-    fake.hold_batches();
-    let core = v.core.clone();
-    let fa = v.core.file(in_a).unwrap();
-    let held =
-        tokio::spawn(async move { batch::commit_files(&core, Budget::Uploader, vec![fa]).await });
-    fake.batch_held().await;
+    let held = batch_held_at_the_server(&fake, &v, &[in_a]).await;
     let listed = tokio::time::timeout(Duration::from_secs(10), names_in(&v, b.ino))
         .await
         .expect("the listing of b waited for a's batch");
