@@ -15,6 +15,10 @@
 //!   name (for a conflict copy). It is replaced atomically (write, fsync
 //!   when asked, rename).
 //!
+//! A directory or symlink with a pending mode, owner or time change (see
+//! `records`) has `<node>.record`: the sealed change, one page rewritten
+//! in place.
+//!
 //! Invariants: a manifest only lists slots written before it; a slot is
 //! punched (or the files deleted) only after a manifest that no longer
 //! needs it is in place. A daemon killed at any point leaves either the old
@@ -320,21 +324,38 @@ impl Journal {
         self.dir.join(format!("{node}.record"))
     }
 
-    /// Replaces the sealed record change of `node` (see `records`): a new
-    /// file renamed over the old one, so a crash leaves one or the other.
+    /// Replaces the sealed record change of `node` (see `records`): one
+    /// page written in place, like a manifest that may be overwritten
+    /// (see [`Self::write_manifest`]); the first one takes its file from
+    /// the pool. tar and rsync change every directory they make two or
+    /// three times: a new file renamed over the old one per change made
+    /// and freed an inode each time, and ext4's inode allocation then
+    /// scans past every recently freed one. A record change is never
+    /// durable (`fsyncdir` sends it instead), and a one-page write is
+    /// never cut short by a kill, so the page holds the old change or the
+    /// new.
     pub(crate) fn write_record(&self, node: NodeId, sealed: &[u8]) -> FsResult<()> {
-        let tmp = self.dir.join(format!("{node}.record.tmp"));
-        replace_file(&tmp, &self.record_path(node), sealed, false)?;
+        let page = to_page(sealed)
+            .ok_or_else(|| FsError::Internal("a record change larger than a page".into()))?;
+        let path = self.record_path(node);
+        self.pool.take(&path);
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)?
+            .write_all_at(&page, 0)?;
         Ok(())
     }
 
-    /// Forgets the record change of `node`.
+    /// Forgets the record change of `node` (its file goes to the pool).
     pub(crate) fn remove_record(&self, node: NodeId) -> FsResult<()> {
-        Ok(remove_if_present(&self.record_path(node))?)
+        Ok(self.pool.retire(&self.record_path(node))?)
     }
 
     /// Every record change left by an earlier run, sealed, by node (and
-    /// removes temporary ones a crash left).
+    /// removes temporary ones a crash or an older version left).
     pub(crate) fn records(&self) -> FsResult<Vec<(NodeId, Vec<u8>)>> {
         let mut out = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
@@ -351,7 +372,15 @@ impl Journal {
             else {
                 continue;
             };
-            out.push((node, fs::read(entry.path())?));
+            let raw = fs::read(entry.path())?;
+            if raw.is_empty() {
+                // Taken from the pool, and the run ended before the write.
+                self.pool.retire(&entry.path())?;
+                continue;
+            }
+            // A page; or, written by an older version, the sealed change.
+            let sealed = from_page(&raw).map_or_else(|| raw.clone(), <[u8]>::to_vec);
+            out.push((node, sealed));
         }
         Ok(out)
     }
@@ -431,9 +460,9 @@ fn replace_file(tmp: &Path, path: &Path, bytes: &[u8], durable: bool) -> io::Res
     fs::rename(tmp, path)
 }
 
-/// Bytes of a manifest page.
+/// Bytes of a manifest or record change page.
 const PAGE: usize = 4096;
-/// The start of a manifest page (then the sealed manifest's length, u32
+/// The start of a page (then the sealed manifest's or change's length, u32
 /// big-endian, the sealed manifest, and zeros to the end of the page).
 const PAGE_MAGIC: &[u8; 4] = b"SVJ1";
 const PAGE_HEAD: usize = PAGE_MAGIC.len() + 4;
@@ -722,6 +751,43 @@ mod tests {
         // The page holds no plaintext name.
         let raw = fs::read(&path).unwrap();
         assert!(!raw.windows(9).any(|w| w == b"notes.txt"));
+    }
+
+    #[test]
+    fn a_record_change_is_rewritten_in_place_and_its_file_reused() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), key()).unwrap();
+        let node = NodeId::from_bytes([5; 16]);
+        let path = j.record_path(node);
+        j.write_record(node, b"first change").unwrap();
+        let inode = fs::metadata(&path).unwrap().ino();
+        j.write_record(node, b"second").unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().ino(), inode, "in place");
+        assert_eq!(j.records().unwrap(), vec![(node, b"second".to_vec())]);
+        // Removed into the pool, and the next change takes it from there.
+        j.remove_record(node).unwrap();
+        assert!(j.records().unwrap().is_empty());
+        let other = NodeId::from_bytes([6; 16]);
+        j.write_record(other, b"other").unwrap();
+        assert_eq!(fs::metadata(j.record_path(other)).unwrap().ino(), inode);
+        assert_eq!(j.records().unwrap(), vec![(other, b"other".to_vec())]);
+    }
+
+    #[test]
+    fn records_of_older_runs_and_cut_short_ones_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), key()).unwrap();
+        // An older version wrote the sealed change whole.
+        let old = NodeId::from_bytes([5; 16]);
+        fs::write(j.record_path(old), b"sealed whole").unwrap();
+        // A run that ended between taking the file and writing it.
+        let empty = NodeId::from_bytes([6; 16]);
+        fs::write(j.record_path(empty), b"").unwrap();
+        fs::write(dir.path().join(format!("{empty}.record.tmp")), b"x").unwrap();
+        assert_eq!(j.records().unwrap(), vec![(old, b"sealed whole".to_vec())]);
+        assert!(!j.record_path(empty).exists());
+        assert!(!dir.path().join(format!("{empty}.record.tmp")).exists());
     }
 
     #[test]
