@@ -29,7 +29,9 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 use tokio_util::io::ReaderStream;
 
-use super::{BlobError, BlobStore, BlobStream, Intake, PutBody, random_token, resolve_range};
+use super::{
+    BlobError, BlobStore, BlobStream, Intake, PutBody, SmallObject, random_token, resolve_range,
+};
 use crate::store::AccountId;
 
 /// Name of the directory of temp files, under the root.
@@ -146,6 +148,64 @@ impl FileStore {
         })
         .await?
     }
+
+    /// [`BlobStore::put_many`], on a blocking thread: each object is
+    /// checked and written to a temp file, one `syncfs` makes all their
+    /// bytes durable, each is linked to its name, and a second `syncfs`
+    /// makes the names (and any directory made for them) durable. Two
+    /// flushes of the disk for the whole batch, where a `put` each costs
+    /// two `fsync`s (file and directory): on the bench machine a batch of
+    /// ~220 small objects spent ~230 ms in its 660 `fsync`s. `syncfs` also
+    /// writes out whatever else is dirty on the store's filesystem, which
+    /// is why it is used for batches of small objects only.
+    fn put_many_blocking(
+        &self,
+        owner: AccountId,
+        objects: &[SmallObject],
+        max_len: u64,
+    ) -> Result<(), BlobError> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut staged = Vec::with_capacity(objects.len());
+        for o in objects {
+            let mut intake = Intake::new(max_len);
+            intake.feed(&o.data)?;
+            intake.finish(&o.sha256)?;
+            match std::fs::metadata(self.object_path(owner, o.id)) {
+                Ok(meta) if meta.is_file() => return Err(BlobError::Exists),
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+            let name = format!("{}-{}-{}", owner.0, o.id, hex::encode(random_token()?));
+            let temp = TempFile(Some(self.tmp.join(name)));
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(temp.path())?
+                .write_all(&o.data)?;
+            staged.push((temp, o.id));
+        }
+        let root = std::fs::File::open(&self.root)?;
+        rustix::fs::syncfs(&root).map_err(std::io::Error::from)?;
+        let mut dirs = std::collections::HashSet::new();
+        for (temp, id) in &staged {
+            let prefix = self.prefix_dir(owner, *id);
+            if dirs.insert(prefix.clone()) {
+                make_dir(&self.owner_dir(owner))?;
+                make_dir(&prefix)?;
+            }
+            match std::fs::hard_link(temp.path(), self.object_path(owner, *id)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => return Err(BlobError::Exists),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        rustix::fs::syncfs(&root).map_err(std::io::Error::from)?;
+        // The temp names go as `staged` is dropped.
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -171,6 +231,20 @@ impl BlobStore for FileStore {
         let published = self.publish(&temp, owner, id).await;
         temp.remove().await;
         published.map(|()| len)
+    }
+
+    async fn put_many(
+        &self,
+        owner: AccountId,
+        objects: &[SmallObject],
+        max_len: u64,
+    ) -> Result<(), BlobError> {
+        if objects.is_empty() {
+            return Ok(());
+        }
+        let store = self.clone();
+        let objects = objects.to_vec();
+        blocking(move || Ok(store.put_many_blocking(owner, &objects, max_len))).await?
     }
 
     async fn get(

@@ -63,6 +63,27 @@ pub type PutBody = BoxStream<'static, Result<Bytes, std::io::Error>>;
 /// An object's bytes as they are read.
 pub type BlobStream = BoxStream<'static, Result<Bytes, BlobError>>;
 
+/// An object whose bytes are all in memory: an inline object of a batch.
+#[derive(Debug, Clone)]
+pub struct SmallObject {
+    /// Its id.
+    pub id: ObjectId,
+    /// Its ciphertext.
+    pub data: Bytes,
+    /// The SHA-256 the client declared for it.
+    pub sha256: [u8; 32],
+}
+
+impl SmallObject {
+    /// Its length in bytes.
+    pub fn size(&self) -> u64 {
+        u64::try_from(self.data.len()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Puts of the default [`BlobStore::put_many`] run together.
+const PUT_MANY_CONCURRENCY: usize = 8;
+
 /// How long staged leftovers of unfinished uploads (temp files, unclaimed
 /// chunk rows, staging keys) are kept before [`open`] sweeps them: long
 /// enough that an upload still running in another server instance that
@@ -128,6 +149,31 @@ pub trait BlobStore: Send + Sync + Debug + 'static {
         max_len: u64,
         expected_sha256: [u8; 32],
     ) -> Result<u64, BlobError>;
+
+    /// Stores each of `objects` of `owner` as [`Self::put`] would (the same
+    /// checks, errors and write-once rule per object), and returns once all
+    /// are visible and durable. Not all or none: after an error some may be
+    /// visible, and the caller deletes what it does not keep. The default
+    /// puts them a few at a time; a backend may make them durable together
+    /// (the file store: one `syncfs` for the data and one for the names,
+    /// instead of two `fsync`s per object).
+    async fn put_many(
+        &self,
+        owner: AccountId,
+        objects: &[SmallObject],
+        max_len: u64,
+    ) -> Result<(), BlobError> {
+        use futures_util::StreamExt as _;
+        for some in objects.chunks(PUT_MANY_CONCURRENCY) {
+            let mut puts = Vec::with_capacity(some.len());
+            for o in some {
+                let body = futures_util::stream::once(std::future::ready(Ok(o.data.clone())));
+                puts.push(self.put(owner, o.id, body.boxed(), max_len, o.sha256));
+            }
+            futures_util::future::try_join_all(puts).await?;
+        }
+        Ok(())
+    }
 
     /// Reads object `id` of `owner`: its total length and a stream of the
     /// bytes in `range` (all of them for `None`).

@@ -320,6 +320,7 @@ suite![
     delete_is_idempotent,
     owners_are_separate_namespaces,
     concurrent_puts_one_wins,
+    put_many_stores_each_and_checks_each,
 ];
 
 // ---------------------------------------------------------------------------
@@ -588,6 +589,52 @@ async fn write_once(f: Fixture) {
     f.assert_no_leftovers(a).await;
 }
 
+fn small(bytes: &[u8]) -> SmallObject {
+    SmallObject {
+        id: oid(),
+        data: Bytes::copy_from_slice(bytes),
+        sha256: sha(bytes),
+    }
+}
+
+/// A batch's objects: all stored and readable; each checked like a `put`
+/// (digest, limit, write-once), and what a failed one staged is gone.
+async fn put_many_stores_each_and_checks_each(f: Fixture) {
+    let s = &*f.store;
+    let a = owner();
+    let objects: Vec<SmallObject> = (0..40).map(|i| small(&data(i * 97, i as u64))).collect();
+    s.put_many(a, &objects, NO_LIMIT).await.unwrap();
+    for o in &objects {
+        assert!(
+            read_all(s, a, o.id).await == o.data,
+            "{} bytes",
+            o.data.len()
+        );
+    }
+    s.put_many(a, &[], NO_LIMIT).await.unwrap();
+
+    // Each failure is the one `put` gives; the good objects of a failed
+    // batch may be visible, and the caller deletes them.
+    let again = [small(b"fresh"), objects[3].clone()];
+    let err = s.put_many(a, &again, NO_LIMIT).await;
+    assert!(matches!(err, Err(BlobError::Exists)), "{err:?}");
+    assert!(read_all(s, a, objects[3].id).await == objects[3].data);
+    let mut wrong = small(b"tampered");
+    wrong.sha256 = sha(b"something else");
+    let err = s.put_many(a, std::slice::from_ref(&wrong), NO_LIMIT).await;
+    assert!(matches!(err, Err(BlobError::DigestMismatch)), "{err:?}");
+    assert!(!s.exists(a, wrong.id).await.unwrap());
+    let big = small(&data(100, 9));
+    let err = s.put_many(a, std::slice::from_ref(&big), 99).await;
+    assert!(
+        matches!(err, Err(BlobError::TooLarge { limit: 99 })),
+        "{err:?}"
+    );
+    assert!(!s.exists(a, big.id).await.unwrap());
+    s.delete(a, again[0].id).await.unwrap();
+    f.assert_no_leftovers(a).await;
+}
+
 async fn ranges(f: Fixture) {
     let s = &*f.store;
     let a = owner();
@@ -761,6 +808,19 @@ async fn file_layout_and_modes() {
         assert_eq!(mode(d), 0o700, "{}", d.display());
     }
     // The temp file is gone once the object is in place.
+    assert_eq!(std::fs::read_dir(root.join(".tmp")).unwrap().count(), 0);
+    // The same for objects stored together, in a directory made for them.
+    let many: ObjectId = "cd0123456789abcdef0123456789abcd".parse().unwrap();
+    let object = SmallObject {
+        id: many,
+        data: Bytes::from_static(b"batched"),
+        sha256: sha(b"batched"),
+    };
+    store.put_many(owner, &[object], NO_LIMIT).await.unwrap();
+    let path = root.join("42").join("cd").join(many.to_string());
+    assert_eq!(std::fs::read(&path).unwrap(), b"batched");
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&root.join("42/cd")), 0o700);
     assert_eq!(std::fs::read_dir(root.join(".tmp")).unwrap().count(), 0);
 }
 

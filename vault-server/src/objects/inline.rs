@@ -2,7 +2,9 @@
 //! `PUT /v1/objects/{id}` stores one (the same size limit, digest check,
 //! reservation against the quota and blob-store put, from the helpers in
 //! the parent module), but all or none and at the cost of one reservation
-//! transaction for all of them.
+//! transaction for all of them, and stored together
+//! ([`BlobStore::put_many`](crate::blob::BlobStore::put_many): the file
+//! store makes a whole batch durable with two `syncfs` calls).
 //!
 //! Order: first every object is checked on its own without touching
 //! anything ([`check`]: a SHA-256 of 32 bytes, 400; at most
@@ -11,7 +13,7 @@
 //! id. Then [`store`] reserves them all in one transaction
 //! ([`TreeStore::reserve_objects`](crate::store::TreeStore::reserve_objects):
 //! 409 `exists`, 507 `quota_exceeded`, nothing reserved on either), and
-//! writes them to the blob store a few at a time. If any write fails, every
+//! writes them to the blob store together. If any write fails, every
 //! object of the request is abandoned (returned to the quota and queued for
 //! purge, like a failed upload) and the request fails with that error.
 //!
@@ -25,38 +27,17 @@ use std::time::Instant;
 use bytes::Bytes;
 use common::ObjectId;
 use common::api::tree::InlineObject;
-use futures_util::{StreamExt as _, TryStreamExt as _};
 use sha2::{Digest as _, Sha256};
 
-use super::{Reservation, check_not_collected, check_size, put_blob};
-use crate::blob::PutBody;
+use super::{Reservation, check_not_collected, check_size};
+use crate::blob::SmallObject;
 use crate::error::ApiError;
 use crate::state::{AppState, now};
 use crate::store::{AccountId, NewObject};
 
-/// Blob-store writes of one batch in flight at once.
-const PUT_CONCURRENCY: usize = 8;
-
-/// An inline object that passed [`check`].
-#[derive(Debug, Clone)]
-pub struct Checked {
-    /// Its id.
-    pub id: ObjectId,
-    /// Its ciphertext.
-    pub data: Bytes,
-    /// Its SHA-256 (of `data`).
-    pub digest: [u8; 32],
-}
-
-impl Checked {
-    fn len(&self) -> u64 {
-        u64::try_from(self.data.len()).unwrap_or(u64::MAX)
-    }
-}
-
 /// Checks each object on its own, in order, and takes its bytes out of the
 /// request: the first failure is the answer, and nothing was reserved.
-pub fn check(state: &AppState, objects: Vec<InlineObject>) -> Result<Vec<Checked>, ApiError> {
+pub fn check(state: &AppState, objects: Vec<InlineObject>) -> Result<Vec<SmallObject>, ApiError> {
     objects
         .into_iter()
         .map(|mut o| {
@@ -64,12 +45,12 @@ pub fn check(state: &AppState, objects: Vec<InlineObject>) -> Result<Vec<Checked
                 ApiError::BadRequest(format!("object {}: sha256 must be 32 bytes", o.id))
             })?;
             let data = Bytes::from(std::mem::take(&mut o.data.0));
-            let checked = Checked {
+            let checked = SmallObject {
                 id: o.id,
                 data,
-                digest,
+                sha256: digest,
             };
-            check_size(state, checked.len())?;
+            check_size(state, checked.size())?;
             if Sha256::digest(&checked.data).as_slice() != digest.as_slice() {
                 return Err(ApiError::DigestMismatch);
             }
@@ -83,7 +64,7 @@ pub fn check(state: &AppState, objects: Vec<InlineObject>) -> Result<Vec<Checked
 pub async fn store(
     state: &AppState,
     owner: AccountId,
-    objects: &[Checked],
+    objects: &[SmallObject],
 ) -> Result<u64, ApiError> {
     if objects.is_empty() {
         return Ok(0);
@@ -92,8 +73,8 @@ pub async fn store(
         .iter()
         .map(|o| NewObject {
             id: o.id,
-            size: o.len(),
-            digest: o.digest,
+            size: o.size(),
+            digest: o.sha256,
         })
         .collect();
     let started = Instant::now();
@@ -104,17 +85,9 @@ pub async fn store(
     let ids: Vec<ObjectId> = objects.iter().map(|o| o.id).collect();
     let reservation = Reservation::new(state, owner, ids.clone());
     let stored = async {
-        let puts: Vec<_> = objects
-            .iter()
-            .map(|o| {
-                let body: PutBody =
-                    futures_util::stream::once(std::future::ready(Ok(o.data.clone()))).boxed();
-                put_blob(state, owner, o.id, body, o.len(), o.digest)
-            })
-            .collect();
-        futures_util::stream::iter(puts)
-            .buffer_unordered(PUT_CONCURRENCY)
-            .try_collect::<()>()
+        state
+            .blobs
+            .put_many(owner, objects, state.max_object_bytes)
             .await?;
         if may_have_been_collected(started.elapsed().as_secs(), state.gc_grace_secs) {
             check_not_collected(state, owner, &ids).await?;
