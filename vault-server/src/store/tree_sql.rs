@@ -37,7 +37,14 @@
 //! ([`NODE_HEAD_OBJECTS`]) and writes its objects a hundred per statement.
 //! A new small file created with its object in a batch thus costs five
 //! statements (savepoint, objects, node, entry, objects' commit), where a
-//! create and a commit cost eleven before.
+//! create and a commit cost eleven before. A run of creates in a batch (the
+//! uploader's new files) is first tried all together (`create_all`): each
+//! parent checked once, every object read in one query, and the nodes,
+//! entries and objects' commits written a hundred per statement, about
+//! five statements per hundred files. If any create of the run would be
+//! refused, the run is rolled back to its savepoint and goes one by one, so
+//! every answer is the one the endpoint gives (`tree_tests.rs` compares
+//! batches with single calls).
 
 use std::collections::HashSet;
 
@@ -148,6 +155,13 @@ pub(super) const NODES_IN: &str = concat!(
 /// with a uniqueness violation (`nodes` primary key).
 pub(super) const INSERT_NODE: &str = "INSERT INTO nodes (owner_id, node_id, kind, version, \
      record, size, nlink, created_at, updated_at) VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?)";
+/// [`INSERT_NODE`] for many: the start, to which [`NODE_ROW`] is appended
+/// once per node (comma-separated).
+pub(super) const INSERT_NODES: &str = "INSERT INTO nodes (owner_id, node_id, kind, version, \
+     record, size, nlink, created_at, updated_at) VALUES ";
+/// One node of [`INSERT_NODES`]: `(owner, node, kind, record, size, nlink,
+/// now, now)`.
+pub(super) const NODE_ROW: &str = "(?, ?, ?, 1, ?, ?, ?, ?, ?)";
 /// `(record, now, owner, node, expected version)`. Key: `nodes` primary key.
 pub(super) const UPDATE_RECORD: &str = "UPDATE nodes SET record = ?, version = version + 1, \
      updated_at = ? WHERE owner_id = ? AND node_id = ? AND version = ?";
@@ -217,6 +231,13 @@ pub(super) const PARENT_OF: &str =
 /// uniqueness violation (`entries` primary key).
 pub(super) const INSERT_ENTRY: &str = "INSERT INTO entries \
      (owner_id, parent_id, name_tag, encrypted_name, child_id) VALUES (?, ?, ?, ?, ?)";
+/// [`INSERT_ENTRY`] for many: the start, to which [`ENTRY_ROW`] is
+/// appended once per entry (comma-separated).
+pub(super) const INSERT_ENTRIES: &str = "INSERT INTO entries \
+     (owner_id, parent_id, name_tag, encrypted_name, child_id) VALUES ";
+/// One entry of [`INSERT_ENTRIES`]: `(owner, parent, tag, encrypted name,
+/// child)`.
+pub(super) const ENTRY_ROW: &str = "(?, ?, ?, ?, ?)";
 /// Moves an entry: `(new parent, new tag, encrypted name, owner, parent,
 /// tag)`. Key: `entries` primary key.
 pub(super) const MOVE_ENTRY: &str = "UPDATE entries SET parent_id = ?, name_tag = ?, \
@@ -256,6 +277,15 @@ pub(super) const LISTED_OBJECTS_IN: &str = "SELECT object_id, node_id, size, sta
 /// `objects` primary key, one lookup per id.
 pub(super) const COMMIT_OBJECTS_IN: &str = "UPDATE objects SET state = 'committed', \
      node_id = ? WHERE owner_id = ? AND state = 'pending' AND object_id IN ";
+/// [`COMMIT_OBJECTS_IN`] to many nodes: the start, to which `WHEN ? THEN ?`
+/// is appended once per object, then [`COMMIT_OBJECTS_TO_END`] and `(?, ?,
+/// ...)`: `((object, node)..., owner, object...)`. Key: `objects` primary
+/// key, one lookup per id.
+pub(super) const COMMIT_OBJECTS_TO: &str =
+    "UPDATE objects SET state = 'committed', node_id = CASE object_id ";
+/// See [`COMMIT_OBJECTS_TO`].
+pub(super) const COMMIT_OBJECTS_TO_END: &str =
+    " END WHERE owner_id = ? AND state = 'pending' AND object_id IN ";
 /// A node's objects: `(owner, node)`. Key: `objects_node`. Only committed
 /// objects have a `node_id` (a CHECK in the schema), so no condition on
 /// `state`: one would tempt SQLite, given statistics, onto `objects_state`.
@@ -486,6 +516,8 @@ pub(super) struct Listed {
     pub pending: Vec<ObjectId>,
     /// The sum of their sizes: the node's new size.
     pub size: u64,
+    /// The size of each.
+    pub sizes: std::collections::HashMap<ObjectId, u64>,
 }
 
 /// A stored non-negative integer as `u64`.
@@ -975,6 +1007,7 @@ macro_rules! impl_tree_store {
                     if pending {
                         listed.pending.push(object);
                     }
+                    listed.sizes.insert(object, *size);
                     listed.size = listed
                         .size
                         .checked_add(*size)
@@ -1118,6 +1151,177 @@ macro_rules! impl_tree_store {
                     created_at: now,
                     updated_at: now,
                 })
+            }
+
+            /// Many [`create_in`]s of new entries (a batch of new files) in
+            /// a few statements for all of them: the checks first (each
+            /// parent once, every object in one read), then the nodes, the
+            /// entries and the objects' commits a hundred per statement. Five
+            /// statements per file become about five per hundred files.
+            ///
+            /// `None` when any of them would be refused, or they are not
+            /// independent (a repeated id, name or object, or a parent made
+            /// in the same batch): nothing counted is changed, the caller
+            /// rolls back what was written, and each runs on its own, as
+            /// before, with the answer its endpoint gives.
+            async fn create_all(
+                tx: &mut Tx<'_>,
+                acct: &mut Locked,
+                news: &[&NewNode],
+                dirs: &mut ::std::collections::HashSet<NodeId>,
+                now: i64,
+            ) -> Result<Option<Vec<NodeRow>>, Fail> {
+                let owner = acct.owner;
+                let mut ids = ::std::collections::HashSet::with_capacity(news.len());
+                let mut names = ::std::collections::HashSet::with_capacity(news.len());
+                let mut objects = Vec::new();
+                let mut seen = ::std::collections::HashSet::new();
+                for new in news {
+                    let Some(entry) = &new.entry else {
+                        return Ok(None);
+                    };
+                    let independent = new.id != NodeId::ROOT
+                        && ids.insert(new.id)
+                        && names.insert((entry.parent, entry.tag));
+                    if !independent || (!new.objects.is_empty() && new.kind != NodeKind::File) {
+                        return Ok(None);
+                    }
+                    let mut own = ::std::collections::HashSet::new();
+                    for object in &new.objects {
+                        // Listed twice by one file counts once; by two, the
+                        // second would be refused.
+                        if own.insert(*object) && !seen.insert(*object) {
+                            return Ok(None);
+                        }
+                    }
+                    objects.extend(own);
+                }
+                for new in news {
+                    let parent = new.entry.as_ref().map_or(NodeId::ROOT, |e| e.parent);
+                    if ids.contains(&parent) {
+                        return Ok(None);
+                    }
+                    if !dirs.contains(&parent) {
+                        match directory(tx, owner, parent).await {
+                            Ok(()) => {
+                                dirs.insert(parent);
+                            }
+                            Err(Fail::Tree(_)) => return Ok(None),
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                let listed = match listed_objects(tx, owner, None, &objects).await {
+                    Ok(listed) => listed,
+                    Err(Fail::Tree(_)) => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                let mut rows = Vec::with_capacity(news.len());
+                for new in news {
+                    let mut size = 0u64;
+                    let own: ::std::collections::HashSet<&ObjectId> = new.objects.iter().collect();
+                    for object in own {
+                        let each = listed.sizes.get(object).copied().unwrap_or(0);
+                        size = size
+                            .checked_add(each)
+                            .ok_or(StoreError::Corrupt("file size"))?;
+                    }
+                    rows.push(NodeRow {
+                        id: new.id,
+                        kind: new.kind,
+                        version: 1,
+                        record: new.record.clone(),
+                        size,
+                        nlink: 1,
+                        created_at: now,
+                        updated_at: now,
+                    });
+                }
+                for chunk in rows.chunks(q::NODES_CHUNK) {
+                    // Only placeholders are appended to the statement.
+                    let sql = format!(
+                        "{}{}",
+                        q::INSERT_NODES,
+                        vec![q::NODE_ROW; chunk.len()].join(", ")
+                    );
+                    let mut query = ::sqlx::query(::sqlx::AssertSqlSafe(sql));
+                    for row in chunk {
+                        query = query
+                            .bind(owner.0)
+                            .bind(row.id.as_bytes().as_slice())
+                            .bind(i64::from(row.kind.code()))
+                            .bind(row.record.as_slice())
+                            .bind(to_i64(row.size, "file size")?)
+                            .bind(i64::from(row.nlink))
+                            .bind(now)
+                            .bind(now);
+                    }
+                    match query.execute(&mut **tx).await.map_err(taken) {
+                        Ok(_) => {}
+                        Err(Fail::Tree(_)) => return Ok(None),
+                        Err(e) => return Err(e),
+                    }
+                }
+                for chunk in news.chunks(q::NODES_CHUNK) {
+                    // Only placeholders are appended to the statement.
+                    let sql = format!(
+                        "{}{}",
+                        q::INSERT_ENTRIES,
+                        vec![q::ENTRY_ROW; chunk.len()].join(", ")
+                    );
+                    let mut query = ::sqlx::query(::sqlx::AssertSqlSafe(sql));
+                    for new in chunk {
+                        let Some(entry) = &new.entry else {
+                            return Ok(None);
+                        };
+                        query = query
+                            .bind(owner.0)
+                            .bind(entry.parent.as_bytes().as_slice())
+                            .bind(entry.tag.as_bytes().as_slice())
+                            .bind(entry.encrypted_name.as_slice())
+                            .bind(new.id.as_bytes().as_slice());
+                    }
+                    match query.execute(&mut **tx).await.map_err(taken) {
+                        Ok(_) => {}
+                        Err(Fail::Tree(_)) => return Ok(None),
+                        Err(e) => return Err(e),
+                    }
+                }
+                let holders: Vec<(ObjectId, NodeId)> = news
+                    .iter()
+                    .flat_map(|new| {
+                        let own: ::std::collections::HashSet<ObjectId> =
+                            new.objects.iter().copied().collect();
+                        own.into_iter().map(move |object| (object, new.id))
+                    })
+                    .collect();
+                for chunk in holders.chunks(q::NODES_CHUNK) {
+                    // Only placeholders are appended to the statement.
+                    let sql = format!(
+                        "{}{}{}{}",
+                        q::COMMIT_OBJECTS_TO,
+                        "WHEN ? THEN ? ".repeat(chunk.len()),
+                        q::COMMIT_OBJECTS_TO_END,
+                        q::placeholders(chunk.len())
+                    );
+                    let mut query = ::sqlx::query(::sqlx::AssertSqlSafe(sql));
+                    for (object, node) in chunk {
+                        query = query
+                            .bind(object.as_bytes().as_slice())
+                            .bind(node.as_bytes().as_slice());
+                    }
+                    query = query.bind(owner.0);
+                    for (object, _) in chunk {
+                        query = query.bind(object.as_bytes().as_slice());
+                    }
+                    query.execute(&mut **tx).await?;
+                }
+                for new in news {
+                    acct.next_op();
+                    acct.nodes += 1;
+                    acct.changed(new.id, new.entry.as_ref().map(|e| e.parent));
+                }
+                Ok(Some(rows))
             }
 
             /// [`TreeStore::update_record`] inside a transaction holding
@@ -1585,7 +1789,45 @@ macro_rules! impl_tree_store {
                     // The parents found to be directories, each checked once
                     // (see `create_in`).
                     let mut dirs = ::std::collections::HashSet::new();
-                    for op in ops {
+                    // Runs of creates (the uploader's new files, most of
+                    // what it sends) are written together when none of a
+                    // run is refused; otherwise, and for other operations,
+                    // one by one. `ops[..done]` were written together; runs
+                    // up to `tried` were tried.
+                    let (mut done, mut tried) = (0, 0);
+                    for (i, op) in ops.iter().enumerate() {
+                        if i < done {
+                            continue;
+                        }
+                        if i >= tried {
+                            let news: Vec<&NewNode> = ops
+                                .get(i..)
+                                .unwrap_or_default()
+                                .iter()
+                                .map_while(|op| match op {
+                                    TreeOp::Create(new) => Some(new),
+                                    _ => None,
+                                })
+                                .collect();
+                            tried = i + news.len().max(1);
+                            if news.len() > 1 {
+                                let mark = acct.next_op();
+                                ::sqlx::raw_sql(q::SAVEPOINT).execute(&mut *tx).await?;
+                                if let Some(rows) =
+                                    create_all(&mut tx, &mut acct, &news, &mut dirs, now).await?
+                                {
+                                    results.extend(
+                                        rows.into_iter().map(|row| Ok((row, Released::default()))),
+                                    );
+                                    done = tried;
+                                    continue;
+                                }
+                                ::sqlx::raw_sql(q::ROLLBACK_TO_SAVEPOINT)
+                                    .execute(&mut *tx)
+                                    .await?;
+                                acct.restore(mark);
+                            }
+                        }
                         let mark = acct.next_op();
                         // A savepoint per operation: a refused one is
                         // undone alone. One name, set again before each

@@ -52,6 +52,7 @@ suite! {
         batch_refusals_are_per_operation,
         batch_creates_files_with_their_objects,
         batch_checks_each_parent_and_undoes_half_creates,
+        batch_of_new_files_answers_as_single_calls,
         reserve_objects_all_or_none,
     ],
     shared: [
@@ -2841,6 +2842,171 @@ async fn batch_creates_files_with_their_objects(s: &dyn Store) {
     );
 }
 
+/// A batch of creates only (the uploader's new files) is written together
+/// when none is refused: more than a statement's hundred rows, files with
+/// objects (one listed twice), without, a directory and a symlink. The
+/// same with one create refused at each point the written-together path
+/// can meet it (its INSERTs, the objects, a parent, two creates that
+/// collide) then runs one by one: the same answers as single calls, and
+/// no trace of the attempt.
+async fn batch_of_new_files_answers_as_single_calls(s: &dyn Store) {
+    const FILES: u32 = 230;
+    let fixture = |email: &'static str| async move {
+        let owner = batch_fixture(s, email).await;
+        let objects: Vec<NewObject> = (0..FILES)
+            .map(|i| new_object(100 + i, u64::from(i) + 1))
+            .collect();
+        s.reserve_objects(owner, &objects, BIG, NOW).await.unwrap();
+        owner
+    };
+    let files = |from: u32, to: u32| -> Vec<TreeOp> {
+        (from..to)
+            .map(|i| {
+                let parent = if i % 2 == 0 { NodeId::ROOT } else { node_id(2) };
+                let object = object_id(100 + i);
+                let objects: &[ObjectId] = if i % 7 == 0 {
+                    &[]
+                } else if i % 5 == 0 {
+                    &[object, object]
+                } else {
+                    std::slice::from_ref(&object)
+                };
+                create_with(
+                    node_id(1000 + i),
+                    NodeKind::File,
+                    parent,
+                    &format!("file {i}"),
+                    objects,
+                )
+            })
+            .collect()
+    };
+    let mut ops = files(0, 200);
+    ops.push(create_op(
+        node_id(900),
+        NodeKind::Directory,
+        node_id(2),
+        "sub",
+    ));
+    ops.push(create_op(
+        node_id(901),
+        NodeKind::Symlink,
+        NodeId::ROOT,
+        "link",
+    ));
+    let (owner, errors) = batch_as_single_calls(s, fixture, &ops, &[100, 101, 105, 199]).await;
+    assert!(errors.iter().all(Option::is_none), "{errors:?}");
+    assert_eq!(
+        s.node(owner, node_id(1003)).await.unwrap().map(|n| n.size),
+        Some(4)
+    );
+    assert_eq!(
+        holder(s, owner, object_id(103)).await,
+        Some(Some(node_id(1003)))
+    );
+
+    let refused: [(TreeOp, &str); 6] = [
+        // A taken name, a taken id (the INSERTs refuse them).
+        (
+            create_op(node_id(950), NodeKind::File, NodeId::ROOT, "f"),
+            "EntryExists",
+        ),
+        (
+            create_op(node_id(1), NodeKind::File, NodeId::ROOT, "new"),
+            "EntryExists",
+        ),
+        // An object that is not pending; a parent that is a file.
+        (
+            create_with(
+                node_id(950),
+                NodeKind::File,
+                NodeId::ROOT,
+                "o",
+                &[object_id(1)],
+            ),
+            "NotFound",
+        ),
+        (
+            create_op(node_id(950), NodeKind::File, node_id(1), "p"),
+            "NotADirectory",
+        ),
+        // The name or the object of another create of the batch.
+        (
+            create_op(node_id(950), NodeKind::File, NodeId::ROOT, "file 200"),
+            "EntryExists",
+        ),
+        (
+            create_with(
+                node_id(950),
+                NodeKind::File,
+                NodeId::ROOT,
+                "q",
+                &[object_id(301)],
+            ),
+            "NotFound",
+        ),
+    ];
+    for (n, (op, error)) in refused.into_iter().enumerate() {
+        let mut ops = files(200, 210);
+        ops.insert(5, op);
+        let emails = [
+            ["r0a@example.org", "r0b@example.org"],
+            ["r1a@example.org", "r1b@example.org"],
+            ["r2a@example.org", "r2b@example.org"],
+            ["r3a@example.org", "r3b@example.org"],
+            ["r4a@example.org", "r4b@example.org"],
+            ["r5a@example.org", "r5b@example.org"],
+        ];
+        let [first, second] = emails[n];
+        let fixture = |email: &'static str| async move {
+            let email = if email.starts_with("as-batch") {
+                first
+            } else {
+                second
+            };
+            fixture(email).await
+        };
+        let (_, errors) = batch_as_single_calls(s, fixture, &ops, &[1, 300, 301]).await;
+        let mut expected = vec![None; ops.len()];
+        expected[5] = Some(error.to_owned());
+        assert_eq!(errors, expected, "case {n}");
+    }
+
+    // Runs of creates between other operations: each run on its own (the
+    // first and the last together), a run with a refusal one by one, and
+    // the changes made between runs land between them in the feed.
+    let mut ops = files(210, 214);
+    ops.push(record_op(node_id(2), 1, b"dir record v2"));
+    ops.extend(files(214, 218));
+    ops.push(create_op(
+        node_id(951),
+        NodeKind::File,
+        node_id(2),
+        "file 215",
+    ));
+    ops.extend(files(218, 220));
+    ops.push(commit_op(node_id(1), 2, &[object_id(2)]));
+    ops.push(create_op(
+        node_id(952),
+        NodeKind::File,
+        NodeId::ROOT,
+        "after",
+    ));
+    ops.extend(files(220, 223));
+    let fixture = |email: &'static str| async move {
+        let email = if email.starts_with("as-batch") {
+            "runs-a@example.org"
+        } else {
+            "runs-b@example.org"
+        };
+        fixture(email).await
+    };
+    let (_, errors) = batch_as_single_calls(s, fixture, &ops, &[2, 310, 315, 319, 322]).await;
+    let mut expected = vec![None; ops.len()];
+    expected[9] = Some("EntryExists".to_owned());
+    assert_eq!(errors, expected);
+}
+
 async fn batch_checks_each_parent_and_undoes_half_creates(s: &dyn Store) {
     let (f, d) = (node_id(1), node_id(2));
     let (n, m, k) = (node_id(20), node_id(21), node_id(22));
@@ -3049,6 +3215,14 @@ fn plan_cases(
     let listed_in: &'static str = Box::leak(listed_in.into_boxed_str());
     let commit_in = format!("{}{}", q::COMMIT_OBJECTS_IN, q::placeholders(2));
     let commit_in: &'static str = Box::leak(commit_in.into_boxed_str());
+    let commit_to = format!(
+        "{}{}{}{}",
+        q::COMMIT_OBJECTS_TO,
+        "WHEN ? THEN ? ".repeat(2),
+        q::COMMIT_OBJECTS_TO_END,
+        q::placeholders(2)
+    );
+    let commit_to: &'static str = Box::leak(commit_to.into_boxed_str());
     let release_in = format!("{}{}", q::RELEASE_OBJECTS_IN, q::placeholders(2));
     let release_in: &'static str = Box::leak(release_in.into_boxed_str());
     let obj2 = Bytes(object_id(2).as_bytes().to_vec());
@@ -3163,6 +3337,19 @@ fn plan_cases(
             "COMMIT_OBJECTS_IN",
             commit_in,
             vec![f.clone(), o.clone(), obj.clone(), obj2.clone()],
+        ),
+        (
+            "COMMIT_OBJECTS_TO",
+            commit_to,
+            vec![
+                obj.clone(),
+                f.clone(),
+                obj2.clone(),
+                f.clone(),
+                o.clone(),
+                obj.clone(),
+                obj2.clone(),
+            ],
         ),
         (
             "RELEASE_OBJECTS_IN",
@@ -3326,8 +3513,9 @@ async fn sqlite_query_plans_use_keys() {
                 "OBJECTS_IN" => expect(
                     "USING COVERING INDEX sqlite_autoindex_objects_1 (owner_id=? AND object_id=?)",
                 ),
-                "OBJECT" | "LISTED_OBJECTS_IN" | "COMMIT_OBJECTS_IN" | "RELEASE_OBJECT"
-                | "RELEASE_OBJECTS_IN" | "STALE_PENDING_SIZE" | "FORGET_OBJECT" => {
+                "OBJECT" | "LISTED_OBJECTS_IN" | "COMMIT_OBJECTS_IN" | "COMMIT_OBJECTS_TO"
+                | "RELEASE_OBJECT" | "RELEASE_OBJECTS_IN" | "STALE_PENDING_SIZE"
+                | "FORGET_OBJECT" => {
                     expect("USING INDEX sqlite_autoindex_objects_1 (owner_id=? AND object_id=?)");
                 }
                 "LOOKUP_IN_SESSION" => {
