@@ -1826,6 +1826,10 @@ macro_rules! impl_tree_store {
                                     .execute(&mut *tx)
                                     .await?;
                                 acct.restore(mark);
+                                ::tracing::debug!(
+                                    creates = news.len(),
+                                    "a run of creates goes one by one (one would be refused)"
+                                );
                             }
                         }
                         let mark = acct.next_op();
