@@ -7,7 +7,9 @@
 //! with `link(2)` to the final name. `link` fails if the name exists, so it
 //! is the atomic write-once check: it never replaces an object, and of
 //! concurrent puts exactly one links. The temp name is then removed and the
-//! directories fsynced, so a visible object survives a crash.
+//! directories fsynced, so a visible object survives a crash. The small
+//! objects of a batch (`put_many`) take the same steps together: all
+//! written, one `syncfs`, all linked, one `syncfs`.
 //!
 //! A failed or abandoned put only ever leaves a temp file, removed by a drop
 //! guard at once or by [`BlobStore::sweep`] (temp files older than the
