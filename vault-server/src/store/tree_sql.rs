@@ -1174,7 +1174,8 @@ macro_rules! impl_tree_store {
                 let owner = acct.owner;
                 let mut ids = ::std::collections::HashSet::with_capacity(news.len());
                 let mut names = ::std::collections::HashSet::with_capacity(news.len());
-                let mut objects = Vec::new();
+                // Each file's objects, each once, in the order listed.
+                let mut owned: Vec<Vec<ObjectId>> = Vec::with_capacity(news.len());
                 let mut seen = ::std::collections::HashSet::new();
                 for new in news {
                     let Some(entry) = &new.entry else {
@@ -1186,16 +1187,20 @@ macro_rules! impl_tree_store {
                     if !independent || (!new.objects.is_empty() && new.kind != NodeKind::File) {
                         return Ok(None);
                     }
-                    let mut own = ::std::collections::HashSet::new();
+                    let mut own = Vec::with_capacity(new.objects.len());
                     for object in &new.objects {
                         // Listed twice by one file counts once; by two, the
                         // second would be refused.
-                        if own.insert(*object) && !seen.insert(*object) {
-                            return Ok(None);
+                        if !own.contains(object) {
+                            if !seen.insert(*object) {
+                                return Ok(None);
+                            }
+                            own.push(*object);
                         }
                     }
-                    objects.extend(own);
+                    owned.push(own);
                 }
+                let objects: Vec<ObjectId> = owned.iter().flatten().copied().collect();
                 for new in news {
                     let parent = new.entry.as_ref().map_or(NodeId::ROOT, |e| e.parent);
                     if ids.contains(&parent) {
@@ -1217,9 +1222,8 @@ macro_rules! impl_tree_store {
                     Err(e) => return Err(e),
                 };
                 let mut rows = Vec::with_capacity(news.len());
-                for new in news {
+                for (new, own) in news.iter().zip(&owned) {
                     let mut size = 0u64;
-                    let own: ::std::collections::HashSet<&ObjectId> = new.objects.iter().collect();
                     for object in own {
                         let each = listed.sizes.get(object).copied().unwrap_or(0);
                         size = size
@@ -1289,11 +1293,8 @@ macro_rules! impl_tree_store {
                 }
                 let holders: Vec<(ObjectId, NodeId)> = news
                     .iter()
-                    .flat_map(|new| {
-                        let own: ::std::collections::HashSet<ObjectId> =
-                            new.objects.iter().copied().collect();
-                        own.into_iter().map(move |object| (object, new.id))
-                    })
+                    .zip(&owned)
+                    .flat_map(|(new, own)| own.iter().map(move |object| (*object, new.id)))
                     .collect();
                 for chunk in holders.chunks(q::NODES_CHUNK) {
                     // Only placeholders are appended to the statement.
