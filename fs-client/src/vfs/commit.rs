@@ -601,7 +601,15 @@ pub(crate) async fn replay<A: VaultApi + 'static>(core: &Arc<Core<A>>) -> FsResu
     let n = manifests.len();
     for m in manifests {
         let node = m.node;
-        let ino = lock(&core.table).ino_for(node, ROOT_INO, &m.name);
+        // A file the server has not seen is known here by its manifest's
+        // name (kept current by every local rename). One the server has is
+        // not: a rename of it changed only the server's entry, and a new
+        // file may hold its old name by now.
+        let ino = if m.base_version == 0 {
+            lock(&core.table).ino_for(node, ROOT_INO, &m.name)
+        } else {
+            lock(&core.table).ino_unnamed(node)
+        };
         let (base, base_attrs) = match core.fetch(ino, node).await {
             Ok((info, mut attrs)) if info.version == m.base_version => {
                 (std::mem::take(&mut attrs.objects), Some(attrs))

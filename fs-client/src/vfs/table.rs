@@ -195,8 +195,25 @@ impl Table {
             }
             return ino;
         }
-        let ino = self.next;
+        let ino = self.new_slot(id, parent, name);
         self.by_name.insert((parent, Name(name.to_vec())), ino);
+        ino
+    }
+
+    /// The inode of `id` when its name is not known (a file replayed from
+    /// the journal that the server already has: its name may have changed
+    /// since its manifest was written, here or elsewhere). No name leads to
+    /// it until a lookup or listing finds it.
+    pub(crate) fn ino_unnamed(&mut self, id: NodeId) -> Ino {
+        match self.by_id.get(&id) {
+            Some(&ino) => ino,
+            None => self.new_slot(id, ROOT_INO, b""),
+        }
+    }
+
+    /// A new inode number for `id`, found under no name yet.
+    fn new_slot(&mut self, id: NodeId, parent: Ino, name: &[u8]) -> Ino {
+        let ino = self.next;
         self.next += 1;
         self.by_id.insert(id, ino);
         self.by_ino.insert(
