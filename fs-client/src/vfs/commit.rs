@@ -491,9 +491,20 @@ pub(crate) async fn uploader<A: VaultApi + 'static>(core: Arc<Core<A>>) {
             }
             continue;
         }
-        let dirty: Vec<Ino> = lock(&core.dirty).keys().copied().collect();
+        let stopping = core.stopping.load(std::sync::atomic::Ordering::Acquire);
         let mut failed = false;
         let mut resting = false;
+        // Directories made here, once they rested (their files' commits
+        // would send them anyway, first).
+        if super::dirs::due(&core, stopping) {
+            if let Err(e) = super::dirs::send(&core, Budget::Uploader).await {
+                failed = true;
+                tracing::warn!(error = %e, "sending new directories failed; will retry");
+            }
+        } else if super::dirs::waiting(&core) > 0 {
+            resting = true;
+        }
+        let dirty: Vec<Ino> = lock(&core.dirty).keys().copied().collect();
         let mut set = JoinSet::new();
         let mut small = Vec::new();
         for ino in dirty {

@@ -209,7 +209,7 @@ impl<A: VaultApi + 'static> Content<A> {
         let id = obj.id;
         let ct = self
             .remote
-            .call(Budget::Interactive, |api, t| async move {
+            .call_for(Budget::Interactive, &[], |api, t| async move {
                 api.download_object(&t, id, None).await
             })
             .await?;
@@ -246,7 +246,7 @@ impl<A: VaultApi + 'static> Content<A> {
         let id = obj.id;
         let header = self
             .remote
-            .call(Budget::Interactive, |api, t| async move {
+            .call_for(Budget::Interactive, &[], |api, t| async move {
                 api.download_object(&t, id, ByteRange::from_range(0..HEADER_LEN as u64))
                     .await
             })
@@ -254,7 +254,7 @@ impl<A: VaultApi + 'static> Content<A> {
         let range = ciphertext_range(obj.len, index..index + 1)?;
         let ct = self
             .remote
-            .call(Budget::Interactive, |api, t| {
+            .call_for(Budget::Interactive, &[], |api, t| {
                 let r = range.clone();
                 async move { api.download_object(&t, id, ByteRange::from_range(r)).await }
             })
@@ -376,7 +376,7 @@ impl<A: VaultApi + 'static> Content<A> {
         let body = ct.clone();
         let sent = self
             .remote
-            .call(budget, |api, t| {
+            .call_for(budget, &[], |api, t| {
                 let body = body.clone();
                 async move { api.upload_object(&t, id, body, digest).await }
             })

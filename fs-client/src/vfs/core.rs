@@ -43,7 +43,10 @@ pub(crate) enum Handle {
         file: Arc<FileState>,
     },
     Dir {
-        entries: Vec<DirEntry>,
+        ino: Ino,
+        /// Listed at the first `readdir` (`None` until then); later ones
+        /// read this snapshot.
+        entries: Option<Vec<DirEntry>>,
     },
 }
 
@@ -80,6 +83,11 @@ pub(crate) struct Core<A> {
     pub held: std::sync::Mutex<super::held::Held>,
     /// This machine's id in held names.
     pub device_id: String,
+    /// Directories made here that the server does not have yet, oldest
+    /// first (see `dirs`).
+    pub dirs: std::sync::Mutex<super::dirs::Queue>,
+    /// Held while they are sent.
+    pub dirs_send: tokio::sync::Mutex<()>,
 }
 
 impl<A> std::fmt::Debug for Core<A> {
@@ -200,7 +208,7 @@ impl<A: VaultApi + 'static> Core<A> {
         let since = self.tick();
         let info = self
             .remote
-            .call(Budget::Interactive, |api, t| async move {
+            .call_for(Budget::Interactive, &[id], |api, t| async move {
                 api.node(&t, id).await
             })
             .await?;

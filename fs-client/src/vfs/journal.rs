@@ -320,24 +320,24 @@ impl Journal {
         &self.key
     }
 
-    fn record_path(&self, node: NodeId) -> PathBuf {
-        self.dir.join(format!("{node}.record"))
+    fn page_file(&self, node: NodeId, kind: PageFile) -> PathBuf {
+        self.dir.join(format!("{node}.{}", kind.suffix()))
     }
 
-    /// Replaces the sealed record change of `node` (see `records`): one
-    /// page written in place, like a manifest that may be overwritten
-    /// (see [`Self::write_manifest`]); the first one takes its file from
-    /// the pool. tar and rsync change every directory they make two or
-    /// three times: a new file renamed over the old one per change made
-    /// and freed an inode each time, and ext4's inode allocation then
-    /// scans past every recently freed one. A record change is never
-    /// durable (`fsyncdir` sends it instead), and a one-page write is
-    /// never cut short by a kill, so the page holds the old change or the
-    /// new.
-    pub(crate) fn write_record(&self, node: NodeId, sealed: &[u8]) -> FsResult<()> {
+    /// Replaces the sealed record change of `node` (see `records`) or its
+    /// pending directory (see `dirs`): one page written in place, like a
+    /// manifest that may be overwritten (see [`Self::write_manifest`]);
+    /// the first one takes its file from the pool. tar and rsync change
+    /// every directory they make two or three times: a new file renamed
+    /// over the old one per change made and freed an inode each time, and
+    /// ext4's inode allocation then scans past every recently freed one.
+    /// Neither is ever durable (`fsyncdir` sends it instead), and a
+    /// one-page write is never cut short by a kill, so the page holds the
+    /// old contents or the new.
+    pub(crate) fn write_page(&self, node: NodeId, kind: PageFile, sealed: &[u8]) -> FsResult<()> {
         let page = to_page(sealed)
-            .ok_or_else(|| FsError::Internal("a record change larger than a page".into()))?;
-        let path = self.record_path(node);
+            .ok_or_else(|| FsError::Internal(format!("a {} larger than a page", kind.suffix())))?;
+        let path = self.page_file(node, kind);
         self.pool.take(&path);
         OpenOptions::new()
             .write(true)
@@ -349,25 +349,27 @@ impl Journal {
         Ok(())
     }
 
-    /// Forgets the record change of `node` (its file goes to the pool).
-    pub(crate) fn remove_record(&self, node: NodeId) -> FsResult<()> {
-        Ok(self.pool.retire(&self.record_path(node))?)
+    /// Forgets the page of `node` (its file goes to the pool).
+    pub(crate) fn remove_page(&self, node: NodeId, kind: PageFile) -> FsResult<()> {
+        Ok(self.pool.retire(&self.page_file(node, kind))?)
     }
 
-    /// Every record change left by an earlier run, sealed, by node (and
+    /// Every page of `kind` left by an earlier run, sealed, by node (and
     /// removes temporary ones a crash or an older version left).
-    pub(crate) fn records(&self) -> FsResult<Vec<(NodeId, Vec<u8>)>> {
+    pub(crate) fn pages(&self, kind: PageFile) -> FsResult<Vec<(NodeId, Vec<u8>)>> {
+        let suffix = format!(".{}", kind.suffix());
+        let tmp = format!("{suffix}.tmp");
         let mut out = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
             let entry = entry?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if name.ends_with(".record.tmp") {
+            if name.ends_with(&tmp) {
                 remove_if_present(&entry.path())?;
                 continue;
             }
             let Some(node) = name
-                .strip_suffix(".record")
+                .strip_suffix(&suffix)
                 .and_then(|hex| hex.parse::<NodeId>().ok())
             else {
                 continue;
@@ -378,7 +380,8 @@ impl Journal {
                 self.pool.retire(&entry.path())?;
                 continue;
             }
-            // A page; or, written by an older version, the sealed change.
+            // A page; or, a record change written by an older version, the
+            // sealed change itself.
             let sealed = from_page(&raw).map_or_else(|| raw.clone(), <[u8]>::to_vec);
             out.push((node, sealed));
         }
@@ -466,6 +469,24 @@ const PAGE: usize = 4096;
 /// big-endian, the sealed manifest, and zeros to the end of the page).
 const PAGE_MAGIC: &[u8; 4] = b"SVJ1";
 const PAGE_HEAD: usize = PAGE_MAGIC.len() + 4;
+
+/// The kinds of one-page journal files, one per node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PageFile {
+    /// `<node>.record`: a directory's or symlink's pending record change.
+    Record,
+    /// `<node>.dir`: a directory made here that the server has not seen.
+    Dir,
+}
+
+impl PageFile {
+    fn suffix(self) -> &'static str {
+        match self {
+            Self::Record => "record",
+            Self::Dir => "dir",
+        }
+    }
+}
 
 /// `sealed` as a manifest page, if it fits in one.
 fn to_page(sealed: &[u8]) -> Option<Vec<u8>> {
@@ -759,19 +780,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path(), key()).unwrap();
         let node = NodeId::from_bytes([5; 16]);
-        let path = j.record_path(node);
-        j.write_record(node, b"first change").unwrap();
+        let path = j.page_file(node, PageFile::Record);
+        j.write_page(node, PageFile::Record, b"first change")
+            .unwrap();
         let inode = fs::metadata(&path).unwrap().ino();
-        j.write_record(node, b"second").unwrap();
+        j.write_page(node, PageFile::Record, b"second").unwrap();
         assert_eq!(fs::metadata(&path).unwrap().ino(), inode, "in place");
-        assert_eq!(j.records().unwrap(), vec![(node, b"second".to_vec())]);
+        assert_eq!(
+            j.pages(PageFile::Record).unwrap(),
+            vec![(node, b"second".to_vec())]
+        );
         // Removed into the pool, and the next change takes it from there.
-        j.remove_record(node).unwrap();
-        assert!(j.records().unwrap().is_empty());
+        j.remove_page(node, PageFile::Record).unwrap();
+        assert!(j.pages(PageFile::Record).unwrap().is_empty());
         let other = NodeId::from_bytes([6; 16]);
-        j.write_record(other, b"other").unwrap();
-        assert_eq!(fs::metadata(j.record_path(other)).unwrap().ino(), inode);
-        assert_eq!(j.records().unwrap(), vec![(other, b"other".to_vec())]);
+        j.write_page(other, PageFile::Record, b"other").unwrap();
+        assert_eq!(
+            fs::metadata(j.page_file(other, PageFile::Record))
+                .unwrap()
+                .ino(),
+            inode
+        );
+        assert_eq!(
+            j.pages(PageFile::Record).unwrap(),
+            vec![(other, b"other".to_vec())]
+        );
     }
 
     #[test]
@@ -780,13 +813,16 @@ mod tests {
         let j = Journal::open(dir.path(), key()).unwrap();
         // An older version wrote the sealed change whole.
         let old = NodeId::from_bytes([5; 16]);
-        fs::write(j.record_path(old), b"sealed whole").unwrap();
+        fs::write(j.page_file(old, PageFile::Record), b"sealed whole").unwrap();
         // A run that ended between taking the file and writing it.
         let empty = NodeId::from_bytes([6; 16]);
-        fs::write(j.record_path(empty), b"").unwrap();
+        fs::write(j.page_file(empty, PageFile::Record), b"").unwrap();
         fs::write(dir.path().join(format!("{empty}.record.tmp")), b"x").unwrap();
-        assert_eq!(j.records().unwrap(), vec![(old, b"sealed whole".to_vec())]);
-        assert!(!j.record_path(empty).exists());
+        assert_eq!(
+            j.pages(PageFile::Record).unwrap(),
+            vec![(old, b"sealed whole".to_vec())]
+        );
+        assert!(!j.page_file(empty, PageFile::Record).exists());
         assert!(!dir.path().join(format!("{empty}.record.tmp")).exists());
     }
 

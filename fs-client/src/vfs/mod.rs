@@ -14,6 +14,7 @@ mod batch;
 mod commit;
 mod content;
 mod core;
+mod dirs;
 mod error;
 mod feed;
 mod file;
@@ -30,6 +31,8 @@ mod types;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_dirs;
 #[cfg(test)]
 mod tests_local;
 #[cfg(test)]
@@ -186,7 +189,14 @@ impl<A: VaultApi + 'static> Vfs<A> {
             background,
             held: std::sync::Mutex::new(held::Held::default()),
             device_id,
+            dirs: std::sync::Mutex::new(dirs::Queue::new()),
+            dirs_send: tokio::sync::Mutex::new(()),
         });
+        let before: Arc<dyn remote::Before> = core.clone();
+        core.remote.set_before(Arc::downgrade(&before));
+        drop(before);
+        // Directories a previous run made: sent before anything else.
+        dirs::replay(&core)?;
         core.ensure_root(
             rustix::process::geteuid().as_raw(),
             rustix::process::getegid().as_raw(),
@@ -239,7 +249,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
         let since = c.tick();
         let entry = match c
             .remote
-            .call(Budget::Interactive, |api, t| async move {
+            .call_for(Budget::Interactive, &[dir], |api, t| async move {
                 api.lookup(&t, dir, &tag).await
             })
             .await
@@ -557,14 +567,14 @@ impl<A: VaultApi + 'static> Vfs<A> {
         umask: u32,
         caller: Caller,
     ) -> FsResult<Attr> {
-        Ok(self
-            .make(
-                parent,
-                name,
-                new_attrs(NodeKind::Directory, mode & !umask, caller),
-            )
-            .await?
-            .1)
+        let attrs = new_attrs(NodeKind::Directory, mode & !umask, caller);
+        if !held::reserved(parent, name.as_bytes()) {
+            self.core.check_writable()?;
+            if let Some(attr) = dirs::make(&self.core, parent, name.as_bytes(), &attrs)? {
+                return Ok(attr);
+            }
+        }
+        Ok(self.make(parent, name, attrs).await?.1)
     }
 
     async fn remove(&self, parent: Ino, name: &OsStr, dir: bool) -> FsResult<()> {
@@ -1089,6 +1099,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
     /// synchronous).
     pub async fn fsyncdir(&self, ino: Ino) -> FsResult<()> {
         let dir = self.core.id_of(ino)?;
+        dirs::send(&self.core, Budget::Background).await?;
         local::flush_dir(&self.core, dir).await?;
         records::commit(&self.core, Budget::Background, Some(ino), true)
             .await
@@ -1128,11 +1139,21 @@ impl<A: VaultApi + 'static> Vfs<A> {
     /// Opens a directory: takes a snapshot of its entries.
     pub async fn opendir(&self, ino: Ino) -> FsResult<Fh> {
         let c = &self.core;
-        let dir = c.id_of(ino)?;
-        let this = c.attr(ino).await?;
-        if this.kind != FileKind::Directory {
+        c.id_of(ino)?;
+        if c.attr(ino).await?.kind != FileKind::Directory {
             return Err(FsError::NotADirectory);
         }
+        // Listed at the first readdir: a program may open a directory only
+        // to change it (rsync opens every directory it makes to set its
+        // mode), and a listing costs the server a round trip.
+        Ok(c.new_handle(Handle::Dir { ino, entries: None }))
+    }
+
+    /// Lists `ino` from the server, with `.` and `..`.
+    async fn list_dir(&self, ino: Ino) -> FsResult<Vec<DirEntry>> {
+        let c = &self.core;
+        let dir = c.id_of(ino)?;
+        let this = c.attr(ino).await?;
         // The server lists what it has: files made here go there first.
         local::flush_dir(c, dir).await?;
         let generation = lock(&c.table).names.generation(dir);
@@ -1184,7 +1205,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
             }
         }
         lock(&c.table).names.listed(dir, generation, listed);
-        Ok(c.new_handle(Handle::Dir { entries }))
+        Ok(entries)
     }
 
     /// Fetches one page of `dir`'s listing in its own task; answers the
@@ -1203,7 +1224,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
             };
             let page = core
                 .remote
-                .call(Budget::Interactive, |api, t| async move {
+                .call_for(Budget::Interactive, &[dir], |api, t| async move {
                     api.list(&t, dir, query).await
                 })
                 .await?;
@@ -1215,14 +1236,30 @@ impl<A: VaultApi + 'static> Vfs<A> {
     /// For readdirplus, call [`Vfs::remember`] for each entry other than
     /// `.` and `..` actually passed to the kernel.
     pub async fn readdir(&self, _ino: Ino, fh: Fh, offset: i64) -> FsResult<Vec<DirEntry>> {
-        match lock(&self.core.handles).get(&fh) {
-            Some(Handle::Dir { entries }) => Ok(entries
-                .iter()
-                .filter(|e| e.offset > offset)
-                .cloned()
-                .collect()),
-            _ => Err(FsError::BadHandle),
+        let ino = match lock(&self.core.handles).get(&fh) {
+            Some(Handle::Dir {
+                entries: Some(entries),
+                ..
+            }) => {
+                return Ok(entries
+                    .iter()
+                    .filter(|e| e.offset > offset)
+                    .cloned()
+                    .collect());
+            }
+            Some(Handle::Dir { ino, entries: None }) => *ino,
+            _ => return Err(FsError::BadHandle),
+        };
+        let entries = self.list_dir(ino).await?;
+        let out = entries
+            .iter()
+            .filter(|e| e.offset > offset)
+            .cloned()
+            .collect();
+        if let Some(Handle::Dir { entries: slot, .. }) = lock(&self.core.handles).get_mut(&fh) {
+            *slot = Some(entries);
         }
+        Ok(out)
     }
 
     /// Counts one kernel reference for an entry readdirplus returned.
@@ -1368,6 +1405,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
         loop {
             let dirty: Vec<Ino> = lock(&self.core.dirty).keys().copied().collect();
             if dirty.is_empty() {
+                dirs::send(&self.core, Budget::Background).await?;
                 records::commit(&self.core, Budget::Background, None, true).await?;
                 if lock(&self.core.table).pending_records() == 0 {
                     return Ok(());
@@ -1387,7 +1425,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
 
     /// What is waiting to be uploaded.
     pub fn pending(&self) -> Pending {
-        let records = lock(&self.core.table).pending_records() as u64;
+        let records = (lock(&self.core.table).pending_records() + dirs::waiting(&self.core)) as u64;
         let d = lock(&self.core.dirty);
         Pending {
             files: d.len() as u64 + records,

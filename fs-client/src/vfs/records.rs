@@ -44,6 +44,7 @@ use zeroize::Zeroizing;
 use super::commit::COMMIT_SETTLE;
 use super::core::{Core, attr_of, lock, timestamp};
 use super::error::{FsError, FsResult};
+use super::journal::PageFile;
 use super::remote::Budget;
 use super::seal;
 use super::types::{Attr, Ino, SetAttr, SetTime};
@@ -249,7 +250,7 @@ pub(crate) async fn set<A: VaultApi + 'static>(
         t.change_record(ino, &change, (version, attrs))?
     };
     core.journal
-        .write_record(node, &sealed(core, node, &merged)?)?;
+        .write_page(node, PageFile::Record, &sealed(core, node, &merged)?)?;
     drop(_io);
     core.upload_wake.notify_one();
     Ok(Some(attr_of(ino, &shown, nlink, updated)))
@@ -259,7 +260,7 @@ pub(crate) async fn set<A: VaultApi + 'static>(
 /// uploader sends them once their nodes are fetched.
 pub(crate) fn replay<A>(core: &Core<A>) -> FsResult<usize> {
     let mut n = 0;
-    for (node, sealed) in core.journal.records()? {
+    for (node, sealed) in core.journal.pages(PageFile::Record)? {
         let change = common::crypto::local::open_local(
             core.journal.key(),
             "record",
@@ -445,7 +446,7 @@ fn settled<A>(
         forgotten
     };
     if forgotten {
-        core.journal.remove_record(d.node)?;
+        core.journal.remove_page(d.node, PageFile::Record)?;
     }
     Ok(())
 }

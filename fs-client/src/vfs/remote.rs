@@ -10,8 +10,11 @@
 //! `exists`, which the callers recognise.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
+
+use common::NodeId;
 
 use crate::api::{AccessToken, ApiError, ApiResult, TokenSource, VaultApi};
 
@@ -54,11 +57,23 @@ pub(crate) fn is_transient(e: &ApiError) -> bool {
 /// caches at once instead of stalling every `stat` for the full budget).
 const OFFLINE_GRACE: Duration = Duration::from_secs(10);
 
+/// What must reach the server before any other call: directories made
+/// here, which later calls may name (see `dirs`).
+pub(crate) trait Before: Send + Sync {
+    /// Whether anything waits (cheap).
+    fn waiting(&self) -> bool;
+    /// Whether what waits is, or is in, one of `nodes` (cheap).
+    fn waiting_for(&self, nodes: &[NodeId]) -> bool;
+    /// Sends what waits.
+    fn send(&self) -> Pin<Box<dyn Future<Output = ApiResult<()>> + Send + '_>>;
+}
+
 /// The API with tokens and retries.
 pub(crate) struct Remote<A> {
     api: Arc<A>,
     tokens: Arc<dyn TokenSource>,
     offline_until: std::sync::Mutex<Option<Instant>>,
+    before: OnceLock<Weak<dyn Before>>,
 }
 
 impl<A> std::fmt::Debug for Remote<A> {
@@ -73,7 +88,14 @@ impl<A: VaultApi> Remote<A> {
             api,
             tokens,
             offline_until: std::sync::Mutex::new(None),
+            before: OnceLock::new(),
         }
+    }
+
+    /// Makes every later [`Self::call`] first have `before` send what
+    /// waits.
+    pub(crate) fn set_before(&self, before: Weak<dyn Before>) {
+        let _ = self.before.set(before);
     }
 
     pub(crate) fn offline(&self) -> bool {
@@ -87,8 +109,47 @@ impl<A: VaultApi> Remote<A> {
     }
 
     /// Runs `call` with the API and a token, refreshing once on 401 and
-    /// retrying transient failures within `budget`.
+    /// retrying transient failures within `budget`; first sends what must
+    /// reach the server before it (see [`Before`]).
     pub(crate) async fn call<T, F, Fut>(&self, budget: Budget, call: F) -> ApiResult<T>
+    where
+        F: Fn(Arc<A>, AccessToken) -> Fut,
+        Fut: Future<Output = ApiResult<T>>,
+    {
+        if let Some(before) = self.before.get().and_then(Weak::upgrade)
+            && before.waiting()
+        {
+            before.send().await?;
+        }
+        self.call_direct(budget, call).await
+    }
+
+    /// [`Self::call`] for a call whose answer depends only on `nodes`
+    /// (the node read, or the directory looked up or listed; none for
+    /// objects): what waits is sent first only when it is one of them or
+    /// in one. A reader of other files then does not wait for new
+    /// directories to be sent (rsync reads its source while it makes the
+    /// copy's directories).
+    pub(crate) async fn call_for<T, F, Fut>(
+        &self,
+        budget: Budget,
+        nodes: &[NodeId],
+        call: F,
+    ) -> ApiResult<T>
+    where
+        F: Fn(Arc<A>, AccessToken) -> Fut,
+        Fut: Future<Output = ApiResult<T>>,
+    {
+        if let Some(before) = self.before.get().and_then(Weak::upgrade)
+            && before.waiting_for(nodes)
+        {
+            before.send().await?;
+        }
+        self.call_direct(budget, call).await
+    }
+
+    /// [`Self::call`] without sending what waits first: for the sender.
+    pub(crate) async fn call_direct<T, F, Fut>(&self, budget: Budget, call: F) -> ApiResult<T>
     where
         F: Fn(Arc<A>, AccessToken) -> Fut,
         Fut: Future<Output = ApiResult<T>>,

@@ -1201,8 +1201,21 @@ macro_rules! impl_tree_store {
                     owned.push(own);
                 }
                 let objects: Vec<ObjectId> = owned.iter().flatten().copied().collect();
+                // Directories the run made so far: what follows may go in
+                // them (a client sends the directories it made with what
+                // it made in them).
+                let mut made = ::std::collections::HashSet::new();
                 for new in news {
                     let parent = new.entry.as_ref().map_or(NodeId::ROOT, |e| e.parent);
+                    if new.kind == NodeKind::Directory {
+                        made.insert(new.id);
+                    }
+                    if parent == new.id {
+                        return Ok(None);
+                    }
+                    if made.contains(&parent) {
+                        continue;
+                    }
                     if ids.contains(&parent) {
                         return Ok(None);
                     }

@@ -2894,6 +2894,25 @@ async fn batch_of_new_files_answers_as_single_calls(s: &dyn Store) {
         NodeId::ROOT,
         "link",
     ));
+    // Directories made by the run, and what goes in them.
+    ops.push(create_op(
+        node_id(902),
+        NodeKind::File,
+        node_id(900),
+        "in sub",
+    ));
+    ops.push(create_op(
+        node_id(903),
+        NodeKind::Directory,
+        node_id(900),
+        "subsub",
+    ));
+    ops.push(create_op(
+        node_id(904),
+        NodeKind::File,
+        node_id(903),
+        "deep",
+    ));
     let (owner, errors) = batch_as_single_calls(s, fixture, &ops, &[100, 101, 105, 199]).await;
     assert!(errors.iter().all(Option::is_none), "{errors:?}");
     assert_eq!(
@@ -2905,7 +2924,7 @@ async fn batch_of_new_files_answers_as_single_calls(s: &dyn Store) {
         Some(Some(node_id(1003)))
     );
 
-    let refused: [(TreeOp, &str); 6] = [
+    let refused: [(TreeOp, &str); 8] = [
         // A taken name, a taken id (the INSERTs refuse them).
         (
             create_op(node_id(950), NodeKind::File, NodeId::ROOT, "f"),
@@ -2945,10 +2964,25 @@ async fn batch_of_new_files_answers_as_single_calls(s: &dyn Store) {
             ),
             "NotFound",
         ),
+        // A parent the run makes: a file, or a directory made later.
+        (
+            create_op(node_id(950), NodeKind::File, node_id(1200), "in a file"),
+            "NotADirectory",
+        ),
+        (
+            create_op(node_id(950), NodeKind::File, node_id(960), "too early"),
+            "NotFound",
+        ),
     ];
     for (n, (op, error)) in refused.into_iter().enumerate() {
         let mut ops = files(200, 210);
         ops.insert(5, op);
+        ops.push(create_op(
+            node_id(960),
+            NodeKind::Directory,
+            NodeId::ROOT,
+            "made late",
+        ));
         let emails = [
             ["r0a@example.org", "r0b@example.org"],
             ["r1a@example.org", "r1b@example.org"],
@@ -2956,6 +2990,8 @@ async fn batch_of_new_files_answers_as_single_calls(s: &dyn Store) {
             ["r3a@example.org", "r3b@example.org"],
             ["r4a@example.org", "r4b@example.org"],
             ["r5a@example.org", "r5b@example.org"],
+            ["r6a@example.org", "r6b@example.org"],
+            ["r7a@example.org", "r7b@example.org"],
         ];
         let [first, second] = emails[n];
         let fixture = |email: &'static str| async move {
