@@ -270,18 +270,26 @@ impl Journal {
             stage.file.sync_data()?;
         }
         let path = self.manifest_path(m.node);
-        if overwrite
-            && !durable
-            && let Some(page) = &page
-        {
-            OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .open(&path)?
-                .write_all_at(page, 0)?;
-            return Ok(true);
+        if !durable && let Some(page) = &page {
+            if overwrite {
+                OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .mode(0o600)
+                    .open(&path)?
+                    .write_all_at(page, 0)?;
+                return Ok(true);
+            }
+            // The first manifest of a file: written in place too when no
+            // file is there yet (an empty one from the pool, or a new one),
+            // one rename less than a temporary file renamed over it. A run
+            // ending before the write leaves an empty file, which
+            // `manifests` drops.
+            if let Some(file) = self.new_file(&path)? {
+                file.write_all_at(page, 0)?;
+                return Ok(true);
+            }
         }
         let tmp = self.dir.join(format!("{}.manifest.tmp", m.node));
         self.pool.take(&tmp);
@@ -290,6 +298,24 @@ impl Journal {
             File::open(&self.dir)?.sync_all()?;
         }
         Ok(page.is_some() && !durable)
+    }
+
+    /// An empty file at `path` if nothing is there yet (from the pool, or
+    /// made), open for writing; `None` when something is.
+    fn new_file(&self, path: &Path) -> FsResult<Option<File>> {
+        if self.pool.take(path) {
+            return Ok(Some(OpenOptions::new().write(true).open(path)?));
+        }
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Forgets `node`'s pending changes (after they are committed or the
@@ -418,6 +444,12 @@ impl Journal {
                 continue;
             };
             let raw = fs::read(entry.path())?;
+            if raw.is_empty() {
+                // Made for a first manifest, and the run ended before the
+                // write: the file had nothing pending yet.
+                self.pool.retire(&entry.path())?;
+                continue;
+            }
             let open = |sealed: &[u8]| {
                 open_local(&self.key, "manifest", &[node.as_bytes()], sealed)
                     .map_err(FsError::from)
@@ -750,7 +782,15 @@ mod tests {
         m.size = 8;
         m.attrs.size = 8;
         assert!(!j.write_manifest(&m, None, true, true).unwrap());
-        assert_ne!(fs::metadata(&path).unwrap().ino(), inode);
+        let durable = fs::metadata(&path).unwrap().ino();
+        assert_ne!(durable, inode);
+        assert_eq!(j.manifests().unwrap(), vec![m.clone()]);
+        // Nor replaced in place by a save that may not overwrite, even
+        // one that would be its first page (a save that failed after it).
+        m.size = 9;
+        m.attrs.size = 9;
+        assert!(j.write_manifest(&m, None, false, false).unwrap());
+        assert_ne!(fs::metadata(&path).unwrap().ino(), durable);
         assert_eq!(j.manifests().unwrap(), vec![m.clone()]);
         // Too big for a page: written whole, never in place.
         m.uploaded = (0..200)
@@ -840,6 +880,27 @@ mod tests {
         let mut long = page;
         long[4..8].copy_from_slice(&(PAGE as u32).to_be_bytes());
         assert_eq!(from_page(&long), None);
+    }
+
+    #[test]
+    fn a_first_manifest_cut_short_before_its_write_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), key()).unwrap();
+        // The first manifest of a file is written in place into a file of
+        // the pool; a run that ended between the two left it empty.
+        let retired = dir.path().join("retired");
+        fs::write(&retired, b"old").unwrap();
+        j.pool.retire(&retired).unwrap();
+        let node = NodeId::from_bytes([3; 16]);
+        let m = manifest(node);
+        assert!(j.write_manifest(&m, None, false, false).unwrap());
+        assert_eq!(j.pool.len(), 0, "the pool's file was used");
+        assert_eq!(j.manifests().unwrap(), vec![m]);
+        let empty = NodeId::from_bytes([4; 16]);
+        fs::write(j.manifest_path(empty), b"").unwrap();
+        assert_eq!(j.manifests().unwrap().len(), 1);
+        assert!(!j.manifest_path(empty).exists());
+        assert_eq!(j.pool.len(), 1, "back in the pool");
     }
 
     #[test]

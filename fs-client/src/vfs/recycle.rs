@@ -109,16 +109,20 @@ impl Recycle {
 
     /// Puts an empty file at `path` if the pool has one and nothing is
     /// there yet; the caller then opens `path` as it would have anyway.
-    pub(crate) fn take(&self, path: &Path) {
+    /// True when it did.
+    pub(crate) fn take(&self, path: &Path) -> bool {
         let Some(n) = self.free().pop() else {
-            return;
+            return false;
         };
         match renameat_with(CWD, self.slot(n), CWD, path, RenameFlags::NOREPLACE) {
-            Ok(()) => {}
+            Ok(()) => true,
             // Taken already: the file stays in the pool.
-            Err(rustix::io::Errno::EXIST) => self.free().push(n),
+            Err(rustix::io::Errno::EXIST) => {
+                self.free().push(n);
+                false
+            }
             // Gone or unusable: forgotten.
-            Err(_) => {}
+            Err(_) => false,
         }
     }
 
