@@ -272,13 +272,7 @@ impl Journal {
         let path = self.manifest_path(m.node);
         if !durable && let Some(page) = &page {
             if overwrite {
-                OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .mode(0o600)
-                    .open(&path)?
-                    .write_all_at(page, 0)?;
+                write_in_place(&path, page)?;
                 return Ok(true);
             }
             // The first manifest of a file: written in place too when no
@@ -365,14 +359,7 @@ impl Journal {
             .ok_or_else(|| FsError::Internal(format!("a {} larger than a page", kind.suffix())))?;
         let path = self.page_file(node, kind);
         self.pool.take(&path);
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)?
-            .write_all_at(&page, 0)?;
-        Ok(())
+        write_in_place(&path, &page)
     }
 
     /// Forgets the page of `node` (its file goes to the pool).
@@ -476,6 +463,20 @@ impl Journal {
         }
         Ok(out)
     }
+}
+
+/// Writes `page` at the start of `path` (made, private to the user, if
+/// missing), over what is there: one page, so a kill leaves the old page
+/// or the new.
+fn write_in_place(path: &Path, page: &[u8]) -> FsResult<()> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?
+        .write_all_at(page, 0)?;
+    Ok(())
 }
 
 /// Writes `bytes` to `tmp` (private to the user; synced with `durable`)

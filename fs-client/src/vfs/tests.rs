@@ -93,6 +93,22 @@ pub(super) async fn read_file(v: &Vfs<FakeVault>, ino: Ino) -> FsResult<Vec<u8>>
     Ok(out)
 }
 
+/// The names in `dir` (without `.` and `..`), sorted.
+pub(super) async fn names_in(v: &Vfs<FakeVault>, dir: Ino) -> Vec<String> {
+    let fh = v.opendir(dir).await.unwrap();
+    let mut names: Vec<String> = v
+        .readdir(dir, fh, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| String::from_utf8(e.name).unwrap())
+        .filter(|n| n != "." && n != "..")
+        .collect();
+    v.releasedir(dir, fh);
+    names.sort();
+    names
+}
+
 pub(super) fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))

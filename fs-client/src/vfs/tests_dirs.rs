@@ -5,24 +5,9 @@
 
 use std::sync::Arc;
 
-use super::tests::{ME, os, pattern, read_file, start, write_file};
+use super::tests::{ME, names_in, os, pattern, read_file, start, write_file};
 use super::*;
 use crate::api::fake_tree::FakeVault;
-
-async fn names_in(v: &Vfs<FakeVault>, dir: Ino) -> Vec<String> {
-    let fh = v.opendir(dir).await.unwrap();
-    let mut names: Vec<String> = v
-        .readdir(dir, fh, 0)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| String::from_utf8(e.name).unwrap())
-        .filter(|n| n != "." && n != "..")
-        .collect();
-    v.releasedir(dir, fh);
-    names.sort();
-    names
-}
 
 /// Reads `path` (names separated by '/') from the root of `v`.
 async fn walk(v: &Vfs<FakeVault>, path: &str) -> FsResult<Attr> {

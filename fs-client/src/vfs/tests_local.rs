@@ -6,24 +6,11 @@
 
 use std::sync::Arc;
 
-use super::tests::{ME, RW, os, pattern, read_file, replay_then_read_elsewhere, start, write_file};
+use super::tests::{
+    ME, RW, names_in, os, pattern, read_file, replay_then_read_elsewhere, start, write_file,
+};
 use super::*;
 use crate::api::fake_tree::FakeVault;
-
-async fn names_in(v: &Vfs<FakeVault>, dir: Ino) -> Vec<String> {
-    let fh = v.opendir(dir).await.unwrap();
-    let mut names: Vec<String> = v
-        .readdir(dir, fh, 0)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| String::from_utf8(e.name).unwrap())
-        .filter(|n| n != "." && n != "..")
-        .collect();
-    v.releasedir(dir, fh);
-    names.sort();
-    names
-}
 
 #[tokio::test]
 async fn new_files_renames_and_unlinks_reach_another_device_as_made() {
