@@ -266,14 +266,14 @@ pub(crate) fn due<A>(core: &Core<A>, force: bool) -> bool {
 }
 
 impl<A: VaultApi + 'static> Before for Core<A> {
-    fn waiting(&self) -> bool {
-        !lock(&self.dirs).is_empty()
-    }
-
-    fn waiting_for(&self, nodes: &[NodeId]) -> bool {
-        lock(&self.dirs)
-            .iter()
-            .any(|d| nodes.contains(&d.id) || nodes.contains(&d.parent))
+    fn waiting(&self, nodes: Option<&[NodeId]>) -> bool {
+        let queue = lock(&self.dirs);
+        match nodes {
+            None => !queue.is_empty(),
+            Some(nodes) => queue
+                .iter()
+                .any(|d| nodes.contains(&d.id) || nodes.contains(&d.parent)),
+        }
     }
 
     fn send(&self) -> Pin<Box<dyn Future<Output = ApiResult<()>> + Send + '_>> {

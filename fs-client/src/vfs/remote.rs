@@ -60,10 +60,9 @@ const OFFLINE_GRACE: Duration = Duration::from_secs(10);
 /// What must reach the server before any other call: directories made
 /// here, which later calls may name (see `dirs`).
 pub(crate) trait Before: Send + Sync {
-    /// Whether anything waits (cheap).
-    fn waiting(&self) -> bool;
-    /// Whether what waits is, or is in, one of `nodes` (cheap).
-    fn waiting_for(&self, nodes: &[NodeId]) -> bool;
+    /// Whether anything waits that is, or is in, one of `nodes`; with
+    /// `None`, whether anything waits at all (cheap).
+    fn waiting(&self, nodes: Option<&[NodeId]>) -> bool;
     /// Sends what waits.
     fn send(&self) -> Pin<Box<dyn Future<Output = ApiResult<()>> + Send + '_>>;
 }
@@ -116,11 +115,7 @@ impl<A: VaultApi> Remote<A> {
         F: Fn(Arc<A>, AccessToken) -> Fut,
         Fut: Future<Output = ApiResult<T>>,
     {
-        if let Some(before) = self.before.get().and_then(Weak::upgrade)
-            && before.waiting()
-        {
-            before.send().await?;
-        }
+        self.send_before(None).await?;
         self.call_direct(budget, call).await
     }
 
@@ -140,12 +135,19 @@ impl<A: VaultApi> Remote<A> {
         F: Fn(Arc<A>, AccessToken) -> Fut,
         Fut: Future<Output = ApiResult<T>>,
     {
+        self.send_before(Some(nodes)).await?;
+        self.call_direct(budget, call).await
+    }
+
+    /// Has [`Before`] send what waits for a call about `nodes` (`None`:
+    /// about anything).
+    async fn send_before(&self, nodes: Option<&[NodeId]>) -> ApiResult<()> {
         if let Some(before) = self.before.get().and_then(Weak::upgrade)
-            && before.waiting_for(nodes)
+            && before.waiting(nodes)
         {
             before.send().await?;
         }
-        self.call_direct(budget, call).await
+        Ok(())
     }
 
     /// [`Self::call`] without sending what waits first: for the sender.
