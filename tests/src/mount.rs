@@ -683,8 +683,13 @@ impl TestMount {
             .env("VAULT_DATA_DIR", &self.data_dir)
             .env("VAULT_SERVER", &self.server_url)
             .env("XDG_CACHE_HOME", &self.xdg_cache)
-            .env("RUST_BACKTRACE", "1")
-            .args(args);
+            .env("RUST_BACKTRACE", "1");
+        // Set VAULT_TEST_CLIENT_VERBOSE=1 to see the daemon's debug log in
+        // a failing test's client logs.
+        if std::env::var_os("VAULT_TEST_CLIENT_VERBOSE").is_some() {
+            cmd.arg("-v");
+        }
+        cmd.args(args);
         cmd
     }
 

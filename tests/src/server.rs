@@ -166,7 +166,12 @@ impl TestServer {
                 options.rate_per_minute.to_string(),
             )
             .env("VAULT_AUTH_BURST", options.burst.to_string())
-            .env("VAULT_LOG", "info,sqlx=warn")
+            .env(
+                "VAULT_LOG",
+                // Set VAULT_TEST_SERVER_LOG (say `debug`) to see every
+                // request in a failing test's server log.
+                std::env::var("VAULT_TEST_SERVER_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
+            )
             .env("RUST_BACKTRACE", "1");
         if backend == Backend::MariaDb {
             cmd.env("VAULT_DATABASE_URL", &database_url);

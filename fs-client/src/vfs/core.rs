@@ -132,35 +132,25 @@ pub(crate) fn timestamp(t: SystemTime) -> Timestamp {
     }
 }
 
-/// `stat` attributes of a node.
-pub(crate) fn attr_of(ino: Ino, attrs: &NodeAttributes, nlink: u32, updated_at: i64) -> Attr {
+/// `stat` attributes of a node. A directory's times are its record's: the
+/// server's own stamp of a change (`updated_at`, by the server's clock) is
+/// never compared with them, or a time set here (utimens, as tar and rsync
+/// do last) would lose to the stamp of the very request that carried it
+/// whenever the server's clock is ahead or the request crossed a second.
+pub(crate) fn attr_of(ino: Ino, attrs: &NodeAttributes, nlink: u32) -> Attr {
     let kind = seal::file_kind(attrs.kind);
     let size = match kind {
         FileKind::Directory => u64::from(BLOCK_SIZE),
         _ => attrs.size,
     };
-    let mut mtime = system_time(attrs.mtime);
-    let mut ctime = system_time(attrs.ctime);
-    if kind == FileKind::Directory && updated_at > attrs.ctime.secs {
-        // Entries added or removed change a directory on the server, not
-        // its record: when that happened after the record last changed,
-        // show it. A time set explicitly (utimens, as tar and rsync do
-        // last) changes the record and wins.
-        let changed = system_time(Timestamp {
-            secs: updated_at,
-            nanos: 0,
-        });
-        mtime = mtime.max(changed);
-        ctime = ctime.max(changed);
-    }
     Attr {
         ino,
         kind,
         size,
         blocks: size.div_ceil(512),
         atime: system_time(attrs.atime),
-        mtime,
-        ctime,
+        mtime: system_time(attrs.mtime),
+        ctime: system_time(attrs.ctime),
         crtime: system_time(attrs.btime),
         perm: u16::try_from(attrs.mode & 0o7777).unwrap_or(0o644),
         // 0 is right for a file unlinked while open (fstat shows it).
@@ -224,25 +214,24 @@ impl<A: VaultApi + 'static> Core<A> {
     }
 
     /// Verified attributes of `ino` (cached for a moment, or fetched).
-    pub(crate) async fn known(&self, ino: Ino) -> FsResult<(u64, NodeAttributes, u32, i64)> {
+    pub(crate) async fn known(&self, ino: Ino) -> FsResult<(u64, NodeAttributes, u32)> {
         let (id, fresh) = {
             let t = lock(&self.table);
             let id = t.id(ino)?;
             (
                 id,
-                t.fresh(ino)
-                    .map(|k| (k.version, k.attrs.clone(), k.nlink, k.updated_at)),
+                t.fresh(ino).map(|k| (k.version, k.attrs.clone(), k.nlink)),
             )
         };
         if let Some(k) = fresh {
             return Ok(k);
         }
         match self.fetch(ino, id).await {
-            Ok((info, attrs)) => Ok((info.version, attrs, info.nlink, info.updated_at)),
+            Ok((info, attrs)) => Ok((info.version, attrs, info.nlink)),
             // Offline: what was last verified is still the best answer.
             Err(e) if e.is_transient() => lock(&self.table)
                 .stale(ino)
-                .map(|k| (k.version, k.attrs.clone(), k.nlink, k.updated_at))
+                .map(|k| (k.version, k.attrs.clone(), k.nlink))
                 .ok_or(e),
             Err(e) => Err(e),
         }
@@ -254,8 +243,8 @@ impl<A: VaultApi + 'static> Core<A> {
         if let Some(attr) = self.attr_cached(ino) {
             return Ok(attr);
         }
-        let (_, attrs, nlink, updated) = self.known(ino).await?;
-        Ok(attr_of(ino, &attrs, nlink, updated))
+        let (_, attrs, nlink) = self.known(ino).await?;
+        Ok(attr_of(ino, &attrs, nlink))
     }
 
     /// [`Core::attr`] when memory answers it at once (an open or changed
@@ -263,11 +252,11 @@ impl<A: VaultApi + 'static> Core<A> {
     pub(crate) fn attr_cached(&self, ino: Ino) -> Option<Attr> {
         if let Some(f) = self.file(ino) {
             let v = f.view();
-            return Some(attr_of(ino, &v.attrs, v.nlink, 0));
+            return Some(attr_of(ino, &v.attrs, v.nlink));
         }
         lock(&self.table)
             .fresh(ino)
-            .map(|k| attr_of(ino, &k.attrs, k.nlink, k.updated_at))
+            .map(|k| attr_of(ino, &k.attrs, k.nlink))
     }
 
     /// Verifies an entry the server returned for `parent_ino`, gives its
@@ -297,9 +286,9 @@ impl<A: VaultApi + 'static> Core<A> {
         let attr = match self.file(ino) {
             Some(f) => {
                 let v = f.view();
-                attr_of(ino, &v.attrs, entry.node.nlink, 0)
+                attr_of(ino, &v.attrs, entry.node.nlink)
             }
-            None => attr_of(ino, &attrs, entry.node.nlink, entry.node.updated_at),
+            None => attr_of(ino, &attrs, entry.node.nlink),
         };
         Ok((ino, attr, name))
     }
@@ -318,7 +307,7 @@ impl<A: VaultApi + 'static> Core<A> {
         let id = self.id_of(ino)?;
         for _ in 0..8 {
             let since = self.tick();
-            let (version, mut attrs, _, _) = self.known(ino).await?;
+            let (version, mut attrs, _) = self.known(ino).await?;
             change(&mut attrs)?;
             attrs.ctime = Timestamp::now();
             attrs.validate()?;
@@ -337,7 +326,7 @@ impl<A: VaultApi + 'static> Core<A> {
             match res {
                 Ok(info) => {
                     lock(&self.table).observe(ino, &info, attrs.clone(), since)?;
-                    let attr = attr_of(ino, &attrs, info.nlink, info.updated_at);
+                    let attr = attr_of(ino, &attrs, info.nlink);
                     return Ok((info.version, attrs, attr));
                 }
                 Err(e) if e.code() == Some(ErrorCode::Conflict) => {

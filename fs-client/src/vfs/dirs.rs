@@ -199,7 +199,7 @@ pub(crate) fn make<A: VaultApi + 'static>(
         ino
     };
     core.upload_wake.notify_one();
-    Ok(Some(attr_of(ino, attrs, info.nlink, info.updated_at)))
+    Ok(Some(attr_of(ino, attrs, info.nlink)))
 }
 
 /// Reads back the directories a previous run left, parents first; the

@@ -95,7 +95,7 @@ pub(crate) fn create<A: VaultApi + 'static>(
     lock(&core.files).insert(ino, file.clone());
     lock(&core.dirty).insert(ino, 0);
     lock(&core.table).remember(ino);
-    Ok(Some((ino, file, attr_of(ino, &attrs, 1, 0))))
+    Ok(Some((ino, file, attr_of(ino, &attrs, 1))))
 }
 
 /// Answers a lookup from memory when it can: `Err(NotFound)` for a name a
@@ -127,9 +127,7 @@ pub(crate) fn lookup<A: VaultApi + 'static>(
             return Ok(None);
         }
         let t = lock(&core.table);
-        return Ok(t
-            .fresh(ino)
-            .map(|k| attr_of(ino, &k.attrs, k.nlink, k.updated_at)));
+        return Ok(t.fresh(ino).map(|k| attr_of(ino, &k.attrs, k.nlink)));
     };
     if f.local.load(Ordering::Acquire) {
         // Its name in the table may be a guess (replay): check the journal's.
@@ -144,7 +142,7 @@ pub(crate) fn lookup<A: VaultApi + 'static>(
         return Ok(None);
     }
     let v = f.view();
-    Ok(Some(attr_of(ino, &v.attrs, v.nlink, 0)))
+    Ok(Some(attr_of(ino, &v.attrs, v.nlink)))
 }
 
 /// The file made here and not yet on the server that `name` in `parent`

@@ -259,13 +259,13 @@ impl<A: VaultApi + 'static> Vfs<A> {
                 // Offline: answer from what this mount has seen.
                 let mut t = lock(&c.table);
                 let (ino, k) = t.remembered(parent, name).ok_or(FsError::from(e))?;
-                let attr = attr_of(ino, &k.attrs, k.nlink, k.updated_at);
+                let attr = attr_of(ino, &k.attrs, k.nlink);
                 t.remember(ino);
                 drop(t);
                 return Ok(match c.file(ino) {
                     Some(f) => {
                         let v = f.view();
-                        attr_of(ino, &v.attrs, v.nlink, 0)
+                        attr_of(ino, &v.attrs, v.nlink)
                     }
                     None => attr,
                 });
@@ -449,12 +449,12 @@ impl<A: VaultApi + 'static> Vfs<A> {
         file.publish(&inner);
         c.mark_dirty(ino, staged_bytes(&inner));
         let v = file.view();
-        Ok(attr_of(ino, &v.attrs, v.nlink, 0))
+        Ok(attr_of(ino, &v.attrs, v.nlink))
     }
 
     /// A symlink's target.
     pub async fn readlink(&self, ino: Ino) -> FsResult<Vec<u8>> {
-        let (_, attrs, _, _) = self.core.known(ino).await?;
+        let (_, attrs, _) = self.core.known(ino).await?;
         if attrs.kind != NodeKind::Symlink {
             return Err(FsError::Invalid);
         }
@@ -529,12 +529,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
             t.names.made_empty(id);
         }
         drop(t);
-        Ok((
-            ino,
-            attr_of(ino, &attrs, info.nlink, info.updated_at),
-            dir,
-            info.nlink,
-        ))
+        Ok((ino, attr_of(ino, &attrs, info.nlink), dir, info.nlink))
     }
 
     /// A FIFO, socket or empty regular file (`mode` carries the type bits).
@@ -876,9 +871,9 @@ impl<A: VaultApi + 'static> Vfs<A> {
             v.link_gen += 1;
             let attrs = v.attrs.clone();
             drop(v);
-            return Ok(attr_of(ino, &attrs, info.nlink, 0));
+            return Ok(attr_of(ino, &attrs, info.nlink));
         }
-        Ok(attr_of(ino, &attrs, info.nlink, info.updated_at))
+        Ok(attr_of(ino, &attrs, info.nlink))
     }
 
     /// Opens a file (revalidating it against the server: close-to-open).

@@ -239,7 +239,7 @@ pub(crate) async fn set<A: VaultApi + 'static>(
     ino: Ino,
     set: &SetAttr,
 ) -> FsResult<Option<Attr>> {
-    let (version, attrs, nlink, updated) = core.known(ino).await?;
+    let (version, attrs, nlink) = core.known(ino).await?;
     if !matches!(attrs.kind, NodeKind::Directory | NodeKind::Symlink) || set.size.is_some() {
         return Ok(None);
     }
@@ -253,7 +253,7 @@ pub(crate) async fn set<A: VaultApi + 'static>(
         .write_page(node, PageFile::Record, &sealed(core, node, &merged)?)?;
     drop(_io);
     core.upload_wake.notify_one();
-    Ok(Some(attr_of(ino, &shown, nlink, updated)))
+    Ok(Some(attr_of(ino, &shown, nlink)))
 }
 
 /// Reads back the changes a previous run left in the journal; the

@@ -177,3 +177,28 @@ async fn a_removed_directory_drops_its_pending_change() {
     v.setattr(f, None, chmod(0o600)).await.unwrap();
     assert_eq!(fake.record_puts(), puts + 1);
 }
+
+/// The server stamps a node with its own clock when it takes a change; a
+/// directory's time set here must not lose to that stamp, whether the
+/// server's clock runs ahead or the change merely crossed a second on its
+/// way (kill -9 test in CI: the mtime tar sets became the send time).
+#[tokio::test]
+async fn a_directory_time_set_here_wins_over_the_servers_clock() {
+    let fake = Arc::new(FakeVault::new());
+    let d = tempfile::tempdir().unwrap();
+    let v = start(&fake, d.path()).await;
+    let dir = v.mkdir(ROOT_INO, os("d"), 0o755, 0o022, ME).await.unwrap();
+    v.sync_all().await.unwrap();
+    let now = i64::try_from(secs(std::time::SystemTime::now())).unwrap();
+    fake.set_clock(Some(now + 3_600));
+    v.setattr(dir.ino, None, touch(1_400_000_000))
+        .await
+        .unwrap();
+    v.sync_all().await.unwrap();
+    // Here, once the record is fetched again, and on another device.
+    let id = v.core.id_of(dir.ino).unwrap();
+    lock(&v.core.table).invalidate(id);
+    let here = v.getattr(dir.ino).await.unwrap();
+    assert_eq!(secs(here.mtime), 1_400_000_000);
+    assert_eq!(secs(elsewhere(&fake, "d").await.mtime), 1_400_000_000);
+}
