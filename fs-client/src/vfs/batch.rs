@@ -223,7 +223,7 @@ async fn plan<'a, A: VaultApi + 'static>(
     mut guard: MutexGuard<'a, FileInner>,
     req: &mut BatchRequest,
 ) -> Result<Plan<'a>, (MutexGuard<'a, FileInner>, FsError)> {
-    if let Err(e) = guard.flush_tail(&core.journal) {
+    if let Err(e) = guard.flush_tail_unless_inline(&core.journal) {
         return Err((guard, e));
     }
     let io = core.io();

@@ -110,7 +110,7 @@ pub(crate) async fn commit_locked<A: VaultApi + 'static>(
     if !inner.dirty || inner.gone {
         return Ok(());
     }
-    inner.flush_tail(&core.journal)?;
+    inner.flush_tail_unless_inline(&core.journal)?;
     for _ in 0..4 {
         if inner.base_version == 0 {
             local::create_remote(budget, core, file, inner).await?;

@@ -26,7 +26,7 @@ use zeroize::Zeroizing;
 
 use super::content::Content;
 use super::error::{FsError, FsResult};
-use super::journal::{Journal, Manifest, Stage};
+use super::journal::{INLINE_MAX, Inline, Journal, Manifest, Stage};
 use super::types::Ino;
 use crate::api::VaultApi;
 
@@ -283,6 +283,25 @@ impl FileInner {
         self.stage
             .as_deref()
             .ok_or(FsError::Internal("stage".into()))
+    }
+
+    /// The file's only change is its tail segment, small enough for its
+    /// manifest to hold (no stage file: see `journal::Inline`).
+    fn inline_tail(&self) -> Option<(u64, &Zeroizing<Vec<u8>>)> {
+        let (seg, data) = self.tail.as_ref()?;
+        let alone = self.stage.is_none()
+            && self.uploaded.is_empty()
+            && self.staged.len() == 1
+            && self.staged.contains_key(seg);
+        (alone && data.len() <= INLINE_MAX).then_some((*seg, data))
+    }
+
+    /// Writes the tail to the stage file unless the manifest holds it.
+    pub(crate) fn flush_tail_unless_inline(&mut self, journal: &Journal) -> FsResult<()> {
+        if self.inline_tail().is_some() {
+            return Ok(());
+        }
+        self.flush_tail(journal)
     }
 
     /// Writes the in-memory tail segment to the stage file.
@@ -575,9 +594,19 @@ impl FileInner {
         out
     }
 
-    /// The journal manifest for this state (call after `flush_tail`).
+    /// The journal manifest for this state (call after
+    /// `flush_tail_unless_inline`).
     pub(crate) fn manifest(&self) -> Manifest {
+        let inline = self.inline_tail().map(|(seg, data)| Inline {
+            seg,
+            data: data.clone(),
+        });
+        let mut staged = self.staged_ranges();
+        if let Some(i) = &inline {
+            staged.retain(|r| *r != (i.seg, i.seg + 1));
+        }
         Manifest {
+            inline,
             node: self.node,
             epoch: self.epoch,
             base_version: self.base_version,
@@ -586,7 +615,7 @@ impl FileInner {
             parent: self.parent,
             name: self.name.to_vec(),
             attrs: self.attrs.clone(),
-            staged: self.staged_ranges(),
+            staged,
             uploaded: self.uploaded.iter().map(|(k, o)| (*k, o.clone())).collect(),
         }
     }
@@ -595,7 +624,7 @@ impl FileInner {
     /// A save that is not `durable` and would write the manifest already
     /// there is skipped.
     pub(crate) fn save(&mut self, journal: &Journal, durable: bool) -> FsResult<()> {
-        self.flush_tail(journal)?;
+        self.flush_tail_unless_inline(journal)?;
         let m = self.manifest();
         let fingerprint = m.fingerprint()?;
         if !durable && self.saved == Some(fingerprint) {
@@ -640,6 +669,11 @@ impl FileInner {
                 staged.insert(s, 1);
             }
         }
+        // An inline segment is the tail again, staged in memory.
+        let tail = m.inline.map(|i| {
+            staged.insert(i.seg, 1);
+            (i.seg, i.data)
+        });
         let mut attrs = m.attrs;
         attrs.size = m.size;
         attrs.objects.clear();
@@ -656,7 +690,7 @@ impl FileInner {
             uploaded: m.uploaded.into_iter().collect(),
             uploading: BTreeSet::new(),
             unpunched: BTreeSet::new(),
-            tail: None,
+            tail,
             seq: 1,
             closed_seq: 1,
             closed_at: None,

@@ -67,7 +67,7 @@ pub(crate) fn device_id(journal_dir: &Path) -> std::io::Result<String> {
 
 impl<A: VaultApi + 'static> Vfs<A> {
     /// True if this mount has `ino` open as a file.
-    fn is_open(&self, ino: Ino) -> bool {
+    pub(super) fn is_open(&self, ino: Ino) -> bool {
         lock(&self.core.handles)
             .values()
             .any(|h| matches!(h, Handle::File { ino: i, .. } if *i == ino))

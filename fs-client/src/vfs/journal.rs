@@ -13,7 +13,11 @@
 //!   journal: truncation), which segments are staged, the objects already
 //!   uploaded for whole chunks, the attributes, and the entry's parent and
 //!   name (for a conflict copy). It is replaced atomically (write, fsync
-//!   when asked, rename).
+//!   when asked, rename), or one page overwritten in place.
+//!
+//! A small file whose changes are one segment of at most [`INLINE_MAX`]
+//! bytes has no stage file: the segment is in its manifest ([`Inline`]),
+//! and a new small file costs one journal file written once at close.
 //!
 //! A directory or symlink with a pending mode, owner or time change (see
 //! `records`) has `<node>.record`: the sealed change, one page rewritten
@@ -56,6 +60,28 @@ use super::recycle::{Recycle, remove_if_present};
 /// up to 4 KiB so slots stay page-aligned).
 pub(crate) const SLOT: u64 = ((SEGMENT_SIZE + SEALED_OVERHEAD + 4).div_ceil(4096) * 4096) as u64;
 const MANIFEST_MAGIC: &[u8; 4] = b"SVJ\x01";
+/// A manifest with an [`Inline`] segment after the fields of version 1.
+const MANIFEST_MAGIC_INLINE: &[u8; 4] = b"SVJ\x02";
+/// The most bytes a manifest holds inline: a small file then costs one
+/// journal file written once, not a manifest and a stage file.
+pub(crate) const INLINE_MAX: usize = 12 * 1024;
+
+/// A small file's only changed segment (its index and bytes), kept in its
+/// manifest: written with it, sealed with it, and never a stage slot.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Inline {
+    pub seg: u64,
+    pub data: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Inline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inline")
+            .field("seg", &self.seg)
+            .field("len", &self.data.len())
+            .finish()
+    }
+}
 
 fn corrupt(reason: &'static str) -> FsError {
     FsError::Integrity(CryptoError::Malformed {
@@ -78,6 +104,9 @@ pub(crate) struct Manifest {
     pub attrs: NodeAttributes,
     /// Staged segment indices as half-open ranges.
     pub staged: Vec<(u64, u64)>,
+    /// A small file's one segment, held in the manifest itself instead of
+    /// a stage file (see [`Inline`]).
+    pub inline: Option<Inline>,
     /// Objects already uploaded for whole chunks: (chunk index, object).
     pub uploaded: Vec<(u64, ObjectEntry)>,
 }
@@ -94,7 +123,11 @@ impl Manifest {
         attrs.size = self.size;
         let attrs = attrs.encode()?;
         let mut out = Zeroizing::new(Vec::new());
-        out.put_bytes(MANIFEST_MAGIC);
+        out.put_bytes(if self.inline.is_some() {
+            MANIFEST_MAGIC_INLINE
+        } else {
+            MANIFEST_MAGIC
+        });
         out.put_bytes(self.node.as_bytes());
         out.put_u64(self.epoch);
         out.put_u64(self.base_version);
@@ -118,15 +151,22 @@ impl Manifest {
             out.put_u64(o.len);
             out.put_bytes(o.digest.as_bytes());
         }
+        if let Some(inline) = &self.inline {
+            out.put_u64(inline.seg);
+            out.put_u32(u32::try_from(inline.data.len()).map_err(|_| FsError::TooBig)?);
+            out.put_bytes(&inline.data);
+        }
         Ok(out)
     }
 
     fn decode(bytes: &[u8]) -> FsResult<Self> {
         let bad = |_| corrupt("manifest does not parse");
         let mut r = Reader::new(bytes);
-        if r.array::<4>().map_err(bad)? != *MANIFEST_MAGIC {
-            return Err(corrupt("unknown manifest version"));
-        }
+        let has_inline = match &r.array::<4>().map_err(bad)? {
+            m if m == MANIFEST_MAGIC => false,
+            m if m == MANIFEST_MAGIC_INLINE => true,
+            _ => return Err(corrupt("unknown manifest version")),
+        };
         let node = NodeId::from_bytes(r.array().map_err(bad)?);
         let epoch = r.u64().map_err(bad)?;
         let base_version = r.u64().map_err(bad)?;
@@ -165,8 +205,20 @@ impl Manifest {
                 },
             ));
         }
+        let inline = if has_inline {
+            let seg = r.u64().map_err(bad)?;
+            let len = usize::try_from(r.u32().map_err(bad)?).map_err(|_| corrupt("length"))?;
+            if len > INLINE_MAX {
+                return Err(corrupt("inline segment too large"));
+            }
+            let data = Zeroizing::new(r.bytes(len).map_err(bad)?.to_vec());
+            Some(Inline { seg, data })
+        } else {
+            None
+        };
         r.finish().map_err(bad)?;
         Ok(Self {
+            inline,
             node,
             epoch,
             base_version,
@@ -247,11 +299,11 @@ impl Journal {
     /// file are on disk when this returns. Answers whether the next save
     /// may `overwrite` the one written now in place.
     ///
-    /// A manifest that fits in a page is written as one ([`to_page`]). A
-    /// save is normally a new file renamed over the old one, so a crash
-    /// leaves the old manifest or the new. With `overwrite` (the caller's
-    /// own last save was such a page and not durable) it is one aligned
-    /// page write over the old page instead: no new inode per `close`,
+    /// A manifest is written in whole pages ([`to_pages`]). A save is
+    /// normally a new file renamed over the old one, so a crash leaves the
+    /// old manifest or the new. With `overwrite` (the caller's own last
+    /// save was one page and not durable) a one-page manifest is one
+    /// aligned page write over the old page instead: no new inode per `close`,
     /// `chmod`, `utimens` or rename of a pending file. A process killed
     /// during that write cannot leave half of it (a one-page write is
     /// never cut short by a signal), and a power loss may only cost what
@@ -265,33 +317,35 @@ impl Journal {
     ) -> FsResult<bool> {
         let plain = m.encode()?;
         let sealed = seal_local(&self.key, "manifest", &[m.node.as_bytes()], &plain)?;
-        let page = to_page(&sealed);
+        let pages = to_pages(&sealed);
+        let one_page = pages.as_ref().is_some_and(|p| p.len() == PAGE);
         if durable && let Some(stage) = stage {
             stage.file.sync_data()?;
         }
         let path = self.manifest_path(m.node);
-        if !durable && let Some(page) = &page {
-            if overwrite {
-                write_in_place(&path, page)?;
+        if !durable && let Some(pages) = &pages {
+            if overwrite && one_page {
+                write_in_place(&path, pages)?;
                 return Ok(true);
             }
             // The first manifest of a file: written in place too when no
             // file is there yet (an empty one from the pool, or a new one),
             // one rename less than a temporary file renamed over it. A run
-            // ending before the write leaves an empty file, which
-            // `manifests` drops.
+            // ending before the write leaves an empty file, or pages cut
+            // short (a kill lands between pages), which `manifests` drops:
+            // the close that wrote it never returned.
             if let Some(file) = self.new_file(&path)? {
-                file.write_all_at(page, 0)?;
-                return Ok(true);
+                file.write_all_at(pages, 0)?;
+                return Ok(one_page);
             }
         }
         let tmp = self.dir.join(format!("{}.manifest.tmp", m.node));
         self.pool.take(&tmp);
-        replace_file(&tmp, &path, page.as_deref().unwrap_or(&sealed), durable)?;
+        replace_file(&tmp, &path, pages.as_deref().unwrap_or(&sealed), durable)?;
         if durable {
             File::open(&self.dir)?.sync_all()?;
         }
-        Ok(page.is_some() && !durable)
+        Ok(one_page && !durable)
     }
 
     /// An empty file at `path` if nothing is there yet (from the pool, or
@@ -431,9 +485,10 @@ impl Journal {
                 continue;
             };
             let raw = fs::read(entry.path())?;
-            if raw.is_empty() {
+            if raw.is_empty() || paged(&raw) == Paged::CutShort {
                 // Made for a first manifest, and the run ended before the
-                // write: the file had nothing pending yet.
+                // write or during it: the close that wrote it never
+                // returned.
                 self.pool.retire(&entry.path())?;
                 continue;
             }
@@ -521,29 +576,65 @@ impl PageFile {
     }
 }
 
-/// `sealed` as a manifest page, if it fits in one.
-fn to_page(sealed: &[u8]) -> Option<Vec<u8>> {
+/// `sealed` in whole pages: the page head, `sealed`, zeros to the end of
+/// its last page (`None` only when longer than a `u32` counts).
+fn to_pages(sealed: &[u8]) -> Option<Vec<u8>> {
     let len = u32::try_from(sealed.len()).ok()?;
-    if sealed.len() > PAGE - PAGE_HEAD {
-        return None;
-    }
-    let mut page = Vec::with_capacity(PAGE);
+    let total = (PAGE_HEAD + sealed.len()).div_ceil(PAGE) * PAGE;
+    let mut page = Vec::with_capacity(total);
     page.extend_from_slice(PAGE_MAGIC);
     page.extend_from_slice(&len.to_be_bytes());
     page.extend_from_slice(sealed);
-    page.resize(PAGE, 0);
+    page.resize(total, 0);
     Some(page)
 }
 
-/// The sealed manifest in a manifest page (`None`: `raw` is not one, and
-/// is the sealed manifest itself, as written when it does not fit).
-fn from_page(raw: &[u8]) -> Option<&[u8]> {
-    if raw.len() != PAGE || !raw.starts_with(PAGE_MAGIC) {
-        return None;
+/// `sealed` as one page, if it fits in one.
+fn to_page(sealed: &[u8]) -> Option<Vec<u8>> {
+    to_pages(sealed).filter(|p| p.len() == PAGE)
+}
+
+/// What a journal file holds.
+#[derive(Debug, PartialEq, Eq)]
+enum Paged<'a> {
+    /// Pages holding this sealed manifest or change.
+    Sealed(&'a [u8]),
+    /// Pages whose head promises more than the file holds: a first
+    /// manifest written in place and cut short by a kill (only a one-page
+    /// manifest is ever written over another in place).
+    CutShort,
+    /// Not pages: the sealed manifest itself, as older versions wrote one
+    /// that did not fit in a page.
+    Raw,
+}
+
+fn paged(raw: &[u8]) -> Paged<'_> {
+    if raw.is_empty() || !raw.len().is_multiple_of(PAGE) || !raw.starts_with(PAGE_MAGIC) {
+        return Paged::Raw;
     }
-    let len: [u8; 4] = raw.get(PAGE_MAGIC.len()..PAGE_HEAD)?.try_into().ok()?;
-    let len = usize::try_from(u32::from_be_bytes(len)).ok()?;
-    raw.get(PAGE_HEAD..PAGE_HEAD.checked_add(len)?)
+    let Some(len) = raw
+        .get(PAGE_MAGIC.len()..PAGE_HEAD)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .and_then(|b| usize::try_from(u32::from_be_bytes(b)).ok())
+    else {
+        return Paged::Raw;
+    };
+    match PAGE_HEAD
+        .checked_add(len)
+        .and_then(|end| raw.get(PAGE_HEAD..end))
+    {
+        Some(sealed) => Paged::Sealed(sealed),
+        None => Paged::CutShort,
+    }
+}
+
+/// The sealed manifest or change in a page file (`None`: `raw` is not
+/// one, and is the sealed manifest itself).
+fn from_page(raw: &[u8]) -> Option<&[u8]> {
+    match paged(raw) {
+        Paged::Sealed(sealed) => Some(sealed),
+        Paged::CutShort | Paged::Raw => None,
+    }
 }
 
 /// The node and epoch a stage file's name (`<node>.<epoch>.stage`) holds.
@@ -668,7 +759,84 @@ mod tests {
                     digest: ObjectDigest::from_bytes([4; 32]),
                 },
             )],
+            inline: None,
         }
+    }
+
+    /// A new small file's manifest: its one segment inline, nothing staged.
+    fn small(node: NodeId, len: usize) -> Manifest {
+        let mut m = manifest(node);
+        m.epoch = 0;
+        m.size = len as u64;
+        m.attrs.size = len as u64;
+        m.staged.clear();
+        m.uploaded.clear();
+        m.inline = Some(Inline {
+            seg: 0,
+            data: Zeroizing::new(vec![0x5a; len]),
+        });
+        m
+    }
+
+    #[test]
+    fn a_small_files_segment_rides_in_its_manifest() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), key()).unwrap();
+        // Fits in a page: written in place, and may be overwritten so.
+        let tiny = small(NodeId::from_bytes([1; 16]), 100);
+        assert!(j.write_manifest(&tiny, None, false, false).unwrap());
+        // Larger: pages written once in a new file; never overwritten in
+        // place (a kill could land between its pages).
+        let node = NodeId::from_bytes([2; 16]);
+        let m = small(node, 5000);
+        assert!(!j.write_manifest(&m, None, false, false).unwrap());
+        assert_eq!(
+            fs::metadata(j.manifest_path(node)).unwrap().len(),
+            2 * PAGE as u64
+        );
+        let mut later = m.clone();
+        later.attrs.mode = 0o600;
+        let inode = fs::metadata(j.manifest_path(node)).unwrap().ino();
+        assert!(!j.write_manifest(&later, None, false, false).unwrap());
+        assert_ne!(
+            fs::metadata(j.manifest_path(node)).unwrap().ino(),
+            inode,
+            "renamed over"
+        );
+        let mut got = j.manifests().unwrap();
+        got.sort_by_key(|m| m.node);
+        assert_eq!(got, vec![tiny, later]);
+        // Neither has a stage file, and nothing is plaintext.
+        for e in fs::read_dir(dir.path()).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            assert!(!name.ends_with(".stage"), "{name}");
+            if e.file_type().unwrap().is_file() {
+                let bytes = fs::read(e.path()).unwrap();
+                assert!(!bytes.windows(16).any(|w| w == [0x5a; 16]), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_first_manifest_cut_short_between_its_pages_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), key()).unwrap();
+        let node = NodeId::from_bytes([3; 16]);
+        j.write_manifest(&small(node, 9000), None, false, false)
+            .unwrap();
+        let path = j.manifest_path(node);
+        let full = fs::read(&path).unwrap();
+        assert_eq!(full.len(), 3 * PAGE);
+        // A kill between pages: the head promises more than is there.
+        fs::write(&path, &full[..PAGE]).unwrap();
+        assert_eq!(paged(&full[..PAGE]), Paged::CutShort);
+        assert_eq!(j.manifests().unwrap(), vec![]);
+        assert!(!path.exists());
+        // The same bytes whole read back.
+        fs::write(&path, &full).unwrap();
+        assert_eq!(j.manifests().unwrap().len(), 1);
     }
 
     #[test]
@@ -881,6 +1049,12 @@ mod tests {
         let mut long = page;
         long[4..8].copy_from_slice(&(PAGE as u32).to_be_bytes());
         assert_eq!(from_page(&long), None);
+        assert_eq!(paged(&long), Paged::CutShort);
+        // Several pages.
+        let two = to_pages(&[7; PAGE]).unwrap();
+        assert_eq!(two.len(), 2 * PAGE);
+        assert_eq!(from_page(&two), Some(&[7; PAGE][..]));
+        assert_eq!(paged(b"raw sealed bytes"), Paged::Raw);
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Files made here before the server has seen them.
 //!
 //! When the parent's complete listing (see `names`) says a name is free,
-//! `create` makes the file in memory and in the journal only: its node id
-//! is chosen here, its manifest (base version 0, parent and name) is in the
-//! journal before `create` returns, and the commit creates it on the
+//! `create` makes the file in memory only: its node id is chosen here, and
+//! its manifest (base version 0, parent and name) is in the journal once
+//! it is first closed (or renamed, synced or its attributes set): a file
+//! is promised to survive a crash once closed. The commit creates it on the
 //! server together with its contents, many files in one request (see
 //! `batch`). Until then this mount answers for it: lookups find it, a
 //! rename moves it and an unlink drops it without the server ever seeing
@@ -82,14 +83,11 @@ pub(crate) fn create<A: VaultApi + 'static>(
     let mut inner = FileInner::clean(id, 0, attrs.clone(), dir, name);
     inner.dirty = true;
     // Not closed until its first `close`: the uploader leaves it alone
-    // while it is being written.
+    // while it is being written. Its manifest is written then (or at an
+    // earlier rename, fsync or attribute change), not here: a file is
+    // promised to survive a crash once closed, and one journal write per
+    // new file less is what `cp -r` and tar wait on.
     inner.seq = 1;
-    if let Err(e) = inner.save(&core.journal, false) {
-        let mut t = lock(&core.table);
-        t.names.removed(dir, &tag);
-        t.forget(ino, 0, false);
-        return Err(e);
-    }
     let file = FileState::new(id, ino, inner, 1);
     file.handles.fetch_add(1, Ordering::AcqRel);
     lock(&core.files).insert(ino, file.clone());

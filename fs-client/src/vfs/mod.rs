@@ -445,7 +445,13 @@ impl<A: VaultApi + 'static> Vfs<A> {
         apply_set(&mut inner.attrs, set);
         inner.dirty = true;
         inner.mark_closed();
-        inner.save(&c.journal, false)?;
+        // A file open here is saved when it is closed (tar sets owner and
+        // mode before it closes each file): the journal is written then,
+        // once, not per change. A truncation is saved at once (it changes
+        // which staged slots count).
+        if set.size.is_some() || !self.is_open(ino) {
+            inner.save(&c.journal, false)?;
+        }
         file.publish(&inner);
         c.mark_dirty(ino, staged_bytes(&inner));
         let v = file.view();

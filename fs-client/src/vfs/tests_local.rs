@@ -337,3 +337,94 @@ async fn a_renamed_file_and_a_new_file_in_its_old_name_survive_a_crash() {
         );
     }
 }
+
+/// Journal files of each kind (by suffix) under `dir`'s journal.
+fn journal_files(dir: &std::path::Path, suffix: &str) -> usize {
+    std::fs::read_dir(dir.join("journal"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(suffix)
+        })
+        .count()
+}
+
+/// A small file's data rides in its manifest (one journal file, no stage
+/// file), also after a chmod rewrote it; larger ones keep a stage file.
+/// All survive a crash before the server saw them.
+#[tokio::test]
+async fn small_files_are_one_journal_file_each_and_survive_a_crash() {
+    let fake = Arc::new(FakeVault::new());
+    let d = tempfile::tempdir().unwrap();
+    let files = [
+        ("tiny", pattern(100, 1)),
+        ("small", pattern(5000, 2)),
+        ("two-segments", pattern(100_000, 3)),
+    ];
+    {
+        let v = start(&fake, d.path()).await;
+        names_in(&v, ROOT_INO).await;
+        let mut inos = Vec::new();
+        for (name, data) in &files {
+            inos.push(write_file(&v, ROOT_INO, name, data).await);
+        }
+        let chmod = SetAttr {
+            mode: Some(0o600),
+            ..SetAttr::default()
+        };
+        v.setattr(inos[1], None, chmod).await.unwrap();
+        assert_eq!(journal_files(d.path(), ".manifest"), 3);
+        assert_eq!(
+            journal_files(d.path(), ".stage"),
+            1,
+            "only the large file's"
+        );
+        // The daemon dies before the uploader's first round.
+        v.shutdown().await;
+    }
+    for (name, data) in &files {
+        assert!(
+            replay_then_read_elsewhere(&fake, d.path(), name).await == *data,
+            "{name} after the crash"
+        );
+    }
+    let d2 = tempfile::tempdir().unwrap();
+    let w = start(&fake, d2.path()).await;
+    assert_eq!(w.lookup(ROOT_INO, os("small")).await.unwrap().perm, 0o600);
+    assert_eq!(journal_files(d.path(), ".manifest"), 0);
+    fake.check_invariants().unwrap();
+}
+
+/// Owner and mode set on an open file (as tar does before it closes each
+/// file) are saved when it closes, and survive a crash after that.
+#[tokio::test]
+async fn a_mode_set_while_open_is_kept_by_the_close() {
+    let fake = Arc::new(FakeVault::new());
+    let d = tempfile::tempdir().unwrap();
+    {
+        let v = start(&fake, d.path()).await;
+        names_in(&v, ROOT_INO).await;
+        let (attr, fh) = v.create(ROOT_INO, os("f"), 0o644, 0, RW, ME).await.unwrap();
+        v.write(attr.ino, fh, 0, b"data").await.unwrap();
+        let chmod = SetAttr {
+            mode: Some(0o640),
+            ..SetAttr::default()
+        };
+        v.setattr(attr.ino, None, chmod).await.unwrap();
+        assert_eq!(journal_files(d.path(), ".manifest"), 0, "saved at close");
+        v.flush(attr.ino, fh).await.unwrap();
+        v.release(attr.ino, fh).await.unwrap();
+        assert_eq!(journal_files(d.path(), ".manifest"), 1);
+        v.shutdown().await;
+    }
+    assert_eq!(
+        replay_then_read_elsewhere(&fake, d.path(), "f").await,
+        b"data"
+    );
+    let d2 = tempfile::tempdir().unwrap();
+    let w = start(&fake, d2.path()).await;
+    assert_eq!(w.lookup(ROOT_INO, os("f")).await.unwrap().perm, 0o640);
+}
