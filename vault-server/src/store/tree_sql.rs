@@ -332,6 +332,34 @@ pub(super) const COMMITTED: &str = "committed";
 /// many rows one [`INSERT_OBJECTS`] inserts.
 pub(super) const NODES_CHUNK: usize = 100;
 
+/// `items` in pieces for multi-row statements: `max` at a time, then the
+/// rest in powers of two (37 = 32 + 4 + 1).
+///
+/// A statement's text depends on its row count, and each text is one
+/// prepared statement in the connection's cache. Any count at all made
+/// hundreds of texts (816 in one benchmark run, against sqlx's cache of
+/// 100): each eviction sends a statement close with the next statement
+/// right behind it, and since sqlx 0.9.0 no longer sets `TCP_NODELAY`
+/// (launchbadge/sqlx#4335) that statement waited for MariaDB's delayed
+/// ACK, 40 ms, seven times per batch of files. With a few shapes per
+/// statement every text stays prepared (see the stores' cache capacity).
+pub(super) fn shaped<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = if rest.len() >= max {
+            max.max(1)
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (piece, tail) = rest.split_at(n);
+        rest = tail;
+        Some(piece)
+    })
+}
+
 /// The steps a walk up the tree takes before it calls the tree corrupt (a
 /// path of 4096 bytes has at most 2048 components).
 pub(super) const MAX_DEPTH: u32 = 1 << 16;
@@ -737,7 +765,7 @@ macro_rules! impl_tree_store {
             async fn finish(mut tx: Tx<'_>, acct: Locked, now: i64) -> Result<(), Fail> {
                 // A few rows per statement: a batch writes hundreds.
                 let mut seq = acct.prev_seq;
-                for chunk in acct.changes.chunks(q::CHANGES_CHUNK) {
+                for chunk in q::shaped(&acct.changes, q::CHANGES_CHUNK) {
                     // Only placeholders are appended to the statement.
                     let sql = format!(
                         "{}{}",
@@ -978,7 +1006,7 @@ macro_rules! impl_tree_store {
                     .filter(|o| listed.set.insert(*o))
                     .collect();
                 let mut found = ::std::collections::HashMap::with_capacity(unique.len());
-                for chunk in unique.chunks(q::NODES_CHUNK) {
+                for chunk in q::shaped(&unique, q::NODES_CHUNK) {
                     // Only placeholders are appended to the statement.
                     let sql = format!("{}{}", q::LISTED_OBJECTS_IN, q::placeholders(chunk.len()));
                     let mut query = ::sqlx::query(::sqlx::AssertSqlSafe(sql)).bind(owner.0);
@@ -1026,7 +1054,7 @@ macro_rules! impl_tree_store {
                 owner: AccountId,
                 objects: &[ObjectId],
             ) -> Result<(), Fail> {
-                for chunk in objects.chunks(q::NODES_CHUNK) {
+                for chunk in q::shaped(&objects, q::NODES_CHUNK) {
                     // Only placeholders are appended to the statement.
                     let sql = format!("{statement}{}", q::placeholders(chunk.len()));
                     let mut query = ::sqlx::query(::sqlx::AssertSqlSafe(sql));
@@ -1254,7 +1282,7 @@ macro_rules! impl_tree_store {
                         updated_at: now,
                     });
                 }
-                for chunk in rows.chunks(q::NODES_CHUNK) {
+                for chunk in q::shaped(&rows, q::NODES_CHUNK) {
                     // Only placeholders are appended to the statement.
                     let sql = format!(
                         "{}{}",
@@ -1279,7 +1307,7 @@ macro_rules! impl_tree_store {
                         Err(e) => return Err(e),
                     }
                 }
-                for chunk in news.chunks(q::NODES_CHUNK) {
+                for chunk in q::shaped(&news, q::NODES_CHUNK) {
                     // Only placeholders are appended to the statement.
                     let sql = format!(
                         "{}{}",
@@ -1309,7 +1337,7 @@ macro_rules! impl_tree_store {
                     .zip(&owned)
                     .flat_map(|(new, own)| own.iter().map(move |object| (*object, new.id)))
                     .collect();
-                for chunk in holders.chunks(q::NODES_CHUNK) {
+                for chunk in q::shaped(&holders, q::NODES_CHUNK) {
                     // Only placeholders are appended to the statement.
                     let sql = format!(
                         "{}{}{}{}",
@@ -1750,7 +1778,7 @@ macro_rules! impl_tree_store {
                     let mut acct = lock_owner(&mut tx, owner).await?;
                     // Which ids are taken, a hundred per query.
                     let mut taken = ::std::collections::HashSet::new();
-                    for chunk in objects.chunks(q::NODES_CHUNK) {
+                    for chunk in q::shaped(&objects, q::NODES_CHUNK) {
                         // Only placeholders are appended to the statement.
                         let sql = format!("{}{}", q::OBJECTS_IN, q::placeholders(chunk.len()));
                         let mut query = ::sqlx::query(::sqlx::AssertSqlSafe(sql)).bind(owner.0);
@@ -1771,7 +1799,7 @@ macro_rules! impl_tree_store {
                         // Checked and charged under the account's lock.
                         acct.reserve(object.size, default_quota)?;
                     }
-                    for chunk in objects.chunks(q::NODES_CHUNK) {
+                    for chunk in q::shaped(&objects, q::NODES_CHUNK) {
                         let sql = format!(
                             "{}{}",
                             q::INSERT_OBJECTS,
@@ -2067,7 +2095,7 @@ macro_rules! impl_tree_store {
                     let unique: Vec<NodeId> =
                         ids.iter().copied().filter(|id| seen.insert(*id)).collect();
                     let mut found = ::std::collections::HashMap::with_capacity(unique.len());
-                    for chunk in unique.chunks(q::NODES_CHUNK) {
+                    for chunk in q::shaped(&unique, q::NODES_CHUNK) {
                         // Only placeholders are appended to the statement.
                         let sql = format!("{}{}", q::NODES_IN, q::placeholders(chunk.len()));
                         let mut query = ::sqlx::query(::sqlx::AssertSqlSafe(sql)).bind(owner.0);
@@ -2428,5 +2456,28 @@ mod tests {
         assert_eq!(acct.changes, [(a, None)]);
         assert_eq!(acct.final_seq().unwrap(), 11);
         assert_eq!((acct.prev_seq, acct.quota), (10, Some(1000)));
+    }
+
+    #[test]
+    fn multi_row_statements_come_in_few_shapes() {
+        let mut shapes = std::collections::BTreeSet::new();
+        for n in 0..1000_usize {
+            let items: Vec<usize> = (0..n).collect();
+            let pieces: Vec<&[usize]> = shaped(&items, 100).collect();
+            // Every item once, in order.
+            assert_eq!(pieces.concat(), items);
+            for p in &pieces {
+                assert!(p.len() == 100 || (p.len() < 100 && p.len().is_power_of_two()));
+                shapes.insert(p.len());
+            }
+            // Full pieces, then at most one of each power of two.
+            let rest: Vec<usize> = pieces
+                .iter()
+                .map(|p| p.len())
+                .filter(|&l| l < 100)
+                .collect();
+            assert!(rest.windows(2).all(|w| w[0] > w[1]), "{n}: {rest:?}");
+        }
+        assert_eq!(shapes.len(), 8, "{shapes:?}");
     }
 }
