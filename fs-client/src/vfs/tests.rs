@@ -115,6 +115,20 @@ pub(super) fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// Files of the journal under `dir` whose names end in `suffix`.
+pub(super) fn journal_files(dir: &Path, suffix: &str) -> usize {
+    std::fs::read_dir(dir.join("journal"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(suffix)
+        })
+        .count()
+}
+
 /// The next run on the journal in `dir` (a new process: a fresh cache
 /// lock) replays and uploads it; then another device reads `name` from
 /// the root.

@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use super::tests::{
-    ME, RW, names_in, os, pattern, read_file, replay_then_read_elsewhere, start, write_file,
+    ME, RW, journal_files, names_in, os, pattern, read_file, replay_then_read_elsewhere, start,
+    write_file,
 };
 use super::*;
 use crate::api::fake_tree::FakeVault;
@@ -336,20 +337,6 @@ async fn a_renamed_file_and_a_new_file_in_its_old_name_survive_a_crash() {
             got.len()
         );
     }
-}
-
-/// Journal files of each kind (by suffix) under `dir`'s journal.
-fn journal_files(dir: &std::path::Path, suffix: &str) -> usize {
-    std::fs::read_dir(dir.join("journal"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(suffix)
-        })
-        .count()
 }
 
 /// A small file's data rides in its manifest (one journal file, no stage

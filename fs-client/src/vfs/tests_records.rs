@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::tests::{ME, os, start, write_file};
+use super::tests::{ME, journal_files, os, start, write_file};
 use super::*;
 use crate::api::fake::Injected;
 use crate::api::fake_tree::FakeVault;
@@ -42,16 +42,7 @@ async fn elsewhere(fake: &Arc<FakeVault>, name: &str) -> Attr {
 }
 
 fn journal_records(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir.join("journal"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".record")
-        })
-        .count()
+    journal_files(dir, ".record")
 }
 
 #[tokio::test]
