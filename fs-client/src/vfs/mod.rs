@@ -360,21 +360,13 @@ impl<A: VaultApi + 'static> Vfs<A> {
             let slot = t.slot(ino)?;
             (slot.id, t.id(slot.parent).unwrap_or(NodeId::ROOT))
         };
-        let (info, attrs) = match c.fetch(ino, id).await {
-            Ok(x) => x,
+        let (version, nlink, attrs) = match c.fetch(ino, id).await {
+            Ok((info, attrs)) => (info.version, info.nlink, attrs),
+            // Offline: the last verified state.
             Err(e) if e.is_transient() => {
                 let t = lock(&c.table);
                 let k = t.stale(ino).ok_or(e)?;
-                let info = common::api::tree::NodeInfo {
-                    id,
-                    kind: seal::wire_kind(k.attrs.kind),
-                    version: k.version,
-                    record: Vec::new().into(),
-                    size: 0,
-                    nlink: k.nlink,
-                    updated_at: k.updated_at,
-                };
-                (info, k.attrs.clone())
+                (k.version, k.nlink, k.attrs.clone())
             }
             Err(e) => return Err(e),
         };
@@ -387,8 +379,8 @@ impl<A: VaultApi + 'static> Vfs<A> {
             .slot(ino)
             .map(|s| s.name.to_vec())
             .unwrap_or_default();
-        let inner = FileInner::clean(id, info.version, attrs, parent, &name);
-        let fresh = FileState::new(id, ino, inner, info.nlink);
+        let inner = FileInner::clean(id, version, attrs, parent, &name);
+        let fresh = FileState::new(id, ino, inner, nlink);
         let mut files = lock(&c.files);
         let f = files.entry(ino).or_insert(fresh).clone();
         f.handles.fetch_add(1, Ordering::AcqRel);

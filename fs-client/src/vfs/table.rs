@@ -38,7 +38,6 @@ pub(crate) const FEED_TTL: Duration = Duration::from_secs(2);
 pub(crate) struct Known {
     pub version: u64,
     pub nlink: u32,
-    pub updated_at: i64,
     pub attrs: NodeAttributes,
     pub at: Instant,
 }
@@ -281,7 +280,6 @@ impl Table {
         let known = Known {
             version: info.version,
             nlink: info.nlink,
-            updated_at: info.updated_at,
             attrs: attrs.clone(),
             at: Instant::now(),
         };
