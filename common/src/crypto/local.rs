@@ -9,10 +9,9 @@
 //! here ever leaves the machine; the format may change between releases as
 //! long as a client can read its own journal.
 
-use zeroize::Zeroizing;
-
 use super::CryptoError;
 use super::aad::frame;
+use super::plaintext::Plaintext;
 use super::sealed;
 use super::subkeys::LocalKey;
 
@@ -32,13 +31,37 @@ pub fn seal_local(
     sealed::seal(&key.0, &aad(purpose, fields)?, plaintext)
 }
 
+/// [`seal_local`], appending the sealed bytes to `out` (no copy of its
+/// own: the journal writes a length and then this).
+pub fn seal_local_append(
+    key: &LocalKey,
+    purpose: &str,
+    fields: &[&[u8]],
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), CryptoError> {
+    sealed::seal_append(&key.0, &aad(purpose, fields)?, plaintext, out)
+}
+
+/// [`open_local`], appending the plaintext to `out`; on error `out` is as
+/// it was.
+pub fn open_local_append(
+    key: &LocalKey,
+    purpose: &str,
+    fields: &[&[u8]],
+    sealed_bytes: &[u8],
+    out: &mut Plaintext,
+) -> Result<(), CryptoError> {
+    sealed::open_append(&key.0, &aad(purpose, fields)?, sealed_bytes, out)
+}
+
 /// Opens what [`seal_local`] sealed with the same `purpose` and `fields`.
 pub fn open_local(
     key: &LocalKey,
     purpose: &str,
     fields: &[&[u8]],
     sealed_bytes: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+) -> Result<Plaintext, CryptoError> {
     sealed::open(&key.0, &aad(purpose, fields)?, sealed_bytes)
 }
 

@@ -27,6 +27,7 @@ mod keys;
 pub mod keywrap;
 pub mod local;
 pub mod name;
+pub mod plaintext;
 pub mod recovery;
 mod sealed;
 pub mod subkeys;
@@ -36,4 +37,5 @@ mod vectors;
 
 pub use error::CryptoError;
 pub use keys::{Key32, random_array};
+pub use plaintext::Plaintext;
 pub use sealed::SEALED_OVERHEAD;

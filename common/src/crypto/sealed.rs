@@ -11,7 +11,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::gcm::{Gcm, NONCE_LEN, TAG_LEN};
 use super::keys::hkdf_sha256;
-use super::{CryptoError, Key32, random_array};
+use super::{CryptoError, Key32, Plaintext, random_array};
 
 /// Version byte of the sealed-box format.
 pub(crate) const SEALED_VERSION: u8 = 1;
@@ -36,37 +36,88 @@ fn message_cipher(key: &Key32, salt: &[u8]) -> Result<(Gcm, [u8; NONCE_LEN]), Cr
 }
 
 /// Seals with an explicit salt: for test vectors only.
+#[cfg(test)]
 pub(crate) fn seal_with_salt(
     key: &Key32,
     salt: &[u8; SALT_LEN],
     aad: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
-    let (cipher, nonce) = message_cipher(key, salt)?;
     let mut out = Vec::with_capacity(plaintext.len() + SEALED_OVERHEAD);
+    seal_into(key, salt, aad, plaintext, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the sealed box of `plaintext` to `out` (one copy of the
+/// plaintext, encrypted in place). On error `out` is as it was.
+fn seal_into(
+    key: &Key32,
+    salt: &[u8; SALT_LEN],
+    aad: &[u8],
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), CryptoError> {
+    let (cipher, nonce) = message_cipher(key, salt)?;
+    let start = out.len();
+    out.reserve(plaintext.len() + SEALED_OVERHEAD);
     out.push(SEALED_VERSION);
     out.extend_from_slice(salt);
     out.extend_from_slice(plaintext);
-    let body = out.get_mut(1 + SALT_LEN..).ok_or(CryptoError::OutOfRange)?;
-    let tag = cipher.seal(nonce, aad, body)?;
-    out.extend_from_slice(&tag);
-    Ok(out)
+    let sealed = out
+        .get_mut(start + 1 + SALT_LEN..)
+        .ok_or(CryptoError::OutOfRange)
+        .and_then(|body| cipher.seal(nonce, aad, body));
+    match sealed {
+        Ok(tag) => {
+            out.extend_from_slice(&tag);
+            Ok(())
+        }
+        Err(e) => {
+            // The plaintext copied in must not stay behind.
+            if let Some(body) = out.get_mut(start..) {
+                body.fill(0);
+            }
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
+/// [`seal`], appending to `out`.
+pub(crate) fn seal_append(
+    key: &Key32,
+    aad: &[u8],
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), CryptoError> {
+    let mut salt = random_array::<SALT_LEN>()?;
+    let res = seal_into(key, &salt, aad, plaintext, out);
+    salt.zeroize();
+    res
 }
 
 /// Seals `plaintext` under `key`, bound to `aad`, with a fresh random salt.
 pub(crate) fn seal(key: &Key32, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    let mut salt = random_array::<SALT_LEN>()?;
-    let out = seal_with_salt(key, &salt, aad, plaintext);
-    salt.zeroize();
-    out
+    let mut out = Vec::with_capacity(plaintext.len() + SEALED_OVERHEAD);
+    seal_append(key, aad, plaintext, &mut out)?;
+    Ok(out)
 }
 
-/// Opens a sealed box; the plaintext is zeroized when dropped.
-pub(crate) fn open(
+/// Opens a sealed box; the plaintext is wiped when dropped.
+pub(crate) fn open(key: &Key32, aad: &[u8], sealed: &[u8]) -> Result<Plaintext, CryptoError> {
+    let mut out = Plaintext::with_capacity(sealed.len().saturating_sub(SEALED_OVERHEAD));
+    open_append(key, aad, sealed, &mut out)?;
+    Ok(out)
+}
+
+/// [`open`], appending the plaintext to `out`. On error `out` is as it
+/// was (what was decrypted before the tag failed is wiped).
+pub(crate) fn open_append(
     key: &Key32,
     aad: &[u8],
     sealed: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    out: &mut Plaintext,
+) -> Result<(), CryptoError> {
     let (&version, rest) = sealed.split_first().ok_or(CryptoError::Malformed {
         what: "sealed box",
         reason: "empty",
@@ -83,9 +134,20 @@ pub(crate) fn open(
     let (salt, rest) = rest.split_at(SALT_LEN);
     let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
     let (cipher, nonce) = message_cipher(key, salt)?;
-    let mut plaintext = Zeroizing::new(vec![0u8; body.len()]);
-    cipher.open(nonce, aad, body, tag, plaintext.as_mut_slice())?;
-    Ok(plaintext)
+    let start = out.len();
+    out.resize(start + body.len(), 0);
+    let opened = out
+        .get_mut(start..)
+        .ok_or(CryptoError::OutOfRange)
+        .and_then(|dst| cipher.open(nonce, aad, body, tag, dst));
+    if let Err(e) = opened {
+        if let Some(dst) = out.get_mut(start..) {
+            dst.fill(0);
+        }
+        out.truncate(start);
+        return Err(e);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -94,6 +156,26 @@ mod tests {
 
     fn key() -> Key32 {
         Key32::from_bytes([9; 32])
+    }
+
+    #[test]
+    fn append_variants_add_to_the_buffer_and_leave_it_alone_on_failure() {
+        let k = key();
+        let mut out = b"head".to_vec();
+        seal_append(&k, b"aad", b"hello", &mut out).unwrap();
+        assert_eq!(out.len(), 4 + 5 + SEALED_OVERHEAD);
+        assert_eq!(&out[..4], b"head");
+        let sealed = out[4..].to_vec();
+        assert_eq!(open(&k, b"aad", &sealed).unwrap().as_slice(), b"hello");
+        let mut plain = Plaintext::new(b">".to_vec());
+        open_append(&k, b"aad", &sealed, &mut plain).unwrap();
+        assert_eq!(plain.as_slice(), b">hello");
+        // Wrong AAD or a flipped byte: an error, and the buffer as it was.
+        assert!(open_append(&k, b"other", &sealed, &mut plain).is_err());
+        let mut bad = sealed.clone();
+        bad[1 + SALT_LEN] ^= 1;
+        assert!(open_append(&k, b"aad", &bad, &mut plain).is_err());
+        assert_eq!(plain.as_slice(), b">hello");
     }
 
     #[test]

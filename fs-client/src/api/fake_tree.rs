@@ -135,6 +135,8 @@ pub struct FakeVault {
     batch_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     /// Signalled when a batch reaches the gate.
     batch_waiting: tokio::sync::Notify,
+    /// While set, object uploads wait here before they are stored.
+    upload_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
 }
 
 impl Default for FakeVault {
@@ -906,6 +908,7 @@ impl FakeVault {
             }),
             batch_gate: Mutex::new(None),
             batch_waiting: tokio::sync::Notify::new(),
+            upload_gate: Mutex::new(None),
         }
     }
 
@@ -930,6 +933,27 @@ impl FakeVault {
     pub fn release_batches(&self) {
         if let Some(gate) = self
             .batch_gate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            gate.close();
+        }
+    }
+
+    /// Makes every object upload wait until [`FakeVault::release_uploads`].
+    pub fn hold_uploads(&self) {
+        *self
+            .upload_gate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            Some(Arc::new(tokio::sync::Semaphore::new(0)));
+    }
+
+    /// Lets the uploads held go on, and later ones through.
+    pub fn release_uploads(&self) {
+        if let Some(gate) = self
+            .upload_gate
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()
@@ -1208,6 +1232,15 @@ impl VaultApi for FakeVault {
         body: Bytes,
         sha256: [u8; 32],
     ) -> ApiResult<()> {
+        let gate = self
+            .upload_gate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(gate) = gate {
+            // Closed by `release_uploads`: then it goes on.
+            let _ = gate.acquire().await;
+        }
         self.with(token, |s| s.upload(id, body, sha256))
     }
 

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use common::crypto::Plaintext;
 use common::crypto::attrs::ObjectEntry;
 use common::crypto::content::{
     HEADER_LEN, ObjectBinding, ObjectDecryptor, ObjectDigest, SEGMENT_SIZE, TAG_LEN,
@@ -26,7 +27,6 @@ use common::crypto::content::{
 use common::crypto::subkeys::ContentKey;
 use common::{NodeId, ObjectId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use zeroize::Zeroizing;
 
 use super::background::Background;
 use super::error::{FsError, FsResult};
@@ -319,7 +319,7 @@ impl<A: VaultApi + 'static> Content<A> {
         &self,
         file: NodeId,
         offset: u64,
-        plain: Zeroizing<Vec<u8>>,
+        plain: Plaintext,
     ) -> FsResult<(ObjectEntry, Bytes)> {
         let id = ObjectId::random()?;
         let binding = ObjectBinding {
@@ -368,7 +368,7 @@ impl<A: VaultApi + 'static> Content<A> {
         permit: OwnedSemaphorePermit,
         file: NodeId,
         offset: u64,
-        plain: Zeroizing<Vec<u8>>,
+        plain: Plaintext,
     ) -> FsResult<ObjectEntry> {
         let _permit = permit;
         let (entry, ct) = self.seal_object(file, offset, plain)?;

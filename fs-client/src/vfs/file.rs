@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 
 use common::NodeId;
+use common::crypto::Plaintext;
 use common::crypto::attrs::{NodeAttributes, ObjectEntry, Timestamp};
 use common::crypto::content::SEGMENT_SIZE;
 use common::crypto::random_array;
@@ -36,6 +37,9 @@ pub(crate) const SEG: u64 = SEGMENT_SIZE as u64;
 pub(crate) const CHUNK: u64 = 4 << 20;
 /// Segments per chunk.
 pub(crate) const SEGS_PER_CHUNK: u64 = CHUNK / SEG;
+/// Whole chunks kept in memory per file for their early upload
+/// ([`FileInner::keep_for_upload`]).
+const KEPT_CHUNKS: usize = 2;
 /// Largest file (the object list and offsets stay far from overflow).
 pub(crate) const MAX_FILE_SIZE: u64 = 1 << 50;
 
@@ -133,7 +137,15 @@ pub(crate) struct FileInner {
     /// Chunks uploaded early whose stage slots are still there: they are
     /// punched in batches, after a durable manifest names their objects.
     pub unpunched: BTreeSet<u64>,
-    pub tail: Option<(u64, Zeroizing<Vec<u8>>)>,
+    /// A task is flushing the stage to punch `unpunched` (one at a time).
+    pub punching: bool,
+    /// The plaintext of a chunk being staged in order from its start, kept
+    /// beside its staged copy (see [`FileInner::keep_for_upload`]).
+    pub filling: Option<(u64, Plaintext)>,
+    /// Whole chunks from `filling`, equal to their staged segments, for
+    /// their early upload to take instead of reading the stage back.
+    pub kept: BTreeMap<u64, Plaintext>,
+    pub tail: Option<(u64, Plaintext)>,
     /// Write sequence: bumped by every segment change.
     pub seq: u64,
     /// `seq` when a descriptor was last closed (`flush`): the uploader
@@ -199,6 +211,9 @@ impl FileInner {
             uploaded: BTreeMap::new(),
             uploading: BTreeSet::new(),
             unpunched: BTreeSet::new(),
+            punching: false,
+            filling: None,
+            kept: BTreeMap::new(),
             tail: None,
             seq: 0,
             closed_seq: 0,
@@ -287,7 +302,7 @@ impl FileInner {
 
     /// The file's only change is its tail segment, small enough for its
     /// manifest to hold (no stage file: see `journal::Inline`).
-    fn inline_tail(&self) -> Option<(u64, &Zeroizing<Vec<u8>>)> {
+    fn inline_tail(&self) -> Option<(u64, &Plaintext)> {
         let (seg, data) = self.tail.as_ref()?;
         let alone = self.stage.is_none()
             && self.uploaded.is_empty()
@@ -312,8 +327,59 @@ impl FileInner {
                 self.tail = Some((seg, buf));
                 return Err(e);
             }
+            self.keep_for_upload(seg, &buf);
         }
         Ok(())
+    }
+
+    /// Keeps a copy of segment `seg`, just staged, when it continues the
+    /// chunk being filled in order: a whole chunk so kept goes to `kept`,
+    /// and its early upload encrypts it from memory instead of reading
+    /// and decrypting its 64 slots back (a sequential write then passes
+    /// through the stage file once, not twice). Only chunks past the
+    /// first are kept (a file under 4 MiB never needs the 4 MiB buffer),
+    /// and at most [`KEPT_CHUNKS`] wait at once; the others are read
+    /// back, as before. The stage stays the record: this is a cache of it.
+    fn keep_for_upload(&mut self, seg: u64, data: &[u8]) {
+        let k = seg / SEGS_PER_CHUNK;
+        let at = (seg % SEGS_PER_CHUNK) * SEG;
+        let full = data.len() as u64 == SEG;
+        match &mut self.filling {
+            Some((fk, buf)) if *fk == k && buf.len() as u64 == at => {
+                if !full {
+                    // Partial (a close mid-segment): the rest may follow.
+                    return;
+                }
+                buf.extend_from_slice(data);
+            }
+            _ if at == 0 && full && k > 0 => {
+                let mut buf = Plaintext::with_capacity(usize::try_from(CHUNK).unwrap_or(0));
+                buf.extend_from_slice(data);
+                self.filling = Some((k, buf));
+            }
+            // Out of order, or past a gap: that chunk is read back.
+            Some((fk, _)) if *fk == k => self.filling = None,
+            _ => return,
+        }
+        if let Some((fk, buf)) = self.filling.take_if(|(_, b)| b.len() as u64 == CHUNK) {
+            self.kept.insert(fk, buf);
+            while self.kept.len() > KEPT_CHUNKS {
+                self.kept.pop_first();
+            }
+        }
+    }
+
+    /// Segment `seg` is being changed: a copy kept of it is stale.
+    fn forget_kept(&mut self, seg: u64) {
+        let k = seg / SEGS_PER_CHUNK;
+        self.kept.remove(&k);
+        if self
+            .filling
+            .as_ref()
+            .is_some_and(|(fk, buf)| *fk == k && (seg % SEGS_PER_CHUNK) * SEG < buf.len() as u64)
+        {
+            self.filling = None;
+        }
     }
 
     /// Bytes of segment `seg` as the file holds them now: exactly
@@ -322,16 +388,16 @@ impl FileInner {
         &self,
         io: &Io<'_, A>,
         seg: u64,
-    ) -> FsResult<Zeroizing<Vec<u8>>> {
+    ) -> FsResult<Plaintext> {
         let start = seg * SEG;
         let len = usize_of(self.size().saturating_sub(start).min(SEG))?;
         if len == 0 {
-            return Ok(Zeroizing::new(Vec::new()));
+            return Ok(Plaintext::new(Vec::new()));
         }
         let mut buf = if let Some((t, b)) = &self.tail
             && *t == seg
         {
-            Zeroizing::new(b.to_vec())
+            Plaintext::new(b.to_vec())
         } else if self.staged.contains_key(&seg) {
             let stage = self
                 .stage
@@ -340,7 +406,7 @@ impl FileInner {
             stage.read(seg)?
         } else if let Some(obj) = self.uploaded.get(&(seg / SEGS_PER_CHUNK)) {
             let local = start.saturating_sub(obj.offset);
-            Zeroizing::new(io.content.read(self.node, obj, local, local + SEG).await?)
+            Plaintext::new(io.content.read(self.node, obj, local, local + SEG).await?)
         } else {
             self.read_base(io, start, start + SEG).await?
         };
@@ -355,8 +421,8 @@ impl FileInner {
         io: &Io<'_, A>,
         start: u64,
         end: u64,
-    ) -> FsResult<Zeroizing<Vec<u8>>> {
-        let mut out = Zeroizing::new(vec![0u8; usize_of(end - start)?]);
+    ) -> FsResult<Plaintext> {
+        let mut out = Plaintext::zeroed(usize_of(end - start)?);
         let limit = end.min(self.base_limit);
         if start >= limit {
             return Ok(out);
@@ -414,10 +480,10 @@ impl FileInner {
         &self,
         io: &Io<'_, A>,
         k: u64,
-    ) -> FsResult<Zeroizing<Vec<u8>>> {
+    ) -> FsResult<Plaintext> {
         let start = k * CHUNK;
         let end = (start + CHUNK).min(self.size());
-        let mut out = Zeroizing::new(Vec::with_capacity(usize_of(end.saturating_sub(start))?));
+        let mut out = Plaintext::with_capacity(usize_of(end.saturating_sub(start))?);
         let mut seg = start / SEG;
         while seg * SEG < end {
             out.extend_from_slice(&self.segment(io, seg).await?);
@@ -427,17 +493,13 @@ impl FileInner {
     }
 
     /// Replaces segment `seg` with `buf` (its full current length).
-    fn put_segment(
-        &mut self,
-        journal: &Journal,
-        seg: u64,
-        buf: Zeroizing<Vec<u8>>,
-    ) -> FsResult<()> {
+    fn put_segment(&mut self, journal: &Journal, seg: u64, buf: Plaintext) -> FsResult<()> {
         if self.tail.as_ref().is_some_and(|(t, _)| *t != seg) {
             self.flush_tail(journal)?;
         }
         // The chunk's old slots are being reused: they must not be punched.
         self.unpunched.remove(&(seg / SEGS_PER_CHUNK));
+        self.forget_kept(seg);
         self.seq += 1;
         self.staged.insert(seg, self.seq);
         self.tail = Some((seg, buf));
@@ -472,7 +534,7 @@ impl FileInner {
                 .get(usize_of(pos - offset)?..usize_of(pos - offset)? + (to - from))
                 .ok_or(FsError::Internal("write bounds".into()))?;
             let mut buf = if from == 0 && to >= seg_len {
-                Zeroizing::new(Vec::with_capacity(seg_len))
+                Plaintext::with_capacity(seg_len)
             } else if let Some((t, b)) = self.tail.take_if(|(t, _)| *t == seg) {
                 let _ = t;
                 b
@@ -521,6 +583,8 @@ impl FileInner {
                 self.tail = None;
             }
             self.staged.retain(|s, _| *s < first_gone);
+            self.filling = None;
+            self.kept.clear();
             // Chunks reaching past the new end are rebuilt from the layers;
             // stage what an early upload holds of the one cut in two.
             let cut_chunk = new / CHUNK;
@@ -690,6 +754,9 @@ impl FileInner {
             uploaded: m.uploaded.into_iter().collect(),
             uploading: BTreeSet::new(),
             unpunched: BTreeSet::new(),
+            punching: false,
+            filling: None,
+            kept: BTreeMap::new(),
             tail,
             seq: 1,
             closed_seq: 1,
@@ -719,6 +786,8 @@ impl FileInner {
         self.tail = None;
         self.stage = None;
         self.unpunched.clear();
+        self.filling = None;
+        self.kept.clear();
         self.epoch = 0;
         self.dirty = false;
         self.saved = None;

@@ -45,10 +45,11 @@ use std::path::{Path, PathBuf};
 
 use common::codec::{Reader, Writer as _};
 use common::crypto::CryptoError;
+use common::crypto::Plaintext;
 use common::crypto::SEALED_OVERHEAD;
 use common::crypto::attrs::{NodeAttributes, ObjectEntry};
 use common::crypto::content::{ObjectDigest, SEGMENT_SIZE};
-use common::crypto::local::{open_local, seal_local};
+use common::crypto::local::{open_local, open_local_append, seal_local, seal_local_append};
 use common::crypto::subkeys::LocalKey;
 use common::{NodeId, ObjectId};
 use zeroize::Zeroizing;
@@ -71,7 +72,7 @@ pub(crate) const INLINE_MAX: usize = 12 * 1024;
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Inline {
     pub seg: u64,
-    pub data: Zeroizing<Vec<u8>>,
+    pub data: Plaintext,
 }
 
 impl std::fmt::Debug for Inline {
@@ -211,7 +212,7 @@ impl Manifest {
             if len > INLINE_MAX {
                 return Err(corrupt("inline segment too large"));
             }
-            let data = Zeroizing::new(r.bytes(len).map_err(bad)?.to_vec());
+            let data = Plaintext::new(r.bytes(len).map_err(bad)?.to_vec());
             Some(Inline { seg, data })
         } else {
             None
@@ -292,6 +293,8 @@ impl Journal {
             node,
             epoch,
             key: self.key.clone(),
+            punching: std::sync::Mutex::new(Vec::new()),
+            punched: std::sync::Condvar::new(),
         })
     }
 
@@ -551,6 +554,9 @@ fn replace_file(tmp: &Path, path: &Path, bytes: &[u8], durable: bool) -> io::Res
     fs::rename(tmp, path)
 }
 
+/// Slots punched by one call in [`Stage::finish_punch`] (a 4 MiB chunk).
+const PUNCH_STEP: u64 = 64;
+
 /// Bytes of a manifest or record change page.
 const PAGE: usize = 4096;
 /// The start of a page (then the sealed manifest's or change's length, u32
@@ -649,6 +655,11 @@ pub(crate) struct Stage {
     node: NodeId,
     epoch: u64,
     key: LocalKey,
+    /// Slot ranges being punched ([`Stage::begin_punch`]): a write into
+    /// one waits until the punch is done, so the punch never frees a slot
+    /// written after the caller decided to punch it.
+    punching: std::sync::Mutex<Vec<std::ops::Range<u64>>>,
+    punched: std::sync::Condvar,
 }
 
 impl std::fmt::Debug for Stage {
@@ -671,21 +682,81 @@ impl Stage {
     /// Stores segment `index` (at most 64 KiB of plaintext).
     pub(crate) fn write(&self, index: u64, plain: &[u8]) -> FsResult<()> {
         let f = self.fields(index);
-        let sealed = seal_local(&self.key, "segment", &[&f[0], &f[1], &f[2]], plain)?;
-        let mut buf = Vec::with_capacity(4 + sealed.len());
-        buf.extend_from_slice(
-            &u32::try_from(sealed.len())
-                .map_err(|_| FsError::TooBig)?
-                .to_be_bytes(),
-        );
-        buf.extend_from_slice(&sealed);
+        // The length, then the sealed segment, sealed straight into the
+        // buffer that is written (no copy of the sealed bytes).
+        let mut buf = Vec::with_capacity(4 + plain.len() + SEALED_OVERHEAD);
+        buf.extend_from_slice(&[0; 4]);
+        seal_local_append(
+            &self.key,
+            "segment",
+            &[&f[0], &f[1], &f[2]],
+            plain,
+            &mut buf,
+        )?;
+        let len = u32::try_from(buf.len() - 4).map_err(|_| FsError::TooBig)?;
+        buf.get_mut(..4)
+            .ok_or(FsError::Internal("slot length".into()))?
+            .copy_from_slice(&len.to_be_bytes());
         let at = index.checked_mul(SLOT).ok_or(FsError::TooBig)?;
+        self.wait_unless_punching(index);
         self.file.write_all_at(&buf, at)?;
         Ok(())
     }
 
+    /// Waits while slot `index` is in a range being punched (only a chunk
+    /// rewritten right after its early upload ever does).
+    fn wait_unless_punching(&self, index: u64) {
+        let mut ranges = self.punching.lock().unwrap_or_else(|p| p.into_inner());
+        while ranges.iter().any(|r| r.contains(&index)) {
+            ranges = self.punched.wait(ranges).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Marks slot `ranges` as about to be punched by [`Stage::finish_punch`]:
+    /// from now on writes into them wait for it. Call it under the lock
+    /// the writers of this stage take, once the slots' data is elsewhere.
+    pub(crate) fn begin_punch(&self, ranges: Vec<std::ops::Range<u64>>) {
+        self.punching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(ranges);
+    }
+
+    /// Punches the ranges [`Stage::begin_punch`] marked (blocking; no lock
+    /// of the caller's needed), then lets waiting writers on.
+    pub(crate) fn finish_punch(&self) {
+        let ranges = self
+            .punching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        // A chunk at a time: the punch holds the file's inode lock, which
+        // a write into other slots (the writer going on) needs too.
+        for r in &ranges {
+            let mut at = r.start;
+            while at < r.end {
+                let end = r.end.min(at + PUNCH_STEP);
+                self.punch(at..end);
+                at = end;
+            }
+        }
+        self.punching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|r| !ranges.contains(r));
+        self.punched.notify_all();
+    }
+
     /// Reads segment `index` back (exactly what was written).
-    pub(crate) fn read(&self, index: u64) -> FsResult<Zeroizing<Vec<u8>>> {
+    pub(crate) fn read(&self, index: u64) -> FsResult<Plaintext> {
+        let mut out = Plaintext::with_capacity(SEGMENT_SIZE);
+        self.read_into(index, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Stage::read`], appending to `out` (a chunk is read into one
+    /// buffer); on error `out` is as it was.
+    pub(crate) fn read_into(&self, index: u64, out: &mut Plaintext) -> FsResult<()> {
         let at = index.checked_mul(SLOT).ok_or(FsError::TooBig)?;
         let mut len = [0u8; 4];
         self.file.read_exact_at(&mut len, at)?;
@@ -696,12 +767,13 @@ impl Stage {
         let mut sealed = vec![0u8; len];
         self.file.read_exact_at(&mut sealed, at + 4)?;
         let f = self.fields(index);
-        Ok(open_local(
-            &self.key,
-            "segment",
-            &[&f[0], &f[1], &f[2]],
-            &sealed,
-        )?)
+        open_local_append(&self.key, "segment", &[&f[0], &f[1], &f[2]], &sealed, out)?;
+        Ok(())
+    }
+
+    /// Flushes the slots written so far to disk.
+    pub(crate) fn sync(&self) -> FsResult<()> {
+        Ok(self.file.sync_data()?)
     }
 
     /// Releases the disk space of slots `range` (their data is elsewhere
@@ -729,6 +801,7 @@ mod tests {
     use super::*;
     use common::crypto::attrs::{NodeKind, Timestamp};
     use common::crypto::subkeys::VaultKey;
+    use std::sync::Arc;
 
     fn key() -> LocalKey {
         VaultKey::from_bytes([3; 32]).subkeys().unwrap().local
@@ -773,7 +846,7 @@ mod tests {
         m.uploaded.clear();
         m.inline = Some(Inline {
             seg: 0,
-            data: Zeroizing::new(vec![0x5a; len]),
+            data: Plaintext::new(vec![0x5a; len]),
         });
         m
     }
@@ -867,6 +940,62 @@ mod tests {
         assert!(!bytes.windows(5).any(|w| w == b"first"));
         s.punch(1000..1001);
         assert!(s.read(1000).is_err());
+    }
+
+    #[test]
+    fn a_slot_written_while_its_range_is_being_punched_waits_and_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), key()).unwrap();
+        let s = Arc::new(j.stage(NodeId::from_bytes([5; 16]), 1).unwrap());
+        for i in 0..4 {
+            s.write(i, b"old").unwrap();
+        }
+        s.begin_punch(std::iter::once(0..2).collect());
+        // Outside the range: goes on at once.
+        s.write(3, b"other").unwrap();
+        let writer = {
+            let s = s.clone();
+            std::thread::spawn(move || s.write(1, b"new").unwrap())
+        };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(
+            !writer.is_finished(),
+            "the write did not wait for the punch"
+        );
+        s.finish_punch();
+        writer.join().unwrap();
+        assert!(s.read(0).is_err(), "punched");
+        assert_eq!(
+            s.read(1).unwrap().as_slice(),
+            b"new",
+            "written after the punch"
+        );
+        assert_eq!(s.read(2).unwrap().as_slice(), b"old");
+        assert_eq!(s.read(3).unwrap().as_slice(), b"other");
+        // Nothing is marked any more: writes go on.
+        s.write(0, b"again").unwrap();
+        assert_eq!(s.read(0).unwrap().as_slice(), b"again");
+    }
+
+    #[test]
+    fn a_slot_reads_into_the_end_of_a_buffer_and_a_bad_one_leaves_it_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), key()).unwrap();
+        let s = j.stage(NodeId::from_bytes([5; 16]), 1).unwrap();
+        s.write(0, b"abc").unwrap();
+        s.write(1, b"def").unwrap();
+        let mut out = Plaintext::new(b"x".to_vec());
+        s.read_into(0, &mut out).unwrap();
+        s.read_into(1, &mut out).unwrap();
+        assert_eq!(out.as_slice(), b"xabcdef");
+        // A slot that fails authentication appends nothing.
+        // Length, version, salt, then the 3 bytes of "def": flip one.
+        let mut raw = vec![0u8; 4 + 1 + 24 + 3];
+        s.file.read_exact_at(&mut raw, SLOT).unwrap();
+        raw[30] ^= 1;
+        s.file.write_all_at(&raw, SLOT).unwrap();
+        assert!(s.read_into(1, &mut out).is_err());
+        assert_eq!(out.as_slice(), b"xabcdef");
     }
 
     #[test]

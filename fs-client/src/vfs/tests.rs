@@ -1028,6 +1028,85 @@ async fn a_long_write_streams_chunks_and_later_rewrites_of_them_survive_a_crash(
     }
 }
 
+/// Chunks filled in order are uploaded from the copy kept in memory, not
+/// read back from the stage: a segment rewritten while its chunk fills, a
+/// chunk filled out of order and one rewritten once whole (while uploads
+/// are held, so its copy waits) must still upload what was written last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_uploaded_from_memory_carry_the_last_write_of_every_segment() {
+    let fake = Arc::new(FakeVault::new());
+    let d = tempfile::tempdir().unwrap();
+    let chunk = 4usize << 20;
+    let seg = 64usize << 10;
+    let mut data = pattern(7 * chunk + 100, 9);
+    let v = start(&fake, d.path()).await;
+    let (attr, fh) = v
+        .create(ROOT_INO, os("seq"), 0o644, 0o022, RW, ME)
+        .await
+        .unwrap();
+    // Uploads wait: chunks 1-4 take the early-upload slots, and chunk 5's
+    // copy in memory waits for one.
+    fake.hold_uploads();
+    let put = |data: &mut Vec<u8>, at: usize, len: usize, salt: u8| {
+        let bytes = pattern(len, salt);
+        data[at..at + len].copy_from_slice(&bytes);
+        bytes
+    };
+    let mut order: Vec<usize> = (0..data.len().div_ceil(seg)).collect();
+    // Chunk 3: its segment 10 first, then the rest in order.
+    let ten = 3 * chunk / seg + 10;
+    order.retain(|&s| s != ten);
+    order.insert(3 * chunk / seg, ten);
+    for s in order {
+        let at = s * seg;
+        let end = (at + seg).min(data.len());
+        v.write(attr.ino, fh, at as u64, &data[at..end])
+            .await
+            .unwrap();
+        // Chunk 1: segment 5 rewritten once segments up to 20 are in.
+        if s == chunk / seg + 20 {
+            let at5 = chunk + 5 * seg;
+            let b = put(&mut data, at5, seg, 77);
+            v.write(attr.ino, fh, at5 as u64, &b).await.unwrap();
+        }
+    }
+    // Chunk 5, whole and kept (its upload waits for a slot): rewritten in
+    // part.
+    let at = 5 * chunk + 3 * seg + 17;
+    let b = put(&mut data, at, 1000, 78);
+    v.write(attr.ino, fh, at as u64, &b).await.unwrap();
+    // A write elsewhere moves the tail on, so chunk 5 is whole and staged
+    // again when its upload gets a slot.
+    let at6 = 6 * chunk;
+    v.write(attr.ino, fh, at6 as u64, &data[at6..at6 + 10])
+        .await
+        .unwrap();
+    fake.release_uploads();
+    // Chunks 0-5 go up early (5 after its copy in memory went stale); 6
+    // holds the tail.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while stored_objects(&fake) < 6 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        stored_objects(&fake),
+        6,
+        "chunks 0-5 were not uploaded early"
+    );
+    v.flush(attr.ino, fh).await.unwrap();
+    v.fsync(attr.ino, fh, false).await.unwrap();
+    assert!(
+        read_file(&v, attr.ino).await.unwrap() == data,
+        "the mount reads back other than what was written"
+    );
+    v.shutdown().await;
+    let back = replay_then_read_elsewhere(&fake, d.path(), "seq").await;
+    assert_eq!(back.len(), data.len());
+    if let Some(i) = back.iter().zip(&data).position(|(a, b)| a != b) {
+        panic!("another device reads other bytes from offset {i}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_change_feed_vouches_for_unchanged_states_and_drops_changed_ones() {
     let fake = Arc::new(FakeVault::new());
