@@ -241,7 +241,7 @@ async fn plan<'a, A: VaultApi + 'static>(
             Err(e) => return Err((guard, e)),
         };
         if plain.iter().any(|&b| b != 0) {
-            match core.content.seal_object(guard.node, 0, plain) {
+            match core.content.seal_object(guard.node, 0, &plain) {
                 Ok((entry, ct)) => {
                     entries.push(entry.clone());
                     objects.push((entry, ct));

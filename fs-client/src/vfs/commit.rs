@@ -89,7 +89,7 @@ async fn build_objects<A: VaultApi + 'static>(
         let content = core.content.clone();
         uploads.spawn(async move {
             content
-                .upload_with(budget, permit, target, start, plain)
+                .upload_with(budget, permit, target, start, Arc::new(plain))
                 .await
         });
     }
@@ -406,19 +406,30 @@ pub(crate) async fn upload_early<A: VaultApi + 'static>(
     };
     let (stage, seq, kept) = {
         let mut inner = file.inner.lock().await;
-        match (&inner.stage, inner.chunk_ready(k) && !inner.gone) {
-            (Some(stage), true) => {
-                let stage = stage.clone();
-                let seq = inner.chunk_seq(k);
-                (stage, seq, inner.kept.remove(&k))
-            }
+        match (inner.stage.clone(), inner.chunk_ready(k) && !inner.gone) {
+            (stage, true) => match inner.for_upload(&core.journal, k) {
+                Ok(kept) => {
+                    let stage = stage.or_else(|| inner.stage.clone());
+                    (stage, inner.chunk_seq(k), kept)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot update the journal");
+                    inner.uploading.remove(&k);
+                    return;
+                }
+            },
             _ => {
                 inner.uploading.remove(&k);
                 return;
             }
         }
     };
-    let plain = match kept.map_or_else(|| read_staged_chunk(&stage, k), Ok) {
+    let read = match (kept, &stage) {
+        (Some(kept), _) => Ok(kept),
+        (None, Some(stage)) => read_staged_chunk(stage, k).map(Arc::new),
+        (None, None) => Err(FsError::Internal("a ready chunk without a stage".into())),
+    };
+    let plain = match read {
         Ok(p) => p,
         Err(e) => {
             tracing::debug!(error = %e, "early upload: the chunk changed while it was read");
@@ -441,8 +452,15 @@ pub(crate) async fn upload_early<A: VaultApi + 'static>(
             for s in segs {
                 inner.staged.remove(&s);
             }
+            // Held in memory only: nothing of it is on disk to free.
+            if inner.kept.remove(&k).is_some() {
+                return;
+            }
             inner.unpunched.insert(k);
-            if inner.unpunched.len() >= PUNCH_BATCH && !inner.punching {
+            // A batch, or the last upload in flight (the writer paused or
+            // stopped): their slots go.
+            let batch = inner.unpunched.len() >= PUNCH_BATCH || inner.uploading.is_empty();
+            if batch && !inner.punching {
                 inner.punching = true;
                 drop(inner);
                 core.background

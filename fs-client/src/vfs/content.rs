@@ -40,7 +40,7 @@ const SEG: u64 = SEGMENT_SIZE as u64;
 /// Objects fetched ahead of sequential readers at once.
 const PREFETCHES: usize = 4;
 /// Chunks of files still being written that upload at once.
-const EARLY_UPLOADS: usize = 4;
+pub(crate) const EARLY_UPLOADS: usize = 4;
 
 /// Object reads and writes with their caches.
 pub(crate) struct Content<A> {
@@ -319,7 +319,7 @@ impl<A: VaultApi + 'static> Content<A> {
         &self,
         file: NodeId,
         offset: u64,
-        plain: Plaintext,
+        plain: &[u8],
     ) -> FsResult<(ObjectEntry, Bytes)> {
         let id = ObjectId::random()?;
         let binding = ObjectBinding {
@@ -328,9 +328,7 @@ impl<A: VaultApi + 'static> Content<A> {
             offset,
         };
         let len = plain.len() as u64;
-        let ct = Bytes::from(encrypt_object(&self.key, &binding, &plain)?);
-        // Only the ciphertext is kept while the upload is in flight.
-        drop(plain);
+        let ct = Bytes::from(encrypt_object(&self.key, &binding, plain)?);
         let digest = sha256(&ct);
         Ok((
             ObjectEntry {
@@ -361,17 +359,21 @@ impl<A: VaultApi + 'static> Content<A> {
     }
 
     /// Encrypts `plain` as a new object at `offset` of `file` and uploads
-    /// it, holding `permit` until done.
+    /// it, holding `permit` until done. `plain` is shared with the file
+    /// when it is a chunk kept in memory; this drops its reference once
+    /// encrypted, so only the ciphertext is held while the upload is in
+    /// flight.
     pub(crate) async fn upload_with(
         &self,
         budget: Budget,
         permit: OwnedSemaphorePermit,
         file: NodeId,
         offset: u64,
-        plain: Plaintext,
+        plain: Arc<Plaintext>,
     ) -> FsResult<ObjectEntry> {
         let _permit = permit;
-        let (entry, ct) = self.seal_object(file, offset, plain)?;
+        let (entry, ct) = self.seal_object(file, offset, &plain)?;
+        drop(plain);
         let (id, digest) = (entry.id, *entry.digest.as_bytes());
         let body = ct.clone();
         let sent = self

@@ -37,9 +37,10 @@ pub(crate) const SEG: u64 = SEGMENT_SIZE as u64;
 pub(crate) const CHUNK: u64 = 4 << 20;
 /// Segments per chunk.
 pub(crate) const SEGS_PER_CHUNK: u64 = CHUNK / SEG;
-/// Whole chunks kept in memory per file for their early upload
-/// ([`FileInner::keep_for_upload`]).
-const KEPT_CHUNKS: usize = 2;
+/// Whole chunks held in memory per file ([`FileInner::hold`]): those in an
+/// early upload (it has one slot per chunk and each file may take them
+/// all) and two waiting for one.
+const KEPT_CHUNKS: usize = super::content::EARLY_UPLOADS + 2;
 /// Largest file (the object list and offsets stay far from overflow).
 pub(crate) const MAX_FILE_SIZE: u64 = 1 << 50;
 
@@ -139,12 +140,13 @@ pub(crate) struct FileInner {
     pub unpunched: BTreeSet<u64>,
     /// A task is flushing the stage to punch `unpunched` (one at a time).
     pub punching: bool,
-    /// The plaintext of a chunk being staged in order from its start, kept
-    /// beside its staged copy (see [`FileInner::keep_for_upload`]).
+    /// The segments of a chunk written in order from its start, held in
+    /// memory instead of the stage file (see [`FileInner::hold`]): a
+    /// prefix of the chunk, in whole segments.
     pub filling: Option<(u64, Plaintext)>,
-    /// Whole chunks from `filling`, equal to their staged segments, for
-    /// their early upload to take instead of reading the stage back.
-    pub kept: BTreeMap<u64, Plaintext>,
+    /// Whole chunks from `filling`, in memory only, until their early
+    /// upload is done (shared with it) or they are spilled to the stage.
+    pub kept: BTreeMap<u64, Arc<Plaintext>>,
     pub tail: Option<(u64, Plaintext)>,
     /// Write sequence: bumped by every segment change.
     pub seq: u64,
@@ -319,67 +321,144 @@ impl FileInner {
         self.flush_tail(journal)
     }
 
-    /// Writes the in-memory tail segment to the stage file.
+    /// Writes the in-memory tail segment to the stage file (or holds it
+    /// in memory, see [`FileInner::hold`]).
     pub(crate) fn flush_tail(&mut self, journal: &Journal) -> FsResult<()> {
-        if let Some((seg, buf)) = self.tail.take() {
-            let res = self.ensure_stage(journal).and_then(|s| s.write(seg, &buf));
-            if let Err(e) = res {
-                self.tail = Some((seg, buf));
-                return Err(e);
+        let Some((seg, buf)) = self.tail.take() else {
+            return Ok(());
+        };
+        let res = self.hold(journal, seg, &buf).and_then(|held| {
+            if held {
+                return Ok(());
             }
-            self.keep_for_upload(seg, &buf);
+            self.ensure_stage(journal)?.write(seg, &buf)
+        });
+        if let Err(e) = res {
+            self.tail = Some((seg, buf));
+            return Err(e);
         }
         Ok(())
     }
 
-    /// Keeps a copy of segment `seg`, just staged, when it continues the
-    /// chunk being filled in order: a whole chunk so kept goes to `kept`,
-    /// and its early upload encrypts it from memory instead of reading
-    /// and decrypting its 64 slots back (a sequential write then passes
-    /// through the stage file once, not twice). Only chunks past the
-    /// first are kept (a file under 4 MiB never needs the 4 MiB buffer),
-    /// and at most [`KEPT_CHUNKS`] wait at once; the others are read
-    /// back, as before. The stage stays the record: this is a cache of it.
-    fn keep_for_upload(&mut self, seg: u64, data: &[u8]) {
+    /// Holds segment `seg`, leaving the tail, in memory instead of the
+    /// stage file when it continues the chunk being written in order from
+    /// its start; answers whether it did.
+    ///
+    /// A sequential write then never writes its data to the local disk: a
+    /// whole chunk so held goes to `kept`, its early upload encrypts it
+    /// from there, and once uploaded it is simply dropped (no stage write,
+    /// no read back, no flush and punch). What is held is not in the
+    /// journal, which is allowed while the file is open: only a close (or
+    /// fsync, or an attribute change) promises survival of a crash, and
+    /// every save [`FileInner::spill`]s first. So does anything that would
+    /// read or change a held chunk's slots on disk. Only chunks past the
+    /// first are held (a file under 4 MiB never needs the buffer), and at
+    /// most [`KEPT_CHUNKS`] whole ones per file; past that the oldest is
+    /// spilled.
+    fn hold(&mut self, journal: &Journal, seg: u64, data: &[u8]) -> FsResult<bool> {
         let k = seg / SEGS_PER_CHUNK;
         let at = (seg % SEGS_PER_CHUNK) * SEG;
         let full = data.len() as u64 == SEG;
+        let next = self
+            .filling
+            .as_ref()
+            .is_some_and(|(fk, buf)| *fk == k && buf.len() as u64 == at);
+        if !next {
+            // Anything else ends the run: what it held goes to the stage.
+            self.spill_filling(journal)?;
+        }
+        if !full {
+            return Ok(false);
+        }
         match &mut self.filling {
-            Some((fk, buf)) if *fk == k && buf.len() as u64 == at => {
-                if !full {
-                    // Partial (a close mid-segment): the rest may follow.
-                    return;
-                }
-                buf.extend_from_slice(data);
-            }
-            _ if at == 0 && full && k > 0 => {
+            Some((_, buf)) if next => buf.extend_from_slice(data),
+            None if at == 0 && k > 0 && !self.kept.contains_key(&k) => {
                 let mut buf = Plaintext::with_capacity(usize::try_from(CHUNK).unwrap_or(0));
                 buf.extend_from_slice(data);
                 self.filling = Some((k, buf));
             }
-            // Out of order, or past a gap: that chunk is read back.
-            Some((fk, _)) if *fk == k => self.filling = None,
-            _ => return,
+            _ => return Ok(false),
         }
         if let Some((fk, buf)) = self.filling.take_if(|(_, b)| b.len() as u64 == CHUNK) {
-            self.kept.insert(fk, buf);
+            self.kept.insert(fk, Arc::new(buf));
             while self.kept.len() > KEPT_CHUNKS {
-                self.kept.pop_first();
+                if let Some((old, buf)) = self.kept.pop_first() {
+                    self.spill_chunk(journal, old, &buf)?;
+                }
             }
         }
+        Ok(true)
     }
 
-    /// Segment `seg` is being changed: a copy kept of it is stale.
-    fn forget_kept(&mut self, seg: u64) {
-        let k = seg / SEGS_PER_CHUNK;
-        self.kept.remove(&k);
-        if self
-            .filling
-            .as_ref()
-            .is_some_and(|(fk, buf)| *fk == k && (seg % SEGS_PER_CHUNK) * SEG < buf.len() as u64)
-        {
-            self.filling = None;
+    /// Writes the whole segments `data` of chunk `k`, held in memory, to
+    /// their stage slots.
+    fn spill_chunk(&mut self, journal: &Journal, k: u64, data: &[u8]) -> FsResult<()> {
+        let stage = self.ensure_stage(journal)?;
+        for (i, part) in (0u64..).zip(data.chunks(usize_of(SEG)?)) {
+            stage.write(k * SEGS_PER_CHUNK + i, part)?;
         }
+        Ok(())
+    }
+
+    /// Spills the chunk being filled, if any.
+    fn spill_filling(&mut self, journal: &Journal) -> FsResult<()> {
+        if let Some((k, buf)) = self.filling.take()
+            && let Err(e) = self.spill_chunk(journal, k, &buf)
+        {
+            self.filling = Some((k, buf));
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Spills chunk `k` if it is held (filling or kept).
+    fn spill_held(&mut self, journal: &Journal, k: u64) -> FsResult<()> {
+        if self.filling.as_ref().is_some_and(|(fk, _)| *fk == k) {
+            self.spill_filling(journal)?;
+        }
+        if let Some(buf) = self.kept.remove(&k)
+            && let Err(e) = self.spill_chunk(journal, k, &buf)
+        {
+            self.kept.insert(k, buf);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Writes everything held in memory to the stage: the journal is the
+    /// record again (before a save, a truncation).
+    pub(crate) fn spill(&mut self, journal: &Journal) -> FsResult<()> {
+        self.spill_filling(journal)?;
+        while let Some(&k) = self.kept.keys().next() {
+            self.spill_held(journal, k)?;
+        }
+        Ok(())
+    }
+
+    /// Chunk `k`'s early upload: the chunk itself if it is held whole in
+    /// memory. Otherwise its slots are read from the stage, so a part of
+    /// it still being filled is spilled first.
+    pub(crate) fn for_upload(
+        &mut self,
+        journal: &Journal,
+        k: u64,
+    ) -> FsResult<Option<Arc<Plaintext>>> {
+        if let Some(buf) = self.kept.get(&k) {
+            return Ok(Some(buf.clone()));
+        }
+        self.spill_held(journal, k)?;
+        Ok(None)
+    }
+
+    /// A held segment's bytes.
+    fn held_segment(&self, seg: u64) -> Option<&[u8]> {
+        let k = seg / SEGS_PER_CHUNK;
+        let at = usize_of((seg % SEGS_PER_CHUNK) * SEG).ok()?;
+        let buf: &[u8] = match &self.filling {
+            Some((fk, buf)) if *fk == k => buf,
+            _ => self.kept.get(&k)?,
+        };
+        buf.get(at..at + usize_of(SEG).ok()?)
     }
 
     /// Bytes of segment `seg` as the file holds them now: exactly
@@ -398,6 +477,8 @@ impl FileInner {
             && *t == seg
         {
             Plaintext::new(b.to_vec())
+        } else if let Some(held) = self.held_segment(seg) {
+            Plaintext::new(held.to_vec())
         } else if self.staged.contains_key(&seg) {
             let stage = self
                 .stage
@@ -497,9 +578,13 @@ impl FileInner {
         if self.tail.as_ref().is_some_and(|(t, _)| *t != seg) {
             self.flush_tail(journal)?;
         }
-        // The chunk's old slots are being reused: they must not be punched.
+        // The chunk's old slots are being reused: they must not be punched;
+        // a chunk held in memory goes to them first (this segment of it is
+        // about to change, and may go to its slot).
         self.unpunched.remove(&(seg / SEGS_PER_CHUNK));
-        self.forget_kept(seg);
+        if self.held_segment(seg).is_some() {
+            self.spill_held(journal, seg / SEGS_PER_CHUNK)?;
+        }
         self.seq += 1;
         self.staged.insert(seg, self.seq);
         self.tail = Some((seg, buf));
@@ -570,6 +655,7 @@ impl FileInner {
         }
         let old = self.size();
         if new < old {
+            self.spill(io.journal)?;
             // Keep the part of the segment holding the new end that stays.
             let cut_seg = new / SEG;
             let keep = usize_of(new - cut_seg * SEG)?;
@@ -583,8 +669,6 @@ impl FileInner {
                 self.tail = None;
             }
             self.staged.retain(|s, _| *s < first_gone);
-            self.filling = None;
-            self.kept.clear();
             // Chunks reaching past the new end are rebuilt from the layers;
             // stage what an early upload holds of the one cut in two.
             let cut_chunk = new / CHUNK;
@@ -689,6 +773,7 @@ impl FileInner {
     /// there is skipped.
     pub(crate) fn save(&mut self, journal: &Journal, durable: bool) -> FsResult<()> {
         self.flush_tail_unless_inline(journal)?;
+        self.spill(journal)?;
         let m = self.manifest();
         let fingerprint = m.fingerprint()?;
         if !durable && self.saved == Some(fingerprint) {

@@ -1028,6 +1028,58 @@ async fn a_long_write_streams_chunks_and_later_rewrites_of_them_survive_a_crash(
     }
 }
 
+/// Bytes the journal's files take on disk.
+fn journal_disk_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::read_dir(dir.join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().blocks() * 512)
+        .sum()
+}
+
+/// A sequential write holds its chunks (past the first) in memory for
+/// their upload instead of writing them to the journal; a close puts what
+/// is still held there, so a crash after it loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequential_write_skips_the_journal_until_it_is_closed() {
+    let fake = Arc::new(FakeVault::new());
+    let d = tempfile::tempdir().unwrap();
+    let chunk = 4usize << 20;
+    let data = pattern(6 * chunk + 100, 3);
+    {
+        let v = start(&fake, d.path()).await;
+        let (attr, fh) = v
+            .create(ROOT_INO, os("stream"), 0o644, 0o022, RW, ME)
+            .await
+            .unwrap();
+        // Nothing gets through: every chunk written stays pending here.
+        fake.hold_uploads();
+        for (i, part) in data.chunks(1 << 20).enumerate() {
+            v.write(attr.ino, fh, (i << 20) as u64, part).await.unwrap();
+        }
+        // Chunk 0 and the last, short one are staged; 1-5 are in memory.
+        let on_disk = journal_disk_bytes(d.path());
+        assert!(
+            on_disk < 2 * chunk as u64,
+            "chunks held for upload went to the journal: {on_disk} bytes"
+        );
+        assert!(
+            read_file(&v, attr.ino).await.unwrap() == data,
+            "the mount reads back other than what was written"
+        );
+        v.flush(attr.ino, fh).await.unwrap();
+        v.release(attr.ino, fh).await.unwrap();
+        assert!(journal_disk_bytes(d.path()) >= data.len() as u64);
+        // The daemon dies with nothing uploaded.
+        v.shutdown().await;
+        fake.release_uploads();
+    }
+    assert!(
+        replay_then_read_elsewhere(&fake, d.path(), "stream").await == data,
+        "the closed file did not survive the crash"
+    );
+}
+
 /// Chunks filled in order are uploaded from the copy kept in memory, not
 /// read back from the stage: a segment rewritten while its chunk fills, a
 /// chunk filled out of order and one rewritten once whole (while uploads

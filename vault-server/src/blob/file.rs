@@ -21,14 +21,15 @@
 
 use std::io::{ErrorKind, SeekFrom};
 use std::ops::Range;
-use std::os::unix::fs::DirBuilderExt as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use common::ObjectId;
 use futures_util::{StreamExt as _, TryStreamExt as _};
-use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 use tokio_util::io::ReaderStream;
 
 use super::{
@@ -38,6 +39,8 @@ use crate::store::AccountId;
 
 /// Name of the directory of temp files, under the root.
 const TMP_DIR: &str = ".tmp";
+/// Bytes of an upload's body written per blocking call.
+const WRITE_BATCH: usize = 1 << 20;
 /// Size of the reads that feed a download stream.
 const READ_BUF: usize = 64 * 1024;
 
@@ -97,21 +100,33 @@ impl FileStore {
     ) -> Result<(TempFile, u64), BlobError> {
         let name = format!("{}-{id}-{}", owner.0, hex::encode(random_token()?));
         let temp = TempFile(Some(self.tmp.join(name)));
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(temp.path())
-            .await?;
+        let path = temp.path().to_path_buf();
+        let mut file = blocking(move || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+        })
+        .await?;
         let mut intake = Intake::new(max_len);
+        // The body's own buffers are written as they are, a batch per
+        // blocking call (tokio's `File` would copy each into its buffer
+        // first: one more pass over every byte uploaded).
+        let mut batch: Vec<Bytes> = Vec::new();
+        let mut batched = 0usize;
         while let Some(chunk) = body.try_next().await? {
             intake.feed(&chunk)?;
-            file.write_all(&chunk).await?;
+            batched += chunk.len();
+            batch.push(chunk);
+            if batched >= WRITE_BATCH {
+                file = write_batch(file, std::mem::take(&mut batch)).await?;
+                batched = 0;
+            }
         }
         let len = intake.finish(expected_sha256)?;
-        file.flush().await?;
-        file.sync_all().await?;
-        drop(file);
+        file = write_batch(file, batch).await?;
+        blocking(move || file.sync_all()).await?;
         Ok((temp, len))
     }
 
@@ -359,6 +374,25 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
 }
 
 /// Runs blocking filesystem work off the async threads.
+/// Writes `bufs` in order to `file` (on the blocking pool); gives the file
+/// back for the next batch.
+async fn write_batch(
+    mut file: std::fs::File,
+    bufs: Vec<Bytes>,
+) -> Result<std::fs::File, BlobError> {
+    if bufs.is_empty() {
+        return Ok(file);
+    }
+    blocking(move || {
+        use std::io::Write as _;
+        for b in &bufs {
+            file.write_all(b)?;
+        }
+        Ok(file)
+    })
+    .await
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> Result<T, BlobError> {
