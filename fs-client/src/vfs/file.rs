@@ -27,7 +27,7 @@ use zeroize::Zeroizing;
 
 use super::content::Content;
 use super::error::{FsError, FsResult};
-use super::journal::{INLINE_MAX, Inline, Journal, Manifest, Stage};
+use super::journal::{HeldSlot, INLINE_MAX, Inline, Journal, Manifest, Stage};
 use super::types::Ino;
 use crate::api::VaultApi;
 
@@ -143,10 +143,10 @@ pub(crate) struct FileInner {
     /// The segments of a chunk written in order from its start, held in
     /// memory instead of the stage file (see [`FileInner::hold`]): a
     /// prefix of the chunk, in whole segments.
-    pub filling: Option<(u64, Plaintext)>,
+    pub filling: Option<(u64, Plaintext, HeldSlot)>,
     /// Whole chunks from `filling`, in memory only, until their early
     /// upload is done (shared with it) or they are spilled to the stage.
-    pub kept: BTreeMap<u64, Arc<Plaintext>>,
+    pub kept: BTreeMap<u64, (Arc<Plaintext>, HeldSlot)>,
     pub tail: Option<(u64, Plaintext)>,
     /// Write sequence: bumped by every segment change.
     pub seq: u64,
@@ -352,9 +352,10 @@ impl FileInner {
     /// fsync, or an attribute change) promises survival of a crash, and
     /// every save [`FileInner::spill`]s first. So does anything that would
     /// read or change a held chunk's slots on disk. Only chunks past the
-    /// first are held (a file under 4 MiB never needs the buffer), and at
-    /// most [`KEPT_CHUNKS`] whole ones per file; past that the oldest is
-    /// spilled.
+    /// first are held (a file under 4 MiB never needs the buffer), at most
+    /// [`KEPT_CHUNKS`] whole ones per file (past that the oldest is
+    /// spilled), and only while the mount has a slot left for one more
+    /// (`Journal::hold_slot`: bounded memory with any number of writers).
     fn hold(&mut self, journal: &Journal, seg: u64, data: &[u8]) -> FsResult<bool> {
         let k = seg / SEGS_PER_CHUNK;
         let at = (seg % SEGS_PER_CHUNK) * SEG;
@@ -362,7 +363,7 @@ impl FileInner {
         let next = self
             .filling
             .as_ref()
-            .is_some_and(|(fk, buf)| *fk == k && buf.len() as u64 == at);
+            .is_some_and(|(fk, buf, _)| *fk == k && buf.len() as u64 == at);
         if !next {
             // Anything else ends the run: what it held goes to the stage.
             self.spill_filling(journal)?;
@@ -371,19 +372,23 @@ impl FileInner {
             return Ok(false);
         }
         match &mut self.filling {
-            Some((_, buf)) if next => buf.extend_from_slice(data),
+            Some((_, buf, _)) if next => buf.extend_from_slice(data),
             None if at == 0 && k > 0 && !self.kept.contains_key(&k) => {
+                let Some(slot) = journal.hold_slot() else {
+                    return Ok(false);
+                };
                 let mut buf = Plaintext::with_capacity(usize::try_from(CHUNK).unwrap_or(0));
                 buf.extend_from_slice(data);
-                self.filling = Some((k, buf));
+                self.filling = Some((k, buf, slot));
             }
             _ => return Ok(false),
         }
-        if let Some((fk, buf)) = self.filling.take_if(|(_, b)| b.len() as u64 == CHUNK) {
-            self.kept.insert(fk, Arc::new(buf));
+        if let Some((fk, buf, slot)) = self.filling.take_if(|(_, b, _)| b.len() as u64 == CHUNK) {
+            self.kept.insert(fk, (Arc::new(buf), slot));
             while self.kept.len() > KEPT_CHUNKS {
-                if let Some((old, buf)) = self.kept.pop_first() {
-                    self.spill_chunk(journal, old, &buf)?;
+                match self.kept.keys().next() {
+                    Some(&old) => self.spill_held(journal, old)?,
+                    None => break,
                 }
             }
         }
@@ -402,10 +407,10 @@ impl FileInner {
 
     /// Spills the chunk being filled, if any.
     fn spill_filling(&mut self, journal: &Journal) -> FsResult<()> {
-        if let Some((k, buf)) = self.filling.take()
+        if let Some((k, buf, slot)) = self.filling.take()
             && let Err(e) = self.spill_chunk(journal, k, &buf)
         {
-            self.filling = Some((k, buf));
+            self.filling = Some((k, buf, slot));
             return Err(e);
         }
         Ok(())
@@ -413,13 +418,13 @@ impl FileInner {
 
     /// Spills chunk `k` if it is held (filling or kept).
     fn spill_held(&mut self, journal: &Journal, k: u64) -> FsResult<()> {
-        if self.filling.as_ref().is_some_and(|(fk, _)| *fk == k) {
+        if self.filling.as_ref().is_some_and(|(fk, _, _)| *fk == k) {
             self.spill_filling(journal)?;
         }
-        if let Some(buf) = self.kept.remove(&k)
+        if let Some((buf, slot)) = self.kept.remove(&k)
             && let Err(e) = self.spill_chunk(journal, k, &buf)
         {
-            self.kept.insert(k, buf);
+            self.kept.insert(k, (buf, slot));
             return Err(e);
         }
         Ok(())
@@ -443,7 +448,7 @@ impl FileInner {
         journal: &Journal,
         k: u64,
     ) -> FsResult<Option<Arc<Plaintext>>> {
-        if let Some(buf) = self.kept.get(&k) {
+        if let Some((buf, _)) = self.kept.get(&k) {
             return Ok(Some(buf.clone()));
         }
         self.spill_held(journal, k)?;
@@ -455,8 +460,8 @@ impl FileInner {
         let k = seg / SEGS_PER_CHUNK;
         let at = usize_of((seg % SEGS_PER_CHUNK) * SEG).ok()?;
         let buf: &[u8] = match &self.filling {
-            Some((fk, buf)) if *fk == k => buf,
-            _ => self.kept.get(&k)?,
+            Some((fk, buf, _)) if *fk == k => buf,
+            _ => &self.kept.get(&k)?.0,
         };
         buf.get(at..at + usize_of(SEG).ok()?)
     }

@@ -42,6 +42,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::codec::{Reader, Writer as _};
 use common::crypto::CryptoError;
@@ -240,6 +242,30 @@ pub(crate) struct Journal {
     key: LocalKey,
     /// Empty files to use again (`free/`).
     pool: Recycle,
+    /// Chunk buffers files of this mount hold in memory instead of the
+    /// stage (see `FileInner::hold`), at most [`HELD_CHUNKS`].
+    held: Arc<AtomicUsize>,
+}
+
+/// Chunk buffers (4 MiB) all files of a mount may hold in memory at once
+/// instead of staging them: one file written in order needs up to seven
+/// (one filling, four in upload, two waiting), so several can stream at
+/// once, and the memory stays bounded however many are written.
+const HELD_CHUNKS: usize = 12;
+
+/// One of the [`HELD_CHUNKS`]: given back when dropped.
+pub(crate) struct HeldSlot(Arc<AtomicUsize>);
+
+impl Drop for HeldSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl std::fmt::Debug for HeldSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HeldSlot")
+    }
 }
 
 impl std::fmt::Debug for Journal {
@@ -266,7 +292,18 @@ impl Journal {
             dir: dir.to_path_buf(),
             key,
             pool: Recycle::open(&dir.join("free"))?,
+            held: Arc::new(AtomicUsize::new(0)),
         })
+    }
+
+    /// A slot for one more chunk held in memory, if the mount has one left.
+    pub(crate) fn hold_slot(&self) -> Option<HeldSlot> {
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < HELD_CHUNKS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| HeldSlot(self.held.clone()))
     }
 
     fn manifest_path(&self, node: NodeId) -> PathBuf {
@@ -940,6 +977,23 @@ mod tests {
         assert!(!bytes.windows(5).any(|w| w == b"first"));
         s.punch(1000..1001);
         assert!(s.read(1000).is_err());
+    }
+
+    #[test]
+    fn chunks_held_in_memory_are_bounded_for_the_whole_mount() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), key()).unwrap();
+        let mut slots: Vec<HeldSlot> = (0..HELD_CHUNKS).map_while(|_| j.hold_slot()).collect();
+        assert_eq!(slots.len(), HELD_CHUNKS);
+        assert!(j.hold_slot().is_none(), "more than the budget");
+        // A slot dropped (a chunk uploaded or spilled) is free again.
+        slots.pop();
+        let again = j.hold_slot();
+        assert!(again.is_some());
+        assert!(j.hold_slot().is_none());
+        drop(again);
+        drop(slots);
+        assert_eq!(j.held.load(Ordering::Acquire), 0);
     }
 
     #[test]
