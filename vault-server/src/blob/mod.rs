@@ -170,7 +170,13 @@ pub trait BlobStore: Send + Sync + Debug + 'static {
                 let body = futures_util::stream::once(std::future::ready(Ok(o.data.clone())));
                 puts.push(self.put(owner, o.id, body.boxed(), max_len, o.sha256));
             }
-            futures_util::future::try_join_all(puts).await?;
+            // Every put runs to its end, even after one failed: a put
+            // dropped halfway leaves its cleanup to a spawned task, which
+            // can run before a write already sent lands (the database
+            // store then kept chunk rows until the sweep).
+            for res in futures_util::future::join_all(puts).await {
+                res?;
+            }
         }
         Ok(())
     }
