@@ -127,16 +127,55 @@ struct State {
     batches: u64,
 }
 
+/// A point requests of one kind stop at while a test holds them.
+#[derive(Debug, Default)]
+struct Gate {
+    /// Set while held; closed (letting everyone through) on release.
+    sem: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
+    /// Signalled when a request reaches the gate while it is held.
+    waiting: tokio::sync::Notify,
+}
+
+impl Gate {
+    fn hold(&self) {
+        *self.sem.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(Arc::new(tokio::sync::Semaphore::new(0)));
+    }
+
+    fn release(&self) {
+        if let Some(sem) = self
+            .sem
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            sem.close();
+        }
+    }
+
+    /// Waits here while held.
+    async fn pass(&self) {
+        let sem = self
+            .sem
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(sem) = sem {
+            self.waiting.notify_one();
+            // Closed by `release`: then it goes on.
+            let _ = sem.acquire().await;
+        }
+    }
+}
+
 /// The in-memory vault server.
 #[derive(Debug)]
 pub struct FakeVault {
     state: Mutex<State>,
     /// While set, `POST /v1/batch` waits here before it is answered.
-    batch_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
-    /// Signalled when a batch reaches the gate.
-    batch_waiting: tokio::sync::Notify,
+    batch_gate: Gate,
     /// While set, object uploads wait here before they are stored.
-    upload_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
+    upload_gate: Gate,
 }
 
 impl Default for FakeVault {
@@ -906,9 +945,8 @@ impl FakeVault {
                 record_puts: 0,
                 batches: 0,
             }),
-            batch_gate: Mutex::new(None),
-            batch_waiting: tokio::sync::Notify::new(),
-            upload_gate: Mutex::new(None),
+            batch_gate: Gate::default(),
+            upload_gate: Gate::default(),
         }
     }
 
@@ -916,50 +954,28 @@ impl FakeVault {
     /// [`FakeVault::release_batches`]: for tests of what happens here while
     /// a batch is in flight.
     pub fn hold_batches(&self) {
-        *self
-            .batch_gate
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) =
-            Some(Arc::new(tokio::sync::Semaphore::new(0)));
+        self.batch_gate.hold();
     }
 
     /// Waits until a batch is waiting at the gate [`FakeVault::hold_batches`]
     /// set.
     pub async fn batch_held(&self) {
-        self.batch_waiting.notified().await;
+        self.batch_gate.waiting.notified().await;
     }
 
     /// Lets the batches held go on, and later ones through.
     pub fn release_batches(&self) {
-        if let Some(gate) = self
-            .batch_gate
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            gate.close();
-        }
+        self.batch_gate.release();
     }
 
     /// Makes every object upload wait until [`FakeVault::release_uploads`].
     pub fn hold_uploads(&self) {
-        *self
-            .upload_gate
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) =
-            Some(Arc::new(tokio::sync::Semaphore::new(0)));
+        self.upload_gate.hold();
     }
 
     /// Lets the uploads held go on, and later ones through.
     pub fn release_uploads(&self) {
-        if let Some(gate) = self
-            .upload_gate
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            gate.close();
-        }
+        self.upload_gate.release();
     }
 
     /// How many single nodes (`GET /v1/nodes/{id}`) were fetched so far.
@@ -1232,15 +1248,7 @@ impl VaultApi for FakeVault {
         body: Bytes,
         sha256: [u8; 32],
     ) -> ApiResult<()> {
-        let gate = self
-            .upload_gate
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some(gate) = gate {
-            // Closed by `release_uploads`: then it goes on.
-            let _ = gate.acquire().await;
-        }
+        self.upload_gate.pass().await;
         self.with(token, |s| s.upload(id, body, sha256))
     }
 
@@ -1254,16 +1262,7 @@ impl VaultApi for FakeVault {
     }
 
     async fn batch(&self, token: &AccessToken, req: &BatchRequest) -> ApiResult<BatchResponse> {
-        let gate = self
-            .batch_gate
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some(gate) = gate {
-            self.batch_waiting.notify_one();
-            // Closed by `release_batches`: then it goes on.
-            let _ = gate.acquire().await;
-        }
+        self.batch_gate.pass().await;
         self.with(token, |s| {
             s.batches += 1;
             s.batch(req)

@@ -838,7 +838,6 @@ mod tests {
     use super::*;
     use common::crypto::attrs::{NodeKind, Timestamp};
     use common::crypto::subkeys::VaultKey;
-    use std::sync::Arc;
 
     fn key() -> LocalKey {
         VaultKey::from_bytes([3; 32]).subkeys().unwrap().local

@@ -981,13 +981,7 @@ async fn a_long_write_streams_chunks_and_later_rewrites_of_them_survive_a_crash(
     }
     // Chunks stream to the server while the file is still open, and the
     // journal gives back the space of those it no longer needs.
-    let journal_bytes = || -> u64 {
-        use std::os::unix::fs::MetadataExt as _;
-        std::fs::read_dir(d.path().join("journal"))
-            .unwrap()
-            .map(|e| e.unwrap().metadata().unwrap().blocks() * 512)
-            .sum()
-    };
+    let journal_bytes = || journal_disk_bytes(d.path());
     let streamed = || stored_objects(&fake) >= 17 && journal_bytes() < 12 * chunk as u64;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !streamed() && std::time::Instant::now() < deadline {
@@ -1021,10 +1015,15 @@ async fn a_long_write_streams_chunks_and_later_rewrites_of_them_survive_a_crash(
     v.shutdown().await;
     // The next run replays the journal; another device reads it all.
     let back = replay_then_read_elsewhere(&fake, d.path(), "big").await;
-    assert_eq!(back.len(), data.len());
-    if let Some(i) = back.iter().zip(&data).position(|(a, b)| a != b) {
-        let last = back.iter().zip(&data).rposition(|(a, b)| a != b).unwrap();
-        panic!("contents differ after replay at {i}..={last}");
+    assert_same_bytes(&back, &data, "after replay");
+}
+
+/// Fails with the range of bytes that differ (not megabytes of both).
+fn assert_same_bytes(got: &[u8], want: &[u8], when: &str) {
+    assert_eq!(got.len(), want.len(), "length {when}");
+    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
+        let last = got.iter().zip(want).rposition(|(a, b)| a != b).unwrap_or(i);
+        panic!("contents differ {when} at {i}..={last}");
     }
 }
 
@@ -1153,10 +1152,7 @@ async fn chunks_uploaded_from_memory_carry_the_last_write_of_every_segment() {
     );
     v.shutdown().await;
     let back = replay_then_read_elsewhere(&fake, d.path(), "seq").await;
-    assert_eq!(back.len(), data.len());
-    if let Some(i) = back.iter().zip(&data).position(|(a, b)| a != b) {
-        panic!("another device reads other bytes from offset {i}");
-    }
+    assert_same_bytes(&back, &data, "on another device");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
