@@ -125,6 +125,8 @@ struct State {
     /// `PUT /v1/nodes/{id}/record` requests and `POST /v1/batch` requests.
     record_puts: u64,
     batches: u64,
+    /// Whole objects downloaded (no range).
+    whole_downloads: u64,
 }
 
 /// A point requests of one kind stop at while a test holds them.
@@ -875,14 +877,16 @@ impl State {
         Ok(BatchResponse { results })
     }
 
-    fn download(&self, id: ObjectId, range: Option<ByteRange>) -> ApiResult<Bytes> {
+    fn download(&mut self, id: ObjectId, range: Option<ByteRange>) -> ApiResult<Bytes> {
         let obj = self
             .objects
             .get(&id)
             .filter(|o| o.state != ObjectState::Released)
             .ok_or_else(not_found)?;
         let Some(range) = range else {
-            return Ok(obj.data.clone());
+            let data = obj.data.clone();
+            self.whole_downloads += 1;
+            return Ok(data);
         };
         let len = obj.data.len() as u64;
         let r = range
@@ -944,6 +948,7 @@ impl FakeVault {
                 node_gets: 0,
                 record_puts: 0,
                 batches: 0,
+                whole_downloads: 0,
             }),
             batch_gate: Gate::default(),
             upload_gate: Gate::default(),
@@ -987,6 +992,11 @@ impl FakeVault {
     /// /v1/nodes/{id}/record`) so far.
     pub fn record_puts(&self) -> u64 {
         self.lock().record_puts
+    }
+
+    /// How many whole objects (no range) were downloaded so far.
+    pub fn whole_downloads(&self) -> u64 {
+        self.lock().whole_downloads
     }
 
     /// How many `POST /v1/batch` requests were answered so far.

@@ -7,7 +7,11 @@
 //! object list before it is cached or decrypted, and every segment is
 //! authenticated as it is decrypted, so a server that tampers produces an
 //! error, never bytes. Concurrent readers of one object share one download.
-//! Sequential readers get the next object fetched in the background.
+//! Sequential readers get the next objects fetched in the background; those
+//! go to the memory cache only when it holds the read-ahead window twice
+//! over (a stream read once would otherwise flush the disk cache and cost a
+//! copy of every byte). Checking and decrypting a whole object runs on the
+//! blocking pool, off the async workers that answer FUSE requests.
 //!
 //! Writes: a chunk of plaintext becomes one new object with a fresh random
 //! id, bound to its file and offset, uploaded with bounded parallelism; a
@@ -38,15 +42,15 @@ use crate::cache::{DiskCache, SegmentCache};
 
 const SEG: u64 = SEGMENT_SIZE as u64;
 /// Objects fetched ahead of sequential readers at once.
-const PREFETCHES: usize = 4;
+const PREFETCHES: usize = 6;
 /// Chunks of files still being written that upload at once.
 pub(crate) const EARLY_UPLOADS: usize = 4;
 
 /// Object reads and writes with their caches.
 pub(crate) struct Content<A> {
     remote: Arc<Remote<A>>,
-    key: ContentKey,
-    disk: Option<DiskCache>,
+    key: Arc<ContentKey>,
+    disk: Option<Arc<DiskCache>>,
     mem: SegmentCache,
     inflight: std::sync::Mutex<HashMap<ObjectId, Arc<tokio::sync::Mutex<()>>>>,
     uploads: Arc<Semaphore>,
@@ -76,8 +80,8 @@ impl<A: VaultApi + 'static> Content<A> {
     ) -> Self {
         Self {
             remote,
-            key,
-            disk,
+            key: Arc::new(key),
+            disk: disk.map(Arc::new),
             mem,
             inflight: std::sync::Mutex::new(HashMap::new()),
             uploads: Arc::new(Semaphore::new(parallel_uploads.max(1))),
@@ -89,7 +93,7 @@ impl<A: VaultApi + 'static> Content<A> {
 
     /// Bytes of ciphertext in the disk cache.
     pub(crate) fn disk_used(&self) -> u64 {
-        self.disk.as_ref().map_or(0, DiskCache::used_bytes)
+        self.disk.as_deref().map_or(0, DiskCache::used_bytes)
     }
 
     fn binding(file: NodeId, obj: &ObjectEntry) -> ObjectBinding {
@@ -136,7 +140,12 @@ impl<A: VaultApi + 'static> Content<A> {
     }
 
     /// Decrypted segment `index` of `obj`.
-    async fn segment(&self, file: NodeId, obj: &ObjectEntry, index: u64) -> FsResult<Bytes> {
+    pub(crate) async fn segment(
+        &self,
+        file: NodeId,
+        obj: &ObjectEntry,
+        index: u64,
+    ) -> FsResult<Bytes> {
         if let Some(b) = self.mem.get(obj.id, index) {
             return Ok(b);
         }
@@ -151,7 +160,7 @@ impl<A: VaultApi + 'static> Content<A> {
         let ct_len = common::crypto::content::ciphertext_len(obj.len)?;
         match &self.disk {
             Some(disk) if ct_len <= disk.capacity() => {
-                self.download_whole(file, obj, disk).await?;
+                self.download_whole(file, obj, Some(disk.clone())).await?;
                 match self.mem.get(obj.id, index) {
                     Some(b) => Ok(b),
                     None => self
@@ -198,13 +207,18 @@ impl<A: VaultApi + 'static> Content<A> {
         }
     }
 
-    /// Downloads, verifies and caches a whole object, and decrypts it into
-    /// the memory cache.
+    /// Downloads and verifies a whole object, caches it in `disk` if given,
+    /// and decrypts it into the memory cache.
+    ///
+    /// The digest, the disk cache write and the decryption of up to 4 MiB
+    /// run on the blocking pool: milliseconds of CPU on an async worker
+    /// would hold up the FUSE requests queued behind it (with one worker
+    /// per core, a reader waits for every read-ahead in flight).
     async fn download_whole(
         &self,
         file: NodeId,
         obj: &ObjectEntry,
-        disk: &DiskCache,
+        disk: Option<Arc<DiskCache>>,
     ) -> FsResult<()> {
         let id = obj.id;
         let ct = self
@@ -213,27 +227,12 @@ impl<A: VaultApi + 'static> Content<A> {
                 api.download_object(&t, id, None).await
             })
             .await?;
-        obj.digest.verify(&ct)?;
-        if let Err(e) = disk.insert(obj.id, &ct) {
-            tracing::warn!(error = %e, "cannot write to the disk cache");
-        }
-        let (header, body) = ct
-            .split_at_checked(HEADER_LEN)
-            .ok_or(FsError::Integrity(common::crypto::CryptoError::OutOfRange))?;
-        let dec = ObjectDecryptor::new(&self.key, &Self::binding(file, obj), header, obj.len)?;
-        let mut rest = body;
-        for index in 0..segment_count(obj.len) {
-            let n =
-                usize::try_from(seg_len(obj.len, index)).map_err(|_| FsError::TooBig)? + TAG_LEN;
-            let (seg, tail) = rest
-                .split_at_checked(n)
-                .ok_or(FsError::Integrity(common::crypto::CryptoError::OutOfRange))?;
-            let mut plain = Vec::with_capacity(n);
-            dec.open_segment(index, seg, &mut plain)?;
-            self.mem.insert(obj.id, index, Bytes::from(plain));
-            rest = tail;
-        }
-        Ok(())
+        let (key, mem, obj) = (self.key.clone(), self.mem.clone(), obj.clone());
+        tokio::task::spawn_blocking(move || {
+            open_whole(&key, file, &obj, &ct, disk.as_deref(), &mem)
+        })
+        .await
+        .map_err(|e| FsError::Internal(format!("decryption task failed: {e}")))?
     }
 
     /// Fetches just the header and one segment (no disk cache).
@@ -267,10 +266,29 @@ impl<A: VaultApi + 'static> Content<A> {
         Ok(b)
     }
 
+    /// Whether read-ahead keeps `obj` in the memory cache only. A whole
+    /// chunk read ahead for a sequential reader is read once, soon, and in
+    /// order: writing it to the disk cache would cost one more copy of every
+    /// byte streamed and push the small files and random reads the disk
+    /// cache is for out of it (the write side does the same, see
+    /// [`Content::stored`]). That needs a memory cache that holds the
+    /// read-ahead window twice over, or segments would be evicted before
+    /// they are read and fetched again.
+    fn streams_in_memory(&self, obj: &ObjectEntry) -> bool {
+        obj.len >= CHUNK && self.mem.capacity() >= 2 * PREFETCHES as u64 * CHUNK
+    }
+
+    /// Whether every segment of `obj` is in the memory cache (the first and
+    /// the last stand for them: they are inserted together).
+    fn in_memory(&self, obj: &ObjectEntry) -> bool {
+        let last = segment_count(obj.len).saturating_sub(1);
+        self.mem.get(obj.id, 0).is_some() && self.mem.get(obj.id, last).is_some()
+    }
+
     /// Fetches `obj` in the background if it is not cached (read-ahead).
     pub(crate) fn prefetch(self: &Arc<Self>, file: NodeId, obj: ObjectEntry) {
         let Some(disk) = &self.disk else { return };
-        if disk.contains(obj.id) || self.mem.get(obj.id, 0).is_some() {
+        if disk.contains(obj.id) || self.in_memory(&obj) {
             return;
         }
         let Ok(permit) = self.prefetches.clone().try_acquire_owned() else {
@@ -281,10 +299,12 @@ impl<A: VaultApi + 'static> Content<A> {
             let _permit = permit;
             let lock = this.object_lock(obj.id);
             let _guard = lock.lock().await;
-            if let Some(disk) = &this.disk
-                && !disk.contains(obj.id)
-                && let Err(e) = this.download_whole(file, &obj, disk).await
-            {
+            let Some(disk) = &this.disk else { return };
+            if disk.contains(obj.id) || this.in_memory(&obj) {
+                return;
+            }
+            let keep = (!this.streams_in_memory(&obj)).then(|| disk.clone());
+            if let Err(e) = this.download_whole(file, &obj, keep).await {
                 tracing::debug!(error = %e, "read-ahead failed");
             }
         });
@@ -321,24 +341,7 @@ impl<A: VaultApi + 'static> Content<A> {
         offset: u64,
         plain: &[u8],
     ) -> FsResult<(ObjectEntry, Bytes)> {
-        let id = ObjectId::random()?;
-        let binding = ObjectBinding {
-            file,
-            object: id,
-            offset,
-        };
-        let len = plain.len() as u64;
-        let ct = Bytes::from(encrypt_object(&self.key, &binding, plain)?);
-        let digest = sha256(&ct);
-        Ok((
-            ObjectEntry {
-                id,
-                offset,
-                len,
-                digest: ObjectDigest::from_bytes(digest),
-            },
-            ct,
-        ))
+        seal(&self.key, file, offset, plain)
     }
 
     /// An object this mount just stored on the server, of `len` plaintext
@@ -393,4 +396,71 @@ impl<A: VaultApi + 'static> Content<A> {
         self.stored(id, entry.len, &ct);
         Ok(entry)
     }
+}
+
+/// Encrypts `plain` as a new object at `offset` of `file`: its entry for the
+/// file's object list, and the ciphertext to upload.
+fn seal(
+    key: &ContentKey,
+    file: NodeId,
+    offset: u64,
+    plain: &[u8],
+) -> FsResult<(ObjectEntry, Bytes)> {
+    let id = ObjectId::random()?;
+    let binding = ObjectBinding {
+        file,
+        object: id,
+        offset,
+    };
+    let ct = Bytes::from(encrypt_object(key, &binding, plain)?);
+    let digest = sha256(&ct);
+    Ok((
+        ObjectEntry {
+            id,
+            offset,
+            len: plain.len() as u64,
+            digest: ObjectDigest::from_bytes(digest),
+        },
+        ct,
+    ))
+}
+
+/// Checks the downloaded whole object `ct` against its entry `obj` (digest
+/// first, FORMAT.md 9.8), caches it in `disk` if given, and decrypts every
+/// segment into `mem`. Nothing reaches `mem` from a segment that fails.
+fn open_whole(
+    key: &ContentKey,
+    file: NodeId,
+    obj: &ObjectEntry,
+    ct: &[u8],
+    disk: Option<&DiskCache>,
+    mem: &SegmentCache,
+) -> FsResult<()> {
+    obj.digest.verify(ct)?;
+    if let Some(disk) = disk
+        && let Err(e) = disk.insert(obj.id, ct)
+    {
+        tracing::warn!(error = %e, "cannot write to the disk cache");
+    }
+    let (header, body) = ct
+        .split_at_checked(HEADER_LEN)
+        .ok_or(FsError::Integrity(common::crypto::CryptoError::OutOfRange))?;
+    let binding = ObjectBinding {
+        file,
+        object: obj.id,
+        offset: obj.offset,
+    };
+    let dec = ObjectDecryptor::new(key, &binding, header, obj.len)?;
+    let mut rest = body;
+    for index in 0..segment_count(obj.len) {
+        let n = usize::try_from(seg_len(obj.len, index)).map_err(|_| FsError::TooBig)? + TAG_LEN;
+        let (seg, tail) = rest
+            .split_at_checked(n)
+            .ok_or(FsError::Integrity(common::crypto::CryptoError::OutOfRange))?;
+        let mut plain = Vec::with_capacity(n);
+        dec.open_segment(index, seg, &mut plain)?;
+        mem.insert(obj.id, index, Bytes::from(plain));
+        rest = tail;
+    }
+    Ok(())
 }

@@ -548,9 +548,18 @@ impl FileInner {
         let mut pos = offset;
         while pos < end {
             let seg = pos / SEG;
-            let bytes = self.segment(io, seg).await?;
             let from = usize_of(pos - seg * SEG)?;
             let to = usize_of((end - seg * SEG).min(SEG))?;
+            // Committed segments are copied once, from the cache.
+            let cached = self.object_segment(io, seg).await?;
+            let owned;
+            let bytes: &[u8] = match &cached {
+                Some(b) => b,
+                None => {
+                    owned = self.segment(io, seg).await?;
+                    &owned
+                }
+            };
             out.extend_from_slice(
                 bytes
                     .get(from..to)
@@ -559,6 +568,46 @@ impl FileInner {
             pos = seg * SEG + to as u64;
         }
         Ok(out)
+    }
+
+    /// Segment `seg` as the content cache holds it, when the file's bytes
+    /// there are exactly one object's whole segment: nothing written over
+    /// it since, and not clipped by a truncation. `None` otherwise (the
+    /// caller assembles it with [`FileInner::segment`]).
+    async fn object_segment<A: VaultApi + 'static>(
+        &self,
+        io: &Io<'_, A>,
+        seg: u64,
+    ) -> FsResult<Option<bytes::Bytes>> {
+        let start = seg * SEG;
+        let len = self.size().saturating_sub(start).min(SEG);
+        if len == 0
+            || self.tail.as_ref().is_some_and(|(t, _)| *t == seg)
+            || self.held_segment(seg).is_some()
+            || self.staged.contains_key(&seg)
+        {
+            return Ok(None);
+        }
+        let obj = match self.uploaded.get(&(seg / SEGS_PER_CHUNK)) {
+            Some(obj) => obj,
+            None if start + len <= self.base_limit => {
+                let first = self.base.partition_point(|o| o.offset + o.len <= start);
+                match self.base.get(first) {
+                    Some(obj) => obj,
+                    None => return Ok(None),
+                }
+            }
+            None => return Ok(None),
+        };
+        let Some(local) = start.checked_sub(obj.offset) else {
+            return Ok(None);
+        };
+        if local % SEG != 0 || local + len > obj.len {
+            return Ok(None);
+        }
+        let bytes = io.content.segment(self.node, obj, local / SEG).await?;
+        let len = usize_of(len)?;
+        Ok((bytes.len() >= len).then(|| bytes.slice(..len)))
     }
 
     /// Plaintext of chunk `k` as the file holds it now.

@@ -1471,4 +1471,4 @@ fn staged_bytes(inner: &FileInner) -> u64 {
 }
 
 /// Chunks (4 MiB objects) fetched ahead of a sequential reader.
-const READ_AHEAD_CHUNKS: u64 = 3;
+const READ_AHEAD_CHUNKS: u64 = 6;

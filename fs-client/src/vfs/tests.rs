@@ -1232,3 +1232,75 @@ async fn only_partial_chunks_just_written_stay_in_the_disk_cache() {
     assert_eq!(read_file(&v, ino).await.unwrap(), data);
     v.shutdown().await;
 }
+
+/// Reads `ino` from start to end in 1 MiB reads; after the first one,
+/// waits until the fake has served `wait_for` whole objects, so the
+/// read-ahead it started has landed before the reader gets there.
+async fn read_after_readahead(
+    v: &Vfs<FakeVault>,
+    fake: &FakeVault,
+    ino: Ino,
+    wait_for: u64,
+) -> Vec<u8> {
+    let fh = v.open(ino, OpenMode::default()).await.unwrap();
+    let size = v.getattr(ino).await.unwrap().size;
+    let mut out = Vec::new();
+    while (out.len() as u64) < size {
+        let chunk = v.read(ino, fh, out.len() as u64, 1 << 20).await.unwrap();
+        assert!(!chunk.is_empty(), "short read at {}", out.len());
+        if out.is_empty() {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while fake.whole_downloads() < wait_for {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "read-ahead never came"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        out.extend_from_slice(&chunk);
+    }
+    v.release(ino, fh).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequential_read_streams_through_memory_not_the_disk_cache() {
+    const CHUNKS: usize = 6;
+    let chunk = usize::try_from(file::CHUNK).unwrap();
+    let ct_chunk = common::crypto::content::ciphertext_len(file::CHUNK).unwrap();
+    let fake = Arc::new(FakeVault::new());
+    let data = pattern(CHUNKS * chunk, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let v = start(&fake, dir.path()).await;
+    let ino = write_file(&v, ROOT_INO, "big", &data).await;
+    v.sync_all().await.unwrap();
+    v.shutdown().await;
+
+    // A memory cache that holds the read-ahead window: the objects read
+    // ahead are decrypted into it and never written to the disk cache; only
+    // the first, which the reader fetched itself, is. None is fetched twice.
+    let streaming = tempfile::tempdir().unwrap();
+    let mut cfg = config(streaming.path());
+    cfg.memory_cache_bytes = 64 << 20;
+    let w = start_with(&fake, cfg).await;
+    let ino = w.lookup(ROOT_INO, os("big")).await.map_or(ino, |a| a.ino);
+    let before = fake.whole_downloads();
+    let got = read_after_readahead(&w, &fake, ino, before + CHUNKS as u64).await;
+    assert_same_bytes(&got, &data, "streamed");
+    assert_eq!(fake.whole_downloads() - before, CHUNKS as u64);
+    assert_eq!(w.cache_used(), ct_chunk);
+    w.shutdown().await;
+
+    // A memory cache too small for that: read-ahead goes to the disk cache,
+    // so nothing is evicted before it is read and fetched again.
+    let small = tempfile::tempdir().unwrap();
+    let w = start(&fake, small.path()).await;
+    let ino = w.lookup(ROOT_INO, os("big")).await.unwrap().ino;
+    let before = fake.whole_downloads();
+    let got = read_after_readahead(&w, &fake, ino, before + CHUNKS as u64).await;
+    assert_same_bytes(&got, &data, "read ahead to disk");
+    assert_eq!(fake.whole_downloads() - before, CHUNKS as u64);
+    assert_eq!(w.cache_used(), CHUNKS as u64 * ct_chunk);
+    w.shutdown().await;
+}
