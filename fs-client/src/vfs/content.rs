@@ -96,14 +96,6 @@ impl<A: VaultApi + 'static> Content<A> {
         self.disk.as_deref().map_or(0, DiskCache::used_bytes)
     }
 
-    fn binding(file: NodeId, obj: &ObjectEntry) -> ObjectBinding {
-        ObjectBinding {
-            file,
-            object: obj.id,
-            offset: obj.offset,
-        }
-    }
-
     fn object_lock(&self, id: ObjectId) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > 256 {
@@ -190,7 +182,7 @@ impl<A: VaultApi + 'static> Content<A> {
         let Some(ct) = disk.read_at(obj.id, range.start, len).ok().flatten() else {
             return Ok(None);
         };
-        let dec = ObjectDecryptor::new(&self.key, &Self::binding(file, obj), &header, obj.len)?;
+        let dec = ObjectDecryptor::new(&self.key, &binding(file, obj), &header, obj.len)?;
         let mut plain = Vec::with_capacity(len);
         match dec.open_segment(index, &ct, &mut plain) {
             Ok(()) => {
@@ -258,7 +250,7 @@ impl<A: VaultApi + 'static> Content<A> {
                 async move { api.download_object(&t, id, ByteRange::from_range(r)).await }
             })
             .await?;
-        let dec = ObjectDecryptor::new(&self.key, &Self::binding(file, obj), &header, obj.len)?;
+        let dec = ObjectDecryptor::new(&self.key, &binding(file, obj), &header, obj.len)?;
         let mut plain = Vec::with_capacity(ct.len());
         dec.open_segment(index, &ct, &mut plain)?;
         let b = Bytes::from(plain);
@@ -341,7 +333,23 @@ impl<A: VaultApi + 'static> Content<A> {
         offset: u64,
         plain: &[u8],
     ) -> FsResult<(ObjectEntry, Bytes)> {
-        seal(&self.key, file, offset, plain)
+        let id = ObjectId::random()?;
+        let binding = ObjectBinding {
+            file,
+            object: id,
+            offset,
+        };
+        let ct = Bytes::from(encrypt_object(&self.key, &binding, plain)?);
+        let digest = sha256(&ct);
+        Ok((
+            ObjectEntry {
+                id,
+                offset,
+                len: plain.len() as u64,
+                digest: ObjectDigest::from_bytes(digest),
+            },
+            ct,
+        ))
     }
 
     /// An object this mount just stored on the server, of `len` plaintext
@@ -398,31 +406,13 @@ impl<A: VaultApi + 'static> Content<A> {
     }
 }
 
-/// Encrypts `plain` as a new object at `offset` of `file`: its entry for the
-/// file's object list, and the ciphertext to upload.
-fn seal(
-    key: &ContentKey,
-    file: NodeId,
-    offset: u64,
-    plain: &[u8],
-) -> FsResult<(ObjectEntry, Bytes)> {
-    let id = ObjectId::random()?;
-    let binding = ObjectBinding {
+/// What an object of `file` is bound to (its AAD, FORMAT.md 9.4).
+fn binding(file: NodeId, obj: &ObjectEntry) -> ObjectBinding {
+    ObjectBinding {
         file,
-        object: id,
-        offset,
-    };
-    let ct = Bytes::from(encrypt_object(key, &binding, plain)?);
-    let digest = sha256(&ct);
-    Ok((
-        ObjectEntry {
-            id,
-            offset,
-            len: plain.len() as u64,
-            digest: ObjectDigest::from_bytes(digest),
-        },
-        ct,
-    ))
+        object: obj.id,
+        offset: obj.offset,
+    }
 }
 
 /// Checks the downloaded whole object `ct` against its entry `obj` (digest
@@ -445,12 +435,7 @@ fn open_whole(
     let (header, body) = ct
         .split_at_checked(HEADER_LEN)
         .ok_or(FsError::Integrity(common::crypto::CryptoError::OutOfRange))?;
-    let binding = ObjectBinding {
-        file,
-        object: obj.id,
-        offset: obj.offset,
-    };
-    let dec = ObjectDecryptor::new(key, &binding, header, obj.len)?;
+    let dec = ObjectDecryptor::new(key, &binding(file, obj), header, obj.len)?;
     let mut rest = body;
     for index in 0..segment_count(obj.len) {
         let n = usize::try_from(seg_len(obj.len, index)).map_err(|_| FsError::TooBig)? + TAG_LEN;
