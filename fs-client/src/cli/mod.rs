@@ -272,6 +272,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let mounting = runs_a_mount(&cli.command);
     init_tracing(cli.verbose, mounting);
+    if mounting && !crate::mount::malloc::tune() {
+        tracing::debug!("glibc refused a malloc setting; its default stays");
+    }
     // A mount serves FUSE requests as tasks: it needs worker threads.
     let built = if mounting {
         tokio::runtime::Builder::new_multi_thread()

@@ -19,6 +19,8 @@
 //! - [`mountinfo`], [`paths`], [`size`], [`progress`]: the mount table,
 //!   local directories and the journal lock, `--cache-size` values, and the
 //!   unmount progress bar.
+//! - [`malloc`]: glibc allocator settings that keep the daemon's memory
+//!   near what its caches hold.
 //!
 //! Invariants: one daemon per account and data directory (the journal
 //! lock); the vault key and subkeys live only in memory and zeroize on
@@ -31,6 +33,7 @@ pub mod daemon;
 pub mod fuse;
 pub mod handoff;
 pub mod keyring;
+pub mod malloc;
 pub mod mountinfo;
 pub mod paths;
 pub mod progress;
