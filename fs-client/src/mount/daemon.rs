@@ -191,6 +191,7 @@ impl Mounted {
             memory_cache_bytes: options.memory_cache_bytes,
             read_only: options.read_only,
             upload_parallelism: UPLOADS,
+            journal_spare_files: crate::vfs::JOURNAL_SPARE_FILES,
         };
         let vfs = Arc::new(
             Vfs::start(Arc::new(api), tokens, subkeys, config)

@@ -285,13 +285,14 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
 }
 
 impl Journal {
-    /// Opens (creating) the journal in `dir`.
-    pub(crate) fn open(dir: &Path, key: LocalKey) -> FsResult<Self> {
+    /// Opens (creating) the journal in `dir`, its pool of empty files
+    /// kept stocked with `spare` (see `recycle`).
+    pub(crate) fn open(dir: &Path, key: LocalKey, spare: usize) -> FsResult<Self> {
         create_private_dir(dir)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             key,
-            pool: Recycle::open(&dir.join("free"))?,
+            pool: Recycle::open(&dir.join("free"), spare)?,
             held: Arc::new(AtomicUsize::new(0)),
         })
     }
@@ -891,7 +892,7 @@ mod tests {
     fn a_small_files_segment_rides_in_its_manifest() {
         use std::os::unix::fs::MetadataExt as _;
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path(), key()).unwrap();
+        let j = Journal::open(dir.path(), key(), 0).unwrap();
         // Fits in a page: written in place, and may be overwritten so.
         let tiny = small(NodeId::from_bytes([1; 16]), 100);
         assert!(j.write_manifest(&tiny, None, false, false).unwrap());
@@ -931,7 +932,7 @@ mod tests {
     #[test]
     fn a_first_manifest_cut_short_between_its_pages_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path(), key()).unwrap();
+        let j = Journal::open(dir.path(), key(), 0).unwrap();
         let node = NodeId::from_bytes([3; 16]);
         j.write_manifest(&small(node, 9000), None, false, false)
             .unwrap();
@@ -951,7 +952,7 @@ mod tests {
     #[test]
     fn stage_slots_round_trip_and_stay_in_place() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path(), key()).unwrap();
+        let j = Journal::open(dir.path(), key(), 0).unwrap();
         let node = NodeId::from_bytes([5; 16]);
         let s = j.stage(node, 1).unwrap();
         s.write(0, b"first").unwrap();
@@ -981,7 +982,7 @@ mod tests {
     #[test]
     fn chunks_held_in_memory_are_bounded_for_the_whole_mount() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path(), key()).unwrap();
+        let j = Journal::open(dir.path(), key(), 0).unwrap();
         let mut slots: Vec<HeldSlot> = (0..HELD_CHUNKS).map_while(|_| j.hold_slot()).collect();
         assert_eq!(slots.len(), HELD_CHUNKS);
         assert!(j.hold_slot().is_none(), "more than the budget");
@@ -998,7 +999,7 @@ mod tests {
     #[test]
     fn a_slot_written_while_its_range_is_being_punched_waits_and_is_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path(), key()).unwrap();
+        let j = Journal::open(dir.path(), key(), 0).unwrap();
         let s = Arc::new(j.stage(NodeId::from_bytes([5; 16]), 1).unwrap());
         for i in 0..4 {
             s.write(i, b"old").unwrap();
@@ -1033,7 +1034,7 @@ mod tests {
     #[test]
     fn a_slot_reads_into_the_end_of_a_buffer_and_a_bad_one_leaves_it_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path(), key()).unwrap();
+        let j = Journal::open(dir.path(), key(), 0).unwrap();
         let s = j.stage(NodeId::from_bytes([5; 16]), 1).unwrap();
         s.write(0, b"abc").unwrap();
         s.write(1, b"def").unwrap();
@@ -1054,7 +1055,7 @@ mod tests {
     #[test]
     fn manifests_round_trip_and_tampering_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path(), key()).unwrap();
+        let j = Journal::open(dir.path(), key(), 0).unwrap();
         let node = NodeId::from_bytes([5; 16]);
         let m = manifest(node);
         j.write_manifest(&m, None, true, false).unwrap();
@@ -1073,7 +1074,7 @@ mod tests {
     #[test]
     fn remove_takes_the_current_stage_and_a_restart_sweeps_left_over_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path(), key()).unwrap();
+        let j = Journal::open(dir.path(), key(), 0).unwrap();
         let node = NodeId::from_bytes([5; 16]);
         let orphan = NodeId::from_bytes([6; 16]);
         let mut m = manifest(node);
@@ -1112,7 +1113,7 @@ mod tests {
     fn a_page_manifest_is_overwritten_in_place_and_a_big_one_replaced() {
         use std::os::unix::fs::MetadataExt as _;
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path(), key()).unwrap();
+        let j = Journal::open(dir.path(), key(), 0).unwrap();
         let node = NodeId::from_bytes([5; 16]);
         let path = j.manifest_path(node);
         let mut m = manifest(node);
@@ -1169,7 +1170,7 @@ mod tests {
     fn a_record_change_is_rewritten_in_place_and_its_file_reused() {
         use std::os::unix::fs::MetadataExt as _;
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path(), key()).unwrap();
+        let j = Journal::open(dir.path(), key(), 0).unwrap();
         let node = NodeId::from_bytes([5; 16]);
         let path = j.page_file(node, PageFile::Record);
         j.write_page(node, PageFile::Record, b"first change")
@@ -1201,7 +1202,7 @@ mod tests {
     #[test]
     fn records_of_older_runs_and_cut_short_ones_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path(), key()).unwrap();
+        let j = Journal::open(dir.path(), key(), 0).unwrap();
         // An older version wrote the sealed change whole.
         let old = NodeId::from_bytes([5; 16]);
         fs::write(j.page_file(old, PageFile::Record), b"sealed whole").unwrap();
@@ -1242,7 +1243,7 @@ mod tests {
     #[test]
     fn a_first_manifest_cut_short_before_its_write_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path(), key()).unwrap();
+        let j = Journal::open(dir.path(), key(), 0).unwrap();
         // The first manifest of a file is written in place into a file of
         // the pool; a run that ended between the two left it empty.
         let retired = dir.path().join("retired");
@@ -1263,7 +1264,7 @@ mod tests {
     #[test]
     fn the_stages_of_an_unreadable_manifest_are_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path(), key()).unwrap();
+        let j = Journal::open(dir.path(), key(), 0).unwrap();
         let node = NodeId::from_bytes([8; 16]);
         j.stage(node, 3).unwrap().write(0, b"a").unwrap();
         fs::write(j.manifest_path(node), b"not a sealed manifest").unwrap();
@@ -1275,7 +1276,7 @@ mod tests {
     fn stage_names_parse_back() {
         let node = NodeId::from_bytes([9; 16]);
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path(), key()).unwrap();
+        let j = Journal::open(dir.path(), key(), 0).unwrap();
         let path = j.stage_path(node, 0xfeed);
         let name = path.file_name().unwrap().to_str().unwrap();
         assert_eq!(parse_stage_name(name), Some((node, 0xfeed)));

@@ -65,6 +65,11 @@ use self::remote::{Budget, Remote};
 use crate::api::{ListQuery, TokenSource, VaultApi};
 use crate::cache::{DiskCache, SegmentCache};
 
+/// The journal's stock of empty files for a mount: as many as a burst of
+/// new small files (an untar, `cp -r`) has pending before the uploads
+/// catch up, at the cost of one empty inode each.
+pub const JOURNAL_SPARE_FILES: usize = 4096;
+
 /// How a mount behaves.
 #[derive(Debug, Clone)]
 pub struct VfsConfig {
@@ -81,6 +86,10 @@ pub struct VfsConfig {
     pub read_only: bool,
     /// Uploads running at once.
     pub upload_parallelism: usize,
+    /// Empty files the journal keeps made ahead, so that a new file's
+    /// manifest allocates no inode on the `close` path (0: none; see
+    /// [`JOURNAL_SPARE_FILES`]).
+    pub journal_spare_files: usize,
 }
 
 /// A mounted vault's filesystem logic.
@@ -167,7 +176,11 @@ impl<A: VaultApi + 'static> Vfs<A> {
             config.upload_parallelism.clamp(1, 16),
             background.clone(),
         ));
-        let journal = journal::Journal::open(&config.journal_dir, keys.local.clone())?;
+        let journal = journal::Journal::open(
+            &config.journal_dir,
+            keys.local.clone(),
+            config.journal_spare_files,
+        )?;
         let device_id = held::device_id(&config.journal_dir)?;
         let core = Arc::new(Core {
             remote,

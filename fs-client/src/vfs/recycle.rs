@@ -10,9 +10,17 @@
 //! new stage file or manifest is renamed out of it: no inode is made or
 //! freed while the pool lasts.
 //!
+//! The pool is also kept stocked ahead of need: when it holds fewer than
+//! three quarters of its `spare` files, a background thread makes empty
+//! files until it holds `spare` again. A burst of new files (`cp -r`, an
+//! untar) then takes every manifest from the pool instead of allocating
+//! an inode on the `close` path: in a profile of `cp -r` of 10k small
+//! files into a fresh mount, `ext4_create` was 30% of the daemon's CPU,
+//! every bit of it between the `close` and its answer.
+//!
 //! Invariants: a file in the pool is empty and nobody has it open (the
 //! caller only retires a stage file no descriptor uses; see
-//! `Journal::remove`). Taking never replaces an existing file (rename with
+//! `Journal::remove`; the filler adds a file only once it is made). Taking never replaces an existing file (rename with
 //! `RENAME_NOREPLACE`). The pool holds at most [`POOL_MAX`] files; beyond
 //! that a retired file is deleted. Files left in `free/` by an earlier run
 //! are adopted at open (emptied again, in case a crash came between the
@@ -20,9 +28,10 @@
 
 use std::fs::{self, OpenOptions};
 use std::io;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rustix::fs::{CWD, RenameFlags, renameat_with};
 
@@ -40,14 +49,25 @@ pub(crate) const POOL_MAX: usize = 1 << 16;
 /// The pool of empty files in one directory.
 #[derive(Debug)]
 pub(crate) struct Recycle {
+    shared: Arc<Shared>,
+    /// Files the pool is kept stocked with (0: it only holds what is
+    /// retired).
+    spare: usize,
+}
+
+#[derive(Debug)]
+struct Shared {
     dir: PathBuf,
     free: Mutex<Vec<u64>>,
     next: AtomicU64,
+    /// A filler thread is running.
+    filling: AtomicBool,
 }
 
 impl Recycle {
-    /// Opens (creating) the pool in `dir`, adopting the files there.
-    pub(crate) fn open(dir: &Path) -> io::Result<Self> {
+    /// Opens (creating) the pool in `dir`, adopting the files there, and
+    /// keeps it stocked with `spare` files (at most [`POOL_MAX`]).
+    pub(crate) fn open(dir: &Path, spare: usize) -> io::Result<Self> {
         fs::create_dir_all(dir)?;
         let mut free = Vec::new();
         for entry in fs::read_dir(dir)? {
@@ -70,21 +90,49 @@ impl Recycle {
             }
         }
         let next = free.iter().max().map_or(0, |m| m.saturating_add(1));
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            free: Mutex::new(free),
-            next: AtomicU64::new(next),
-        })
+        let pool = Self {
+            shared: Arc::new(Shared {
+                dir: dir.to_path_buf(),
+                free: Mutex::new(free),
+                next: AtomicU64::new(next),
+                filling: AtomicBool::new(false),
+            }),
+            spare: spare.min(POOL_MAX),
+        };
+        pool.stock();
+        Ok(pool)
     }
 
     fn slot(&self, n: u64) -> PathBuf {
-        self.dir.join(n.to_string())
+        self.shared.slot(n)
     }
 
     fn free(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
-        self.free
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.shared.free()
+    }
+
+    /// Starts the filler when the pool is below three quarters of its
+    /// spare files and no filler runs.
+    fn stock(&self) {
+        let spare = self.spare;
+        if spare == 0
+            || self.free().len() >= spare - spare / 4
+            || self.shared.filling.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let shared = self.shared.clone();
+        let started = std::thread::Builder::new()
+            .name("journal-pool".into())
+            .spawn(move || {
+                if let Err(e) = shared.fill(spare) {
+                    tracing::debug!(error = %e, "cannot make spare journal files");
+                }
+                shared.filling.store(false, Ordering::Release);
+            });
+        if started.is_err() {
+            self.shared.filling.store(false, Ordering::Release);
+        }
     }
 
     /// Takes `path` away (as removing it would) into the pool, emptied.
@@ -93,7 +141,7 @@ impl Recycle {
         if self.free().len() >= POOL_MAX {
             return remove_if_present(path);
         }
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.shared.next.fetch_add(1, Ordering::Relaxed);
         let slot = self.slot(n);
         match fs::rename(path, &slot) {
             Ok(()) => {}
@@ -111,7 +159,9 @@ impl Recycle {
     /// there yet; the caller then opens `path` as it would have anyway.
     /// True when it did.
     pub(crate) fn take(&self, path: &Path) -> bool {
-        let Some(n) = self.free().pop() else {
+        let taken = self.free().pop();
+        self.stock();
+        let Some(n) = taken else {
             return false;
         };
         match renameat_with(CWD, self.slot(n), CWD, path, RenameFlags::NOREPLACE) {
@@ -130,6 +180,32 @@ impl Recycle {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.free().len()
+    }
+}
+
+impl Shared {
+    fn slot(&self, n: u64) -> PathBuf {
+        self.dir.join(n.to_string())
+    }
+
+    fn free(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
+        self.free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes empty files until the pool holds `spare`.
+    fn fill(&self, spare: usize) -> io::Result<()> {
+        while self.free().len() < spare {
+            let n = self.next.fetch_add(1, Ordering::Relaxed);
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(self.slot(n))?;
+            self.free().push(n);
+        }
+        Ok(())
     }
 }
 
@@ -155,7 +231,7 @@ mod tests {
     #[test]
     fn a_retired_file_comes_back_empty_under_a_new_name() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = Recycle::open(&dir.path().join("free")).unwrap();
+        let pool = Recycle::open(&dir.path().join("free"), 0).unwrap();
         let a = dir.path().join("a");
         fs::write(&a, b"old contents").unwrap();
         let inode = fs::metadata(&a).unwrap().ino();
@@ -181,7 +257,7 @@ mod tests {
     #[test]
     fn taking_never_replaces_a_file() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = Recycle::open(&dir.path().join("free")).unwrap();
+        let pool = Recycle::open(&dir.path().join("free"), 0).unwrap();
         let a = dir.path().join("a");
         fs::write(&a, b"x").unwrap();
         pool.retire(&a).unwrap();
@@ -199,7 +275,7 @@ mod tests {
         fs::create_dir_all(&free).unwrap();
         fs::write(free.join("7"), b"left over").unwrap();
         fs::write(free.join("junk"), b"?").unwrap();
-        let pool = Recycle::open(&free).unwrap();
+        let pool = Recycle::open(&free, 0).unwrap();
         assert_eq!(pool.len(), 1);
         assert!(!free.join("junk").exists());
         assert_eq!(fs::metadata(free.join("7")).unwrap().len(), 0);
@@ -209,5 +285,46 @@ mod tests {
         pool.retire(&a).unwrap();
         assert_eq!(pool.len(), 2);
         assert!(free.join("8").exists());
+    }
+
+    /// Waits (up to 10 s) for the pool to hold `n` files.
+    fn wait_for(pool: &Recycle, n: usize) -> usize {
+        for _ in 0..1000 {
+            if pool.len() == n && !pool.shared.filling.load(Ordering::Acquire) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        pool.len()
+    }
+
+    #[test]
+    fn the_pool_is_kept_stocked_with_its_spare_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = dir.path().join("free");
+        fs::create_dir_all(&free).unwrap();
+        fs::write(free.join("3"), b"left over").unwrap();
+        let pool = Recycle::open(&free, 8).unwrap();
+        assert_eq!(wait_for(&pool, 8), 8, "stocked at open");
+        let mut names: Vec<_> = fs::read_dir(&free)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort_by_key(|n| n.parse::<u64>().unwrap());
+        assert_eq!(names, ["3", "4", "5", "6", "7", "8", "9", "10"]);
+        assert!(
+            names
+                .iter()
+                .all(|n| fs::metadata(free.join(n)).unwrap().len() == 0)
+        );
+
+        // Taking one leaves it above three quarters: no refill yet.
+        assert!(pool.take(&dir.path().join("a")));
+        assert_eq!(wait_for(&pool, 7), 7);
+        // Below three quarters (5 < 6): filled back to 8.
+        assert!(pool.take(&dir.path().join("b")));
+        assert!(pool.take(&dir.path().join("c")));
+        assert_eq!(wait_for(&pool, 8), 8, "refilled");
+        assert_eq!(fs::read_dir(&free).unwrap().count(), 8);
     }
 }

@@ -35,6 +35,7 @@ fn config(dir: &Path) -> VfsConfig {
         memory_cache_bytes: 16 << 20,
         read_only: false,
         upload_parallelism: 4,
+        journal_spare_files: 0,
     }
 }
 
