@@ -27,6 +27,8 @@ use common::api::tree::{
     CommitRequest, InlineObject, NodeIds, NodeInfo,
 };
 use common::crypto::attrs::{NodeAttributes, ObjectEntry};
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use tokio::sync::MutexGuard;
 
 use super::commit::{self, commit_locked};
@@ -91,10 +93,19 @@ struct Plan<'a> {
     objects: Vec<(ObjectEntry, Bytes)>,
     since: u64,
     link_gen: u64,
+    /// Its new version is on the server.
+    landed: bool,
 }
 
 /// Commits `files` (every one with changes: small ones batched, the rest
 /// one by one). Returns the first error; the files it concerns stay dirty.
+///
+/// Up to [`IN_FLIGHT`] batches are under way at once: the next one is
+/// planned (its files locked, sealed) while the last is on the server, and
+/// sent while it is still there. The server stores a batch's objects
+/// before it takes the account's lock for its operations, so one batch's
+/// objects are written while the other's transaction runs. Groups are
+/// disjoint runs of `files` in inode order, so their locks never cross.
 pub(crate) async fn commit_files<A: VaultApi + 'static>(
     core: &Arc<Core<A>>,
     budget: Budget,
@@ -104,42 +115,76 @@ pub(crate) async fn commit_files<A: VaultApi + 'static>(
     files.dedup_by_key(|f| f.ino);
     let mut first_err = None;
     let mut at = 0;
-    while at < files.len() {
-        let (taken, res) = commit_group(core, budget, files.get(at..).unwrap_or(&[])).await;
-        if let Err(e) = res {
-            first_err.get_or_insert(e);
+    let mut sending = FuturesUnordered::new();
+    loop {
+        if at < files.len() && sending.len() < IN_FLIGHT {
+            let planning = prepare(core, budget, files.get(at..).unwrap_or(&[]));
+            tokio::pin!(planning);
+            // Keep the batches under way moving while this one is planned.
+            let group = loop {
+                tokio::select! {
+                    group = &mut planning => break group,
+                    Some(res) = sending.next(), if !sending.is_empty() => {
+                        if let Err(e) = res {
+                            first_err.get_or_insert(e);
+                        }
+                    }
+                }
+            };
+            at += group.taken.max(1);
+            sending.push(finish(core, budget, group));
+        } else if let Some(res) = sending.next().await {
+            if let Err(e) = res {
+                first_err.get_or_insert(e);
+            }
+        } else {
+            break;
         }
-        at += taken.max(1);
     }
     first_err.map_or(Ok(()), Err)
 }
 
-/// Commits a prefix of `files` as one batch; answers how many it took.
-async fn commit_group<A: VaultApi + 'static>(
+/// Batches one client has under way at once (see [`commit_files`]).
+const IN_FLIGHT: usize = 2;
+
+/// A prefix of the files, planned: the batch to send and the files that
+/// take the one-file path.
+struct Group<'a> {
+    /// How many files of the prefix it took (planned, single or skipped).
+    taken: usize,
+    plans: Vec<Plan<'a>>,
+    req: BatchRequest,
+    singles: Vec<(&'a Arc<FileState>, MutexGuard<'a, FileInner>)>,
+    done: Vec<Ino>,
+}
+
+/// Locks and plans a prefix of `files` as one batch.
+async fn prepare<'a, A: VaultApi + 'static>(
     core: &Arc<Core<A>>,
     budget: Budget,
-    files: &[Arc<FileState>],
-) -> (usize, FsResult<()>) {
-    let mut plans: Vec<Plan<'_>> = Vec::new();
-    let mut singles: Vec<(&Arc<FileState>, MutexGuard<'_, FileInner>)> = Vec::new();
-    let mut done = Vec::new();
-    let mut req = BatchRequest::default();
+    files: &'a [Arc<FileState>],
+) -> Group<'a> {
+    let mut g = Group {
+        taken: 0,
+        plans: Vec::new(),
+        req: BatchRequest::default(),
+        singles: Vec::new(),
+        done: Vec::new(),
+    };
     let mut inline: u64 = 0;
-    let mut taken = 0;
-    let mut first_err = None;
     let limit = core
         .batch_files
         .load(std::sync::atomic::Ordering::Relaxed)
         .clamp(MIN_FILES, MAX_FILES);
     for file in files {
-        if plans.len() >= limit {
+        if g.plans.len() >= limit {
             break;
         }
         let guard = if budget == Budget::Uploader {
             match file.inner.try_lock() {
-                Ok(g) => g,
+                Ok(guard) => guard,
                 Err(_) => {
-                    taken += 1;
+                    g.taken += 1;
                     continue;
                 }
             }
@@ -148,30 +193,48 @@ async fn commit_group<A: VaultApi + 'static>(
         };
         if guard.dirty && !guard.gone && batchable(&guard) {
             let need = guard.size() + OBJECT_OVERHEAD;
-            if inline + need > BATCH_MAX_INLINE_BYTES as u64 && !plans.is_empty() {
+            if inline + need > BATCH_MAX_INLINE_BYTES as u64 && !g.plans.is_empty() {
                 break;
             }
         }
-        taken += 1;
+        g.taken += 1;
         if !guard.dirty || guard.gone {
-            settled(core, file.ino, &mut done);
+            settled(core, file.ino, &mut g.done);
             continue;
         }
         if !batchable(&guard) {
-            singles.push((file, guard));
+            g.singles.push((file, guard));
             continue;
         }
-        match plan(core, file, guard, &mut req).await {
+        match plan(core, file, guard, &mut g.req).await {
             Ok(p) => {
                 inline += p.objects.iter().map(|(_, ct)| ct.len() as u64).sum::<u64>();
-                plans.push(p);
+                g.plans.push(p);
             }
             Err((guard, e)) => {
                 tracing::debug!(error = %e, "cannot batch a file; committing it alone");
-                singles.push((file, guard));
+                g.singles.push((file, guard));
             }
         }
     }
+    g
+}
+
+/// Sends a planned group, then commits what it could not carry one file
+/// at a time.
+async fn finish<A: VaultApi + 'static>(
+    core: &Arc<Core<A>>,
+    budget: Budget,
+    g: Group<'_>,
+) -> FsResult<()> {
+    let Group {
+        mut plans,
+        req,
+        mut singles,
+        mut done,
+        ..
+    } = g;
+    let mut first_err = None;
     if !plans.is_empty()
         && let Err(e) = send(core, budget, &mut plans, req).await
     {
@@ -203,7 +266,7 @@ async fn commit_group<A: VaultApi + 'static>(
         core.maybe_release(ino);
     }
     core.committed.notify_waiters();
-    (taken, first_err.map_or(Ok(()), Err))
+    first_err.map_or(Ok(()), Err)
 }
 
 /// `ino` has nothing left to upload: out of the dirty set. Called with the
@@ -273,6 +336,7 @@ async fn plan<'a, A: VaultApi + 'static>(
                 objects,
                 since: 0,
                 link_gen: 0,
+                landed: false,
             })
         }
         Err(e) => Err((guard, e)),
@@ -359,6 +423,7 @@ async fn send<A: VaultApi + 'static>(
                 }
             }
             reconcile(core, budget, plans).await;
+            keep_landed(core, plans);
             return Err(e);
         }
     };
@@ -367,7 +432,20 @@ async fn send<A: VaultApi + 'static>(
             tracing::debug!(error = %e, "a batched commit did not land; committing the file alone");
         }
     }
+    keep_landed(core, plans);
     Ok(())
+}
+
+/// Hands the objects of the files that landed to the disk cache, all in
+/// one go (written in the background).
+fn keep_landed<A: VaultApi + 'static>(core: &Core<A>, plans: &mut [Plan<'_>]) {
+    let objects = plans
+        .iter_mut()
+        .filter(|p| p.landed)
+        .flat_map(|p| p.objects.drain(..))
+        .map(|(entry, ct)| (entry.id, entry.len, ct))
+        .collect();
+    core.content.stored(objects);
 }
 
 /// Records the outcome of one file's operation.
@@ -419,9 +497,7 @@ fn landed<A: VaultApi + 'static>(
         p.since,
         p.link_gen,
     )?;
-    for (entry, ct) in p.objects.drain(..) {
-        core.content.stored(entry.id, entry.len, &ct);
-    }
+    p.landed = true;
     Ok(())
 }
 

@@ -1228,9 +1228,47 @@ async fn only_partial_chunks_just_written_stay_in_the_disk_cache() {
     let ino = write_file(&v, ROOT_INO, "big.bin", &data).await;
     v.sync_all().await.unwrap();
     let tail_ct = common::crypto::content::ciphertext_len(tail).unwrap();
-    assert_eq!(v.cache_used(), tail_ct, "only the tail's object is cached");
+    wait_cache_used(&v, tail_ct).await;
     // Reading it all back downloads the chunk and checks it.
     assert_eq!(read_file(&v, ino).await.unwrap(), data);
+    v.shutdown().await;
+}
+
+/// Waits (up to 30 s) until the disk cache holds `want` bytes (committed
+/// objects are written to it in the background), and a moment more to see
+/// it holds no more.
+async fn wait_cache_used(v: &Vfs<FakeVault>, want: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while v.cache_used() < want && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(v.cache_used(), want, "bytes in the disk cache");
+}
+
+#[tokio::test]
+async fn small_files_committed_in_a_batch_read_back_from_the_disk_cache() {
+    let fake = Arc::new(FakeVault::new());
+    let dir = tempfile::tempdir().unwrap();
+    let v = start(&fake, dir.path()).await;
+    let mut files = Vec::new();
+    let mut want = 0;
+    for i in 0..40u8 {
+        let data = pattern(3000 + usize::from(i) * 100, i);
+        want += common::crypto::content::ciphertext_len(data.len() as u64).unwrap();
+        let ino = write_file(&v, ROOT_INO, &format!("f{i}"), &data).await;
+        files.push((ino, data));
+    }
+    v.sync_all().await.unwrap();
+    wait_cache_used(&v, want).await;
+    // Every one reads back with the server unreachable.
+    for _ in 0..100_000 {
+        fake.fail_next(Injected::Unreachable);
+    }
+    for (ino, data) in &files {
+        assert_eq!(&read_file(&v, *ino).await.unwrap(), data);
+    }
+    fake.clear_failures();
     v.shutdown().await;
 }
 
