@@ -1,13 +1,24 @@
 //! The fuser adapter: `fuser::Filesystem` over [`Vfs`], and nothing else.
 //!
-//! Every request is answered by a tokio task spawned on the daemon's
-//! runtime, which awaits the [`Vfs`] method and replies (fuser's replies
-//! are `Send`), so a slow network call never holds up the FUSE threads and
-//! independent requests run concurrently. The exceptions are `getattr` and
-//! `getxattr` that the [`Vfs`] can answer from memory at once (its
-//! `*_cached` methods): those are answered on the FUSE thread, saving a
-//! task and two thread wake-ups per `stat` storm entry. Borrowed arguments (names, write
-//! data) are copied into the task first.
+//! Every request is the future of a [`Vfs`] method followed by the reply
+//! (fuser's replies are `Send`). The FUSE thread polls it once, inside the
+//! runtime's context: most requests of tar, rsync or `cp -r` (a lookup or
+//! create answered from memory, a write into a buffer, a `utimens` or
+//! rename of a file made here, a close) finish in that poll and are
+//! answered right there. One that has to wait (a server call, a lock held
+//! by an upload) goes on as a tokio task on the daemon's runtime, so a
+//! slow network call never holds up the FUSE threads and independent
+//! requests run concurrently. A handoff to a task costs two thread
+//! wake-ups; an rsync of 20k files makes about 300k requests, and with
+//! every one handed off the daemon spent more CPU switching threads than
+//! on any one function. Big writes always go to a task ([`INLINE_WRITE`]).
+//! `getattr` and `getxattr` answered from memory
+//! (the [`Vfs`]'s `*_cached` methods) need no future at all. Borrowed
+//! arguments (names, write data) are copied into the future first.
+//!
+//! Polling the future once with a waker that does nothing, then handing
+//! it to a task, is sound: a future re-registers its waker on every poll,
+//! and the task polls it at once.
 //!
 //! This layer only translates ([`super::convert`]): `OsStr` names, flags to
 //! [`crate::vfs::OpenMode`]/[`crate::vfs::RenameHow`]/[`crate::vfs::XattrHow`],
@@ -28,6 +39,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::task::{Context, Waker};
 use std::time::SystemTime;
 
 use fuser::{
@@ -47,6 +59,11 @@ use crate::vfs::{Attr, Caller, FsError, FsResult, Vfs};
 
 /// Largest read and write the kernel is asked to send, and readahead.
 pub const MAX_IO: u32 = 1 << 20;
+/// Writes up to this size are tried on the FUSE thread first (see
+/// [`FuseFs::spawn`]); bigger ones always go to a task. A stream of 1 MiB
+/// writes fills and seals chunks, and run on the FUSE threads it wrote
+/// 1 GiB in 6.5-7.0 s against 4.5-6.0 s as tasks.
+const INLINE_WRITE: usize = 128 * 1024;
 /// Background requests (readahead, writeback) the kernel may queue.
 pub const MAX_BACKGROUND: u16 = 64;
 
@@ -82,13 +99,19 @@ impl<A: VaultApi + 'static> FuseFs<A> {
         Self { vfs, rt }
     }
 
-    /// Runs `work` with the filesystem on the runtime.
+    /// Runs `work` with the filesystem: here when it finishes without
+    /// waiting, else as a task on the runtime.
     fn spawn<F, Fut>(&self, work: F)
     where
         F: FnOnce(Arc<Vfs<A>>) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        drop(self.rt.spawn(work(Arc::clone(&self.vfs))));
+        let _context = self.rt.enter();
+        let mut fut = Box::pin(work(Arc::clone(&self.vfs)));
+        let mut cx = Context::from_waker(Waker::noop());
+        if fut.as_mut().poll(&mut cx).is_pending() {
+            drop(self.rt.spawn(fut));
+        }
     }
 }
 
@@ -385,13 +408,19 @@ impl<A: VaultApi + 'static> Filesystem for FuseFs<A> {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let inline = data.len() <= INLINE_WRITE;
         let data = data.to_vec();
-        self.spawn(|vfs| async move {
+        let work = |vfs: Arc<Vfs<A>>| async move {
             match vfs.write(ino.0, fh.0, offset, &data).await {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(failed("write", &e)),
             }
-        });
+        };
+        if inline {
+            self.spawn(work);
+        } else {
+            drop(self.rt.spawn(work(Arc::clone(&self.vfs))));
+        }
     }
 
     fn flush(
