@@ -37,7 +37,21 @@ impl Background {
         }
     }
 
-    /// Aborts every task and waits until they are gone.
+    /// Runs `work` on the blocking pool; dropped unrun once stopped. It
+    /// cannot be aborted once started: [`Self::stop`] waits for it.
+    pub(crate) fn spawn_blocking<F>(&self, work: F)
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let mut set = self.set.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(set) = set.as_mut() {
+            while set.try_join_next().is_some() {}
+            set.spawn_blocking(work);
+        }
+    }
+
+    /// Aborts every task (a blocking one not yet started is dropped, a
+    /// running one finishes) and waits until they are gone.
     pub(crate) async fn stop(&self) {
         let set = self.set.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(mut set) = set {
@@ -70,5 +84,23 @@ mod tests {
         bg.spawn(async move { r.store(true, Ordering::SeqCst) });
         tokio::task::yield_now().await;
         assert!(!ran.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stop_waits_for_blocking_work() {
+        let bg = Background::new();
+        let held = Arc::new(());
+        let started = Arc::new(AtomicBool::new(false));
+        let (h, s) = (held.clone(), started.clone());
+        bg.spawn_blocking(move || {
+            let _h = h;
+            s.store(true, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        });
+        while !started.load(Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+        bg.stop().await;
+        assert_eq!(Arc::strong_count(&held), 1, "still running after stop");
     }
 }

@@ -375,21 +375,14 @@ impl<A: VaultApi + 'static> Content<A> {
         if objects.is_empty() {
             return;
         }
-        self.background.spawn(async move {
-            let written = tokio::task::spawn_blocking(move || {
-                let mut first_err = None;
-                for (id, _, ct) in objects {
-                    if let Err(e) = disk.insert(id, &ct) {
-                        first_err.get_or_insert(e);
-                    }
+        // On the blocking pool, through `background`: stopping the mount
+        // waits for it, so the cache's lock is free once the mount is.
+        self.background.spawn_blocking(move || {
+            for (id, _, ct) in objects {
+                if let Err(e) = disk.insert(id, &ct) {
+                    tracing::warn!(error = %e, "cannot write to the disk cache");
+                    return;
                 }
-                first_err.map_or(Ok(()), Err)
-            })
-            .await;
-            match written {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "cannot write to the disk cache"),
-                Err(e) => tracing::warn!(error = %e, "the disk cache writer failed"),
             }
         });
     }
