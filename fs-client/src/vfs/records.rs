@@ -109,7 +109,9 @@ impl RecordChange {
         if let Some(mtime) = self.mtime {
             attrs.mtime = mtime;
         }
-        attrs.ctime = self.ctime;
+        // A newer record (changed elsewhere after this change was made)
+        // keeps its later change time.
+        attrs.ctime = attrs.ctime.max(self.ctime);
     }
 
     /// `base` with the change applied.
@@ -329,13 +331,11 @@ async fn send<A: VaultApi + 'static>(
             again |= rebase(core, d).await?;
             continue;
         };
-        let mut attrs = d.change.applied(base);
-        // The server stamps the node when it takes the change, and a
-        // directory shows that stamp as its mtime when it is newer than
-        // the record's change time (entries changed since: see
-        // `core::attr_of`): the change time is now, not when the change
-        // was made, or a time set 200 ms earlier would lose to it.
-        attrs.ctime = Timestamp::now();
+        // The change time stays when the change was made, as shown since:
+        // a stamp of the send moved it under a program reading the tree
+        // (`tar -c` right after `tar -x` failed with "file changed as we
+        // read it"). The server's own stamp is never shown (`attr_of`).
+        let attrs = d.change.applied(base);
         attrs.validate()?;
         let record = seal::seal(&core.keys, d.node, version + 1, &attrs)?;
         ops.push(BatchOp::Record(BatchRecord {
@@ -525,5 +525,9 @@ mod tests {
             (out.atime, out.mtime, out.ctime),
             (ts(100), ts(50), ts(200))
         );
+        // On a record changed elsewhere later, its change time stays.
+        let mut newer = base.clone();
+        newer.ctime = ts(300);
+        assert_eq!(change.applied(&newer).ctime, ts(300));
     }
 }

@@ -193,3 +193,24 @@ async fn a_directory_time_set_here_wins_over_the_servers_clock() {
     assert_eq!(secs(here.mtime), 1_400_000_000);
     assert_eq!(secs(elsewhere(&fake, "d").await.mtime), 1_400_000_000);
 }
+
+/// `tar -c` right after `tar -x` compares a directory's change time before
+/// and after reading it: sending the change later must not move it.
+#[tokio::test]
+async fn a_directory_change_time_stays_when_the_change_is_sent() {
+    let fake = Arc::new(FakeVault::new());
+    let d = tempfile::tempdir().unwrap();
+    let v = start(&fake, d.path()).await;
+    let dir = v.mkdir(ROOT_INO, os("d"), 0o755, 0o022, ME).await.unwrap();
+    v.sync_all().await.unwrap();
+    let set = v.setattr(dir.ino, None, touch(1_000)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    v.sync_all().await.unwrap();
+    assert_eq!(journal_records(d.path()), 0, "the change was sent");
+    assert_eq!(v.getattr(dir.ino).await.unwrap().ctime, set.ctime);
+    // Also once fetched again, and on another device.
+    let id = v.core.id_of(dir.ino).unwrap();
+    lock(&v.core.table).invalidate(id);
+    assert_eq!(v.getattr(dir.ino).await.unwrap().ctime, set.ctime);
+    assert_eq!(elsewhere(&fake, "d").await.ctime, set.ctime);
+}
