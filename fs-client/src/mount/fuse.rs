@@ -60,9 +60,11 @@ use crate::vfs::{Attr, Caller, FsError, FsResult, Vfs};
 /// Largest read and write the kernel is asked to send, and readahead.
 pub const MAX_IO: u32 = 1 << 20;
 /// Writes up to this size are tried on the FUSE thread first (see
-/// [`FuseFs::spawn`]); bigger ones always go to a task. A stream of 1 MiB
-/// writes fills and seals chunks, and run on the FUSE threads it wrote
-/// 1 GiB in 6.5-7.0 s against 4.5-6.0 s as tasks.
+/// [`FuseFs::spawn`]); bigger ones always go to a task, as every request
+/// did before: a 1 MiB write copies into a chunk and may hand it to an
+/// upload, work that should not keep a FUSE thread from the next request.
+/// (Not measured apart: 1 GiB writes on the bench VM varied 4.5-7.4 s
+/// from run to run either way.)
 const INLINE_WRITE: usize = 128 * 1024;
 /// Background requests (readahead, writeback) the kernel may queue.
 pub const MAX_BACKGROUND: u16 = 64;
@@ -97,6 +99,15 @@ impl<A: VaultApi + 'static> FuseFs<A> {
     /// An adapter answering from `vfs` on the runtime behind `rt`.
     pub fn new(vfs: Arc<Vfs<A>>, rt: Handle) -> Self {
         Self { vfs, rt }
+    }
+
+    /// Runs `work` with the filesystem as a task on the runtime.
+    fn spawn_task<F, Fut>(&self, work: F)
+    where
+        F: FnOnce(Arc<Vfs<A>>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        drop(self.rt.spawn(work(Arc::clone(&self.vfs))));
     }
 
     /// Runs `work` with the filesystem: here when it finishes without
@@ -419,7 +430,7 @@ impl<A: VaultApi + 'static> Filesystem for FuseFs<A> {
         if inline {
             self.spawn(work);
         } else {
-            drop(self.rt.spawn(work(Arc::clone(&self.vfs))));
+            self.spawn_task(work);
         }
     }
 

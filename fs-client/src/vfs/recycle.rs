@@ -13,17 +13,19 @@
 //! The pool is also kept stocked ahead of need: when a file is taken and
 //! it holds fewer than three quarters of its `spare` files, a background
 //! thread (at a lower priority) makes empty files until it holds `spare`
-//! again. Not at open: the first stocking of a new journal made a 1 GiB
-//! write right after the mount 5-30% slower; a pool is only needed once
-//! files are being created, and it keeps what commits retire. A burst of new files (`cp -r`, an
-//! untar) then takes every manifest from the pool instead of allocating
-//! an inode on the `close` path: in a profile of `cp -r` of 10k small
-//! files into a fresh mount, `ext4_create` was 30% of the daemon's CPU,
-//! every bit of it between the `close` and its answer.
+//! again. A burst of new files (`cp -r`, an untar) then takes its
+//! manifests from the pool instead of allocating an inode on the `close`
+//! path: in a profile of `cp -r` of 10k small files into a fresh mount,
+//! `ext4_create` was 30% of the daemon's CPU, every bit of it between the
+//! `close` and its answer. Not at open: the first stocking of a new
+//! journal made a 1 GiB write right after the mount slower (5.7-7.4 s
+//! against 5.4-5.5 s); the pool is only needed once files are being
+//! created, and it keeps what commits retire.
 //!
 //! Invariants: a file in the pool is empty and nobody has it open (the
 //! caller only retires a stage file no descriptor uses; see
-//! `Journal::remove`; the filler adds a file only once it is made). Taking never replaces an existing file (rename with
+//! `Journal::remove`; the filler adds a file only once it is made).
+//! Taking never replaces an existing file (rename with
 //! `RENAME_NOREPLACE`). The pool holds at most [`POOL_MAX`] files; beyond
 //! that a retired file is deleted. Files left in `free/` by an earlier run
 //! are adopted at open (emptied again, in case a crash came between the
@@ -106,20 +108,12 @@ impl Recycle {
         })
     }
 
-    fn slot(&self, n: u64) -> PathBuf {
-        self.shared.slot(n)
-    }
-
-    fn free(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
-        self.shared.free()
-    }
-
     /// Starts the filler when the pool is below three quarters of its
     /// spare files and no filler runs.
     fn stock(&self) {
         let spare = self.spare;
         if spare == 0
-            || self.free().len() >= spare - spare / 4
+            || self.shared.free().len() >= spare - spare / 4
             || self.shared.filling.swap(true, Ordering::AcqRel)
         {
             return;
@@ -144,11 +138,11 @@ impl Recycle {
     /// Takes `path` away (as removing it would) into the pool, emptied.
     /// The caller guarantees nobody has it open. Nothing there is fine.
     pub(crate) fn retire(&self, path: &Path) -> io::Result<()> {
-        if self.free().len() >= POOL_MAX {
+        if self.shared.free().len() >= POOL_MAX {
             return remove_if_present(path);
         }
         let n = self.shared.next.fetch_add(1, Ordering::Relaxed);
-        let slot = self.slot(n);
+        let slot = self.shared.slot(n);
         match fs::rename(path, &slot) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -157,7 +151,7 @@ impl Recycle {
         if empty(&slot).is_err() {
             return remove_if_present(&slot);
         }
-        self.free().push(n);
+        self.shared.free().push(n);
         Ok(())
     }
 
@@ -165,16 +159,16 @@ impl Recycle {
     /// there yet; the caller then opens `path` as it would have anyway.
     /// True when it did.
     pub(crate) fn take(&self, path: &Path) -> bool {
-        let taken = self.free().pop();
+        let taken = self.shared.free().pop();
         self.stock();
         let Some(n) = taken else {
             return false;
         };
-        match renameat_with(CWD, self.slot(n), CWD, path, RenameFlags::NOREPLACE) {
+        match renameat_with(CWD, self.shared.slot(n), CWD, path, RenameFlags::NOREPLACE) {
             Ok(()) => true,
             // Taken already: the file stays in the pool.
             Err(rustix::io::Errno::EXIST) => {
-                self.free().push(n);
+                self.shared.free().push(n);
                 false
             }
             // Gone or unusable: forgotten.
@@ -185,7 +179,7 @@ impl Recycle {
     /// Files in the pool (for tests).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.free().len()
+        self.shared.free().len()
     }
 }
 
