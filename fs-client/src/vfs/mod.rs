@@ -339,23 +339,28 @@ impl<A: VaultApi + 'static> Vfs<A> {
         t.fresh(ino).map(|k| pick(&k.attrs))
     }
 
-    /// The open or changed state of file `ino`, created from the server's
-    /// current version when there is none (`revalidate`: refresh a clean
-    /// state from the server: close-to-open). Counts one handle on it: the
-    /// caller must [`Core::release_file`] it.
+    /// The open or changed state of file `ino`, created from its current
+    /// version when there is none (`revalidate`: bring a clean state up to
+    /// the current version: close-to-open). The current version is the
+    /// verified state the change feed vouches for ([`Core::known`]: no
+    /// change to it in a poll sent since it was verified, at most
+    /// [`table::FEED_TTL`] ago), else the server's answer: an `open` then
+    /// costs no request while the feed keeps up, and sees a change made
+    /// elsewhere once the feed has. Counts one handle on it: the caller
+    /// must [`Core::release_file`] it.
     async fn file_state(&self, ino: Ino, revalidate: bool) -> FsResult<Arc<FileState>> {
         let c = &self.core;
         if let Some(f) = c.acquire_file(ino) {
             if revalidate {
                 let mut inner = f.inner.lock().await;
                 if !inner.dirty && !inner.gone {
-                    match c.fetch(ino, f.node).await {
-                        Ok((info, attrs)) => {
-                            if info.version != inner.base_version {
-                                inner.rebase_clean(info.version, attrs);
-                                f.publish(&inner);
-                            }
+                    match c.known(ino).await {
+                        // Never back to a version older than the one held.
+                        Ok((version, attrs, _)) if version > inner.base_version => {
+                            inner.rebase_clean(version, attrs);
+                            f.publish(&inner);
                         }
+                        Ok(_) => {}
                         // Offline: keep reading what we have.
                         Err(e) if e.is_transient() => {}
                         Err(e) => {
@@ -368,21 +373,13 @@ impl<A: VaultApi + 'static> Vfs<A> {
             }
             return Ok(f);
         }
-        let (id, parent) = {
+        let parent = {
             let t = lock(&c.table);
             let slot = t.slot(ino)?;
-            (slot.id, t.id(slot.parent).unwrap_or(NodeId::ROOT))
+            t.id(slot.parent).unwrap_or(NodeId::ROOT)
         };
-        let (version, nlink, attrs) = match c.fetch(ino, id).await {
-            Ok((info, attrs)) => (info.version, info.nlink, attrs),
-            // Offline: the last verified state.
-            Err(e) if e.is_transient() => {
-                let t = lock(&c.table);
-                let k = t.stale(ino).ok_or(e)?;
-                (k.version, k.nlink, k.attrs.clone())
-            }
-            Err(e) => return Err(e),
-        };
+        let id = c.id_of(ino)?;
+        let (version, attrs, nlink) = c.known(ino).await?;
         match attrs.kind {
             NodeKind::File => {}
             NodeKind::Directory => return Err(FsError::IsADirectory),

@@ -405,16 +405,21 @@ async fn the_page_cache_is_kept_only_while_the_file_is_unchanged() {
     let fh = v.open(ino, OpenMode::default()).await.unwrap();
     assert!(v.keep_cache(fh));
     v.release(ino, fh).await.unwrap();
-    // Changed on another machine: the next open drops them.
+    // Changed on another machine: once the change feed has told this
+    // mount, the next open drops them.
     let w = start(&fake, d2.path()).await;
     let a = w.lookup(ROOT_INO, os("f")).await.unwrap();
     let wf = w.open(a.ino, RW).await.unwrap();
-    w.write(a.ino, wf, 0, b"two").await.unwrap();
+    w.write(a.ino, wf, 0, b"two!!").await.unwrap();
     w.fsync(a.ino, wf, false).await.unwrap();
     w.release(a.ino, wf).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while v.getattr(ino).await.unwrap().size != 5 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let fh = v.open(ino, OpenMode::default()).await.unwrap();
     assert!(!v.keep_cache(fh));
-    assert_eq!(v.read(ino, fh, 0, 10).await.unwrap(), b"two");
+    assert_eq!(v.read(ino, fh, 0, 10).await.unwrap(), b"two!!");
     v.release(ino, fh).await.unwrap();
     let fh = v.open(ino, OpenMode::default()).await.unwrap();
     assert!(v.keep_cache(fh));
@@ -1213,6 +1218,48 @@ async fn the_feed_refreshes_what_it_drops_in_one_request() {
     assert_eq!(fake.node_gets(), before, "answered without a request each");
     assert_eq!(v.getattr(inos[3]).await.unwrap().perm, 0o600);
     assert_eq!(v.getattr(inos[4]).await.unwrap().perm, 0o644);
+}
+
+/// `open` takes the state the change feed vouches for instead of asking
+/// the server (rsync and cp open every source file), and still sees a
+/// change made elsewhere once the feed has reported it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opens_of_unchanged_files_ask_the_server_nothing() {
+    let fake = Arc::new(FakeVault::new());
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let v = start(&fake, d1.path()).await;
+    let mut inos = Vec::new();
+    for i in 0..20 {
+        inos.push(write_file(&v, ROOT_INO, &format!("f{i}"), b"one").await);
+    }
+    v.sync_all().await.unwrap();
+    // Past the attribute lifetime, with the feed polled since.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let before = fake.node_gets();
+    for ino in &inos {
+        let fh = v.open(*ino, OpenMode::default()).await.unwrap();
+        assert_eq!(v.read(*ino, fh, 0, 10).await.unwrap(), b"one");
+        v.release(*ino, fh).await.unwrap();
+    }
+    assert_eq!(fake.node_gets(), before, "no request per open");
+    // Changed elsewhere: an open after the feed's next poll has it.
+    let w = start(&fake, d2.path()).await;
+    let a = w.lookup(ROOT_INO, os("f7")).await.unwrap();
+    let wf = w.open(a.ino, RW).await.unwrap();
+    w.write(a.ino, wf, 0, b"two").await.unwrap();
+    w.fsync(a.ino, wf, false).await.unwrap();
+    w.release(a.ino, wf).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let seen = loop {
+        let fh = v.open(inos[7], OpenMode::default()).await.unwrap();
+        let got = v.read(inos[7], fh, 0, 10).await.unwrap();
+        v.release(inos[7], fh).await.unwrap();
+        if got == b"two" || std::time::Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(seen, b"two");
 }
 
 #[tokio::test]
