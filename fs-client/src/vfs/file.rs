@@ -170,10 +170,9 @@ pub(crate) struct FileInner {
     /// SHA-256 of the manifest last written to the journal (memory only),
     /// so closing, `chmod` and `utimens` do not write the same one again.
     pub saved: Option<[u8; 32]>,
-    /// The manifest on disk is this file's own last save, one page and not
-    /// durable: the next save may overwrite it in place (see
-    /// `Journal::write_manifest`).
-    pub overwritable: bool,
+    /// The number of this file's own last save of its manifest, when the
+    /// next save may follow it in place (see `Journal::write_manifest`).
+    pub manifest_seq: Option<u64>,
 }
 
 impl std::fmt::Debug for FileInner {
@@ -227,7 +226,7 @@ impl FileInner {
             name: Zeroizing::new(name.to_vec()),
             gone: false,
             saved: None,
-            overwritable: false,
+            manifest_seq: None,
         }
     }
 
@@ -834,9 +833,8 @@ impl FileInner {
             return Ok(());
         }
         self.saved = None;
-        let overwrite = std::mem::take(&mut self.overwritable);
-        self.overwritable =
-            journal.write_manifest(&m, self.stage.as_deref(), durable, overwrite)?;
+        let last = self.manifest_seq.take();
+        self.manifest_seq = journal.write_manifest(&m, self.stage.as_deref(), durable, last)?;
         self.saved = Some(fingerprint);
         Ok(())
     }
@@ -851,7 +849,7 @@ impl FileInner {
     /// The journal no longer holds this file's manifest.
     pub(crate) fn forget_saved(&mut self) {
         self.saved = None;
-        self.overwritable = false;
+        self.manifest_seq = None;
     }
 
     /// State rebuilt from a manifest, on top of the committed `base`.
@@ -907,7 +905,7 @@ impl FileInner {
             name: Zeroizing::new(m.name),
             gone: false,
             saved: None,
-            overwritable: false,
+            manifest_seq: None,
         })
     }
 
@@ -930,7 +928,7 @@ impl FileInner {
         self.epoch = 0;
         self.dirty = false;
         self.saved = None;
-        self.overwritable = false;
+        self.manifest_seq = None;
         journal.remove(self.node, epoch, unused)
     }
 }

@@ -12,8 +12,10 @@
 //!   version, size, the base limit (bytes at or past it come only from the
 //!   journal: truncation), which segments are staged, the objects already
 //!   uploaded for whole chunks, the attributes, and the entry's parent and
-//!   name (for a conflict copy). It is replaced atomically (write, fsync
-//!   when asked, rename), or one page overwritten in place.
+//!   name (for a conflict copy). It is saved in place in two slots
+//!   written in turn, so a kill leaves the last whole save (see `slots`),
+//!   or replaced atomically (write, fsync when asked, rename) when durable
+//!   or larger than a slot.
 //!
 //! A small file whose changes are one segment of at most [`INLINE_MAX`]
 //! bytes has no stage file: the segment is in its manifest ([`Inline`]),
@@ -58,6 +60,7 @@ use zeroize::Zeroizing;
 
 use super::error::{FsError, FsResult};
 use super::recycle::{Recycle, remove_if_present};
+use super::slots::{self, PAGE};
 
 /// Bytes per slot in a stage file (a segment, its seal and length, rounded
 /// up to 4 KiB so slots stay page-aligned).
@@ -337,56 +340,115 @@ impl Journal {
     }
 
     /// Replaces the manifest of `m.node`; with `durable`, it and the stage
-    /// file are on disk when this returns. Answers whether the next save
-    /// may `overwrite` the one written now in place.
+    /// file are on disk when this returns. `last` is the number of the
+    /// caller's own last save of it when that save may be followed in
+    /// place; answers the same for the save made now.
     ///
-    /// A manifest is written in whole pages ([`to_pages`]). A save is
-    /// normally a new file renamed over the old one, so a crash leaves the
-    /// old manifest or the new. With `overwrite` (the caller's own last
-    /// save was one page and not durable) a one-page manifest is one
-    /// aligned page write over the old page instead: no new inode per `close`,
-    /// `chmod`, `utimens` or rename of a pending file. A process killed
-    /// during that write cannot leave half of it (a one-page write is
-    /// never cut short by a signal), and a power loss may only cost what
-    /// was never made durable: a durable manifest is never overwritten.
+    /// A manifest is written in slots (see `slots`). After a save that may
+    /// be followed, the next goes to the other slot, in place: no new inode
+    /// and no rename per `close`, `chmod`, `utimens` or rename of a pending
+    /// file. The first save of a file is written in place too when no file
+    /// is there yet (an empty one from the pool, or a new one): a run
+    /// ending during that write leaves an empty file or a slot cut short,
+    /// which [`Self::manifests`] drops, as the close that wrote it never
+    /// returned. Anything else (a durable save, a manifest larger than a
+    /// slot, a file whose last save is not the caller's) is a new file
+    /// renamed over the old one, so a crash leaves the old manifest or the
+    /// new.
     pub(crate) fn write_manifest(
         &self,
         m: &Manifest,
         stage: Option<&Stage>,
         durable: bool,
-        overwrite: bool,
-    ) -> FsResult<bool> {
+        last: Option<u64>,
+    ) -> FsResult<Option<u64>> {
         let plain = m.encode()?;
-        let sealed = seal_local(&self.key, "manifest", &[m.node.as_bytes()], &plain)?;
-        let pages = to_pages(&sealed);
-        let one_page = pages.as_ref().is_some_and(|p| p.len() == PAGE);
         if durable && let Some(stage) = stage {
             stage.file.sync_data()?;
         }
         let path = self.manifest_path(m.node);
-        if !durable && let Some(pages) = &pages {
-            if overwrite && one_page {
-                write_in_place(&path, pages)?;
-                return Ok(true);
+        if !durable {
+            if let Some(seq) = last.and_then(|l| l.checked_add(1)) {
+                let bytes = self.manifest_slot(m.node, seq, &plain)?;
+                if bytes.len() <= slots::SLOT_BYTES {
+                    write_at(&path, &bytes, slots::offset(seq))?;
+                    return Ok(Some(seq));
+                }
             }
-            // The first manifest of a file: written in place too when no
-            // file is there yet (an empty one from the pool, or a new one),
-            // one rename less than a temporary file renamed over it. A run
-            // ending before the write leaves an empty file, or pages cut
-            // short (a kill lands between pages), which `manifests` drops:
-            // the close that wrote it never returned.
             if let Some(file) = self.new_file(&path)? {
-                file.write_all_at(pages, 0)?;
-                return Ok(one_page);
+                let bytes = self.manifest_slot(m.node, 0, &plain)?;
+                file.write_all_at(&bytes, 0)?;
+                return Ok((bytes.len() <= slots::SLOT_BYTES).then_some(0));
             }
         }
+        let bytes = self.manifest_slot(m.node, 0, &plain)?;
         let tmp = self.dir.join(format!("{}.manifest.tmp", m.node));
         self.pool.take(&tmp);
-        replace_file(&tmp, &path, pages.as_deref().unwrap_or(&sealed), durable)?;
+        replace_file(&tmp, &path, &bytes, durable)?;
         if durable {
             File::open(&self.dir)?.sync_all()?;
+            return Ok(None);
         }
-        Ok(one_page && !durable)
+        Ok((bytes.len() <= slots::SLOT_BYTES).then_some(0))
+    }
+
+    /// Save `seq` of `node`'s manifest `plain`, sealed, as slot bytes.
+    fn manifest_slot(&self, node: NodeId, seq: u64, plain: &[u8]) -> FsResult<Vec<u8>> {
+        let sealed = seal_local(
+            &self.key,
+            "manifest",
+            &[node.as_bytes(), &seq.to_be_bytes()],
+            plain,
+        )?;
+        slots::to_slot(seq, &sealed).ok_or(FsError::TooBig)
+    }
+
+    /// The manifest in `raw`, the file of `node`: the valid slot saved
+    /// last, or (written by an older version) one sealed page or the
+    /// sealed bytes alone. `None` when the file was cut short by a kill
+    /// before any save in it was whole.
+    fn read_manifest(&self, node: NodeId, raw: &[u8]) -> FsResult<Option<Manifest>> {
+        let open = |fields: &[&[u8]], sealed: &[u8]| {
+            open_local(&self.key, "manifest", fields, sealed)
+                .map_err(FsError::from)
+                .and_then(|plain| Manifest::decode(&plain))
+                .and_then(|m| {
+                    if m.node == node {
+                        Ok(m)
+                    } else {
+                        Err(corrupt("manifest of another node"))
+                    }
+                })
+        };
+        if slots::is_slotted(raw) {
+            let mut best: Option<(u64, Manifest)> = None;
+            let mut cut = false;
+            for slot in slots::slots(raw) {
+                match slot {
+                    slots::Slot::Sealed { seq, sealed } => {
+                        if let Ok(m) = open(&[node.as_bytes(), &seq.to_be_bytes()], sealed)
+                            && best.as_ref().is_none_or(|(b, _)| seq > *b)
+                        {
+                            best = Some((seq, m));
+                        }
+                    }
+                    slots::Slot::CutShort => cut = true,
+                    slots::Slot::Bad => {}
+                }
+            }
+            return match best {
+                Some((_, m)) => Ok(Some(m)),
+                None if cut => Ok(None),
+                None => Err(corrupt("no readable manifest slot")),
+            };
+        }
+        if paged(raw) == Paged::CutShort {
+            return Ok(None);
+        }
+        match from_page(raw).map(|sealed| open(&[node.as_bytes()], sealed)) {
+            Some(Ok(m)) => Ok(Some(m)),
+            _ => open(&[node.as_bytes()], raw).map(Some),
+        }
     }
 
     /// An empty file at `path` if nothing is there yet (from the pool, or
@@ -440,9 +502,8 @@ impl Journal {
     }
 
     /// Replaces the sealed record change of `node` (see `records`) or its
-    /// pending directory (see `dirs`): one page written in place, like a
-    /// manifest that may be overwritten (see [`Self::write_manifest`]);
-    /// the first one takes its file from the pool. tar and rsync change
+    /// pending directory (see `dirs`): one page written in place; the
+    /// first one takes its file from the pool. tar and rsync change
     /// every directory they make two or three times: a new file renamed
     /// over the old one per change made and freed an inode each time, and
     /// ext4's inode allocation then scans past every recently freed one.
@@ -526,25 +587,18 @@ impl Journal {
                 continue;
             };
             let raw = fs::read(entry.path())?;
-            if raw.is_empty() || paged(&raw) == Paged::CutShort {
+            let parsed = if raw.is_empty() {
+                Ok(None)
+            } else {
+                self.read_manifest(node, &raw)
+            };
+            match parsed {
+                Ok(Some(m)) => out.push(m),
                 // Made for a first manifest, and the run ended before the
                 // write or during it: the close that wrote it never
                 // returned.
-                self.pool.retire(&entry.path())?;
-                continue;
-            }
-            let open = |sealed: &[u8]| {
-                open_local(&self.key, "manifest", &[node.as_bytes()], sealed)
-                    .map_err(FsError::from)
-                    .and_then(|plain| Manifest::decode(&plain))
-            };
-            let parsed = match from_page(&raw).map(open) {
-                Some(Ok(m)) => Ok(m),
-                _ => open(&raw),
-            };
-            match parsed {
-                Ok(m) if m.node == node => out.push(m),
-                Ok(_) | Err(_) => {
+                Ok(None) => self.pool.retire(&entry.path())?,
+                Err(_) => {
                     unreadable.insert(node);
                     tracing::error!(path = %entry.path().display(), "unreadable journal manifest left in place");
                 }
@@ -565,13 +619,19 @@ impl Journal {
 /// missing), over what is there: one page, so a kill leaves the old page
 /// or the new.
 fn write_in_place(path: &Path, page: &[u8]) -> FsResult<()> {
+    write_at(path, page, 0)
+}
+
+/// Writes `bytes` at `offset` of `path` (made, private to the user, if
+/// missing), over what is there.
+fn write_at(path: &Path, bytes: &[u8], offset: u64) -> FsResult<()> {
     OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
         .open(path)?
-        .write_all_at(page, 0)?;
+        .write_all_at(bytes, offset)?;
     Ok(())
 }
 
@@ -595,8 +655,6 @@ fn replace_file(tmp: &Path, path: &Path, bytes: &[u8], durable: bool) -> io::Res
 /// Slots punched by one call in [`Stage::finish_punch`] (a 4 MiB chunk).
 const PUNCH_STEP: u64 = 64;
 
-/// Bytes of a manifest or record change page.
-const PAGE: usize = 4096;
 /// The start of a page (then the sealed manifest's or change's length, u32
 /// big-endian, the sealed manifest, and zeros to the end of the page).
 const PAGE_MAGIC: &[u8; 4] = b"SVJ1";
@@ -644,8 +702,8 @@ enum Paged<'a> {
     /// Pages holding this sealed manifest or change.
     Sealed(&'a [u8]),
     /// Pages whose head promises more than the file holds: a first
-    /// manifest written in place and cut short by a kill (only a one-page
-    /// manifest is ever written over another in place).
+    /// manifest written in place and cut short by a kill (older versions
+    /// wrote only a first manifest or a one-page one in place).
     CutShort,
     /// Not pages: the sealed manifest itself, as older versions wrote one
     /// that did not fit in a page.
@@ -893,30 +951,36 @@ mod tests {
         use std::os::unix::fs::MetadataExt as _;
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path(), key(), 0).unwrap();
-        // Fits in a page: written in place, and may be overwritten so.
         let tiny = small(NodeId::from_bytes([1; 16]), 100);
-        assert!(j.write_manifest(&tiny, None, false, false).unwrap());
-        // Larger: pages written once in a new file; never overwritten in
-        // place (a kill could land between its pages).
+        assert_eq!(j.write_manifest(&tiny, None, false, None).unwrap(), Some(0));
+        // Several pages, still in one slot: saved again in place, in the
+        // other slot, then the first again.
         let node = NodeId::from_bytes([2; 16]);
+        let path = j.manifest_path(node);
         let m = small(node, 5000);
-        assert!(!j.write_manifest(&m, None, false, false).unwrap());
-        assert_eq!(
-            fs::metadata(j.manifest_path(node)).unwrap().len(),
-            2 * PAGE as u64
-        );
+        assert_eq!(j.write_manifest(&m, None, false, None).unwrap(), Some(0));
+        assert_eq!(fs::metadata(&path).unwrap().len(), 2 * PAGE as u64);
+        let inode = fs::metadata(&path).unwrap().ino();
         let mut later = m.clone();
         later.attrs.mode = 0o600;
-        let inode = fs::metadata(j.manifest_path(node)).unwrap().ino();
-        assert!(!j.write_manifest(&later, None, false, false).unwrap());
-        assert_ne!(
-            fs::metadata(j.manifest_path(node)).unwrap().ino(),
-            inode,
-            "renamed over"
+        assert_eq!(
+            j.write_manifest(&later, None, false, Some(0)).unwrap(),
+            Some(1)
         );
+        assert_eq!(
+            fs::metadata(&path).unwrap().len(),
+            (slots::SLOT_BYTES + 2 * PAGE) as u64
+        );
+        let mut latest = later.clone();
+        latest.attrs.mode = 0o400;
+        assert_eq!(
+            j.write_manifest(&latest, None, false, Some(1)).unwrap(),
+            Some(2)
+        );
+        assert_eq!(fs::metadata(&path).unwrap().ino(), inode, "in place");
         let mut got = j.manifests().unwrap();
         got.sort_by_key(|m| m.node);
-        assert_eq!(got, vec![tiny, later]);
+        assert_eq!(got, vec![tiny, latest]);
         // Neither has a stage file, and nothing is plaintext.
         for e in fs::read_dir(dir.path()).unwrap() {
             let e = e.unwrap();
@@ -934,19 +998,66 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path(), key(), 0).unwrap();
         let node = NodeId::from_bytes([3; 16]);
-        j.write_manifest(&small(node, 9000), None, false, false)
+        j.write_manifest(&small(node, 9000), None, false, None)
             .unwrap();
         let path = j.manifest_path(node);
         let full = fs::read(&path).unwrap();
         assert_eq!(full.len(), 3 * PAGE);
         // A kill between pages: the head promises more than is there.
         fs::write(&path, &full[..PAGE]).unwrap();
-        assert_eq!(paged(&full[..PAGE]), Paged::CutShort);
+        assert_eq!(slots::slots(&full[..PAGE]), vec![slots::Slot::CutShort]);
         assert_eq!(j.manifests().unwrap(), vec![]);
         assert!(!path.exists());
         // The same bytes whole read back.
         fs::write(&path, &full).unwrap();
         assert_eq!(j.manifests().unwrap().len(), 1);
+    }
+
+    /// A save in place cut short, or mixed with the slot's old pages, by a
+    /// kill leaves the save before it, whole in the other slot.
+    #[test]
+    fn a_save_in_place_cut_by_a_kill_leaves_the_one_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), key(), 0).unwrap();
+        let node = NodeId::from_bytes([4; 16]);
+        let path = j.manifest_path(node);
+        let mut saves = Vec::new();
+        let mut last = None;
+        for mode in [0o600, 0o640, 0o644] {
+            let mut m = small(node, 9000);
+            m.attrs.mode = mode;
+            last = j.write_manifest(&m, None, false, last).unwrap();
+            saves.push(m);
+        }
+        assert_eq!(last, Some(2));
+        let whole = fs::read(&path).unwrap();
+        assert_eq!(j.manifests().unwrap(), vec![saves[2].clone()]);
+        // Save 3 (slot 1) cut after its first page.
+        let mut m = small(node, 9000);
+        m.attrs.mode = 0o400;
+        j.write_manifest(&m, None, false, last).unwrap();
+        let after = fs::read(&path).unwrap();
+        let mut cut = after.clone();
+        cut.truncate(slots::SLOT_BYTES + PAGE);
+        cut[..slots::SLOT_BYTES].copy_from_slice(&whole[..slots::SLOT_BYTES]);
+        fs::write(&path, &cut).unwrap();
+        assert_eq!(j.manifests().unwrap(), vec![saves[2].clone()]);
+        // Save 3 with its first page written over save 1's other pages.
+        let mut mixed = whole.clone();
+        mixed[slots::SLOT_BYTES..slots::SLOT_BYTES + PAGE]
+            .copy_from_slice(&after[slots::SLOT_BYTES..slots::SLOT_BYTES + PAGE]);
+        fs::write(&path, &mixed).unwrap();
+        assert_eq!(j.manifests().unwrap(), vec![saves[2].clone()]);
+        // Whole, save 3 wins over save 2.
+        fs::write(&path, &after).unwrap();
+        assert_eq!(j.manifests().unwrap(), vec![m]);
+        // A slot's number cannot be changed unseen: save 1 claiming to be
+        // save 5 is refused, and save 2 read.
+        let mut renumbered = whole;
+        renumbered[slots::SLOT_BYTES + 8..slots::SLOT_BYTES + 16]
+            .copy_from_slice(&5u64.to_be_bytes());
+        fs::write(&path, &renumbered).unwrap();
+        assert_eq!(j.manifests().unwrap(), vec![saves[2].clone()]);
     }
 
     #[test]
@@ -1058,7 +1169,7 @@ mod tests {
         let j = Journal::open(dir.path(), key(), 0).unwrap();
         let node = NodeId::from_bytes([5; 16]);
         let m = manifest(node);
-        j.write_manifest(&m, None, true, false).unwrap();
+        j.write_manifest(&m, None, true, None).unwrap();
         assert_eq!(j.manifests().unwrap(), vec![m.clone()]);
         let raw = fs::read(dir.path().join(format!("{node}.manifest"))).unwrap();
         assert!(!raw.windows(9).any(|w| w == b"notes.txt"));
@@ -1082,7 +1193,7 @@ mod tests {
         j.stage(node, 1).unwrap().write(0, b"a").unwrap();
         j.stage(node, 2).unwrap().write(0, b"b").unwrap();
         j.stage(orphan, 7).unwrap().write(0, b"c").unwrap();
-        j.write_manifest(&m, None, false, false).unwrap();
+        j.write_manifest(&m, None, false, None).unwrap();
 
         // A restart keeps the stage the manifest names, and only it.
         assert_eq!(j.manifests().unwrap(), vec![m]);
@@ -1104,48 +1215,49 @@ mod tests {
         // The removed files went to the pool, and come back from it.
         assert_eq!(fs::read_dir(dir.path().join("free")).unwrap().count(), 2);
         j.stage(node, 9).unwrap();
-        j.write_manifest(&manifest(node), None, false, false)
+        j.write_manifest(&manifest(node), None, false, None)
             .unwrap();
         assert_eq!(fs::read_dir(dir.path().join("free")).unwrap().count(), 0);
     }
 
     #[test]
-    fn a_page_manifest_is_overwritten_in_place_and_a_big_one_replaced() {
+    fn a_manifest_is_saved_in_place_and_a_big_or_durable_one_replaced() {
         use std::os::unix::fs::MetadataExt as _;
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path(), key(), 0).unwrap();
         let node = NodeId::from_bytes([5; 16]);
         let path = j.manifest_path(node);
         let mut m = manifest(node);
-        // The first save makes the file; it may be overwritten next time.
-        assert!(j.write_manifest(&m, None, false, false).unwrap());
+        // The first save makes the file; the next may follow in place.
+        assert_eq!(j.write_manifest(&m, None, false, None).unwrap(), Some(0));
         let inode = fs::metadata(&path).unwrap().ino();
         assert_eq!(fs::metadata(&path).unwrap().len(), PAGE as u64);
         m.size = 7;
         m.attrs.size = 7;
-        assert!(j.write_manifest(&m, None, false, true).unwrap());
+        assert_eq!(j.write_manifest(&m, None, false, Some(0)).unwrap(), Some(1));
         assert_eq!(
             fs::metadata(&path).unwrap().ino(),
             inode,
             "written in place"
         );
         assert_eq!(j.manifests().unwrap(), vec![m.clone()]);
-        // A durable save is never overwritten: it is a new file, and says so.
+        // A durable save is never followed in place: it is a new file, and
+        // says so.
         m.size = 8;
         m.attrs.size = 8;
-        assert!(!j.write_manifest(&m, None, true, true).unwrap());
+        assert_eq!(j.write_manifest(&m, None, true, Some(1)).unwrap(), None);
         let durable = fs::metadata(&path).unwrap().ino();
         assert_ne!(durable, inode);
         assert_eq!(j.manifests().unwrap(), vec![m.clone()]);
-        // Nor replaced in place by a save that may not overwrite, even
-        // one that would be its first page (a save that failed after it).
+        // Nor is a file whose last save the caller does not know (a save
+        // that failed after it): replaced by a new file.
         m.size = 9;
         m.attrs.size = 9;
-        assert!(j.write_manifest(&m, None, false, false).unwrap());
+        assert_eq!(j.write_manifest(&m, None, false, None).unwrap(), Some(0));
         assert_ne!(fs::metadata(&path).unwrap().ino(), durable);
         assert_eq!(j.manifests().unwrap(), vec![m.clone()]);
-        // Too big for a page: written whole, never in place.
-        m.uploaded = (0..200)
+        // Too big for a slot: written whole, never followed in place.
+        m.uploaded = (0..300)
             .map(|k| {
                 (
                     k,
@@ -1158,12 +1270,39 @@ mod tests {
                 )
             })
             .collect();
-        assert!(!j.write_manifest(&m, None, false, true).unwrap());
-        assert!(fs::metadata(&path).unwrap().len() > PAGE as u64);
+        assert_eq!(j.write_manifest(&m, None, false, Some(0)).unwrap(), None);
+        assert!(fs::metadata(&path).unwrap().len() > slots::SLOT_BYTES as u64);
+        assert_eq!(j.manifests().unwrap(), vec![m.clone()]);
+        m.uploaded.truncate(1);
+        assert_eq!(j.write_manifest(&m, None, false, None).unwrap(), Some(0));
         assert_eq!(j.manifests().unwrap(), vec![m]);
-        // The page holds no plaintext name.
+        // The file holds no plaintext name.
         let raw = fs::read(&path).unwrap();
         assert!(!raw.windows(9).any(|w| w == b"notes.txt"));
+    }
+
+    /// Manifests written by the version before slots (one sealed page, or
+    /// the sealed bytes alone) are still read back after an upgrade.
+    #[test]
+    fn manifests_of_the_older_layout_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), key(), 0).unwrap();
+        let (a, b) = (NodeId::from_bytes([6; 16]), NodeId::from_bytes([7; 16]));
+        let old = |m: &Manifest| {
+            seal_local(
+                &j.key,
+                "manifest",
+                &[m.node.as_bytes()],
+                &m.encode().unwrap(),
+            )
+            .unwrap()
+        };
+        let (ma, mb) = (manifest(a), small(b, 9000));
+        fs::write(j.manifest_path(a), to_page(&old(&ma)).unwrap()).unwrap();
+        fs::write(j.manifest_path(b), old(&mb)).unwrap();
+        let mut got = j.manifests().unwrap();
+        got.sort_by_key(|m| m.node);
+        assert_eq!(got, vec![ma, mb]);
     }
 
     #[test]
@@ -1251,7 +1390,7 @@ mod tests {
         j.pool.retire(&retired).unwrap();
         let node = NodeId::from_bytes([3; 16]);
         let m = manifest(node);
-        assert!(j.write_manifest(&m, None, false, false).unwrap());
+        assert_eq!(j.write_manifest(&m, None, false, None).unwrap(), Some(0));
         assert_eq!(j.pool.len(), 0, "the pool's file was used");
         assert_eq!(j.manifests().unwrap(), vec![m]);
         let empty = NodeId::from_bytes([4; 16]);

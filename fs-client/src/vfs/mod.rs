@@ -26,6 +26,7 @@ mod records;
 mod recycle;
 mod remote;
 mod seal;
+mod slots;
 mod table;
 mod types;
 
