@@ -374,12 +374,11 @@ impl<A: VaultApi + 'static> Vfs<A> {
             }
             return Ok(f);
         }
-        let parent = {
+        let (id, parent) = {
             let t = lock(&c.table);
             let slot = t.slot(ino)?;
-            t.id(slot.parent).unwrap_or(NodeId::ROOT)
+            (slot.id, t.id(slot.parent).unwrap_or(NodeId::ROOT))
         };
-        let id = c.id_of(ino)?;
         let (version, attrs, nlink) = c.known(ino).await?;
         match attrs.kind {
             NodeKind::File => {}
