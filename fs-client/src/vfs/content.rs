@@ -96,6 +96,13 @@ impl<A: VaultApi + 'static> Content<A> {
         self.disk.as_deref().map_or(0, DiskCache::used_bytes)
     }
 
+    /// Whether work that outlived its caller (a download's digest, cache
+    /// write and decryption run on the blocking pool, which cannot be
+    /// aborted) still holds the disk cache, and with it its lock.
+    pub(crate) fn disk_in_use(&self) -> bool {
+        self.disk.as_ref().is_some_and(|d| Arc::strong_count(d) > 1)
+    }
+
     fn object_lock(&self, id: ObjectId) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > 256 {

@@ -1453,11 +1453,16 @@ impl<A: VaultApi + 'static> Vfs<A> {
         }
         self.core.background.stop().await;
         // Tasks of an aborted JoinSet (the uploader's commits, a commit's
-        // chunk uploads) are cancelled asynchronously: wait until nothing
-        // but this handle holds the mount, so that its keys, cache lock and
-        // journal are released when it is dropped and not by a straggler.
+        // chunk uploads) are cancelled asynchronously, and the blocking
+        // half of a download aborted above runs to its end: wait until
+        // nothing but this handle holds the mount, so that its keys, cache
+        // lock and journal are released when it is dropped and not by a
+        // straggler.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while Arc::strong_count(&self.core) > 1 || Arc::strong_count(&self.core.content) > 1 {
+        while Arc::strong_count(&self.core) > 1
+            || Arc::strong_count(&self.core.content) > 1
+            || self.core.content.disk_in_use()
+        {
             if std::time::Instant::now() >= deadline {
                 tracing::warn!("background work still running after shutdown");
                 break;

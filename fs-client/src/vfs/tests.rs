@@ -816,6 +816,50 @@ proptest! {
     }
 }
 
+/// A daemon stopped while a download's blocking half (digest, cache
+/// write, decryption) runs leaves the disk cache free for the next one
+/// once `shutdown` returns: the model test's crash found the cache still
+/// locked by such a straggler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_right_after_an_aborted_download_finds_the_cache_free() {
+    let fake = Arc::new(FakeVault::new());
+    let d = tempfile::tempdir().unwrap();
+    let data = pattern(4 << 20, 3);
+    {
+        let v = start(&fake, &d.path().join("a")).await;
+        write_file(&v, ROOT_INO, "big", &data).await;
+        v.sync_all().await.unwrap();
+        v.shutdown().await;
+    }
+    let dir = d.path().join("b");
+    let v = Arc::new(start(&fake, &dir).await);
+    let a = v.lookup(ROOT_INO, os("big")).await.unwrap();
+    let before = fake.whole_downloads();
+    let reader = {
+        let v = v.clone();
+        tokio::spawn(async move {
+            let fh = v.open(a.ino, OpenMode::default()).await?;
+            v.read(a.ino, fh, 0, 4096).await
+        })
+    };
+    // Stop it as soon as the ciphertext has arrived, while it is decrypted.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while fake.whole_downloads() == before {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    })
+    .await
+    .unwrap();
+    reader.abort();
+    let _ = reader.await;
+    v.shutdown().await;
+    drop(v);
+    let w = start(&fake, &dir).await;
+    let b = w.lookup(ROOT_INO, os("big")).await.unwrap();
+    assert_eq!(read_file(&w, b.ino).await.unwrap(), data);
+    w.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_file_removed_before_its_upload_leaves_nothing_pending() {
     let fake = Arc::new(FakeVault::new());
