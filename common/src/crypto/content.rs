@@ -335,18 +335,39 @@ pub fn encrypt_object(
     seal_all(ObjectEncryptor::new(key, binding)?, plaintext)
 }
 
-pub(crate) fn seal_all(mut enc: ObjectEncryptor, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+/// Encrypts a whole object held in memory, appending its ciphertext to
+/// `out` (a buffer to reuse; it is grown to fit when it is too small).
+pub fn encrypt_object_into(
+    key: &ContentKey,
+    binding: &ObjectBinding,
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), CryptoError> {
+    seal_all_into(ObjectEncryptor::new(key, binding)?, plaintext, out)
+}
+
+pub(crate) fn seal_all(enc: ObjectEncryptor, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let mut out = Vec::new();
+    seal_all_into(enc, plaintext, &mut out)?;
+    Ok(out)
+}
+
+fn seal_all_into(
+    mut enc: ObjectEncryptor,
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), CryptoError> {
     let total = ciphertext_len(plaintext.len() as u64)?;
-    let mut out = Vec::with_capacity(usize::try_from(total).map_err(|_| CryptoError::OutOfRange)?);
+    out.reserve(usize::try_from(total).map_err(|_| CryptoError::OutOfRange)?);
     out.extend_from_slice(enc.header());
     let mut chunks = plaintext.chunks(SEGMENT_SIZE).peekable();
     if chunks.peek().is_none() {
-        enc.seal_segment(&[], true, &mut out)?;
+        enc.seal_segment(&[], true, out)?;
     }
     while let Some(chunk) = chunks.next() {
-        enc.seal_segment(chunk, chunks.peek().is_none(), &mut out)?;
+        enc.seal_segment(chunk, chunks.peek().is_none(), out)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Decrypts segments of one object, in any order.

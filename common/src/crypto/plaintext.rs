@@ -37,6 +37,15 @@ impl Plaintext {
     pub fn zeroed(len: usize) -> Self {
         Self(vec![0; len])
     }
+
+    /// Wipes the buffer as a drop would and hands back its allocation,
+    /// empty, for reuse.
+    pub fn into_wiped(mut self) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.0);
+        wipe(&mut buf);
+        buf.clear();
+        buf
+    }
 }
 
 /// Overwrites all of `buf`'s allocation (length and spare capacity) with
@@ -90,6 +99,17 @@ impl std::fmt::Debug for Plaintext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn into_wiped_hands_back_a_wiped_empty_allocation() {
+        let mut p = Plaintext::with_capacity(64);
+        p.extend_from_slice(b"secret contents");
+        let ptr = p.as_ptr();
+        let v = p.into_wiped();
+        assert!(v.is_empty());
+        assert!(v.capacity() >= 64);
+        assert_eq!(v.as_ptr(), ptr, "the same allocation");
+    }
 
     #[test]
     fn wipe_clears_the_bytes() {

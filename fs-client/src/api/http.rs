@@ -32,6 +32,7 @@ use zeroize::Zeroizing;
 
 use super::tree::{ByteRange, ListQuery, VaultApi};
 use super::{AccessToken, AccountApi, ApiError, ApiResult, AuditQuery, BoxError};
+use crate::cache::buffers::POOL;
 use crate::server_url::ServerUrl;
 
 /// The most bytes read from one answer.
@@ -244,7 +245,7 @@ impl HttpApi {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
-        let mut bytes = Vec::with_capacity(announced.unwrap_or(0).min(MAX_OBJECT_BYTES));
+        let mut bytes = POOL.take(announced.unwrap_or(0).min(MAX_OBJECT_BYTES));
         while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport_error(e))? {
             if bytes.len().saturating_add(chunk.len()) > MAX_OBJECT_BYTES {
                 return Err(ApiError::InvalidResponse {
@@ -255,7 +256,7 @@ impl HttpApi {
             bytes.extend_from_slice(&chunk);
         }
         if status.is_success() {
-            Ok((status, Bytes::from(bytes)))
+            Ok((status, POOL.into_bytes(bytes)))
         } else {
             Err(error_from(status, &bytes, retry_after))
         }

@@ -33,6 +33,7 @@ use super::remote::Budget;
 use super::seal;
 use super::types::{Ino, ROOT_INO};
 use crate::api::VaultApi;
+use crate::cache::buffers::POOL;
 
 /// Uploads new objects for the chunks of `inner` that changed and returns
 /// the complete object list of the new version.
@@ -453,7 +454,8 @@ pub(crate) async fn upload_early<A: VaultApi + 'static>(
                 inner.staged.remove(&s);
             }
             // Held in memory only: nothing of it is on disk to free.
-            if inner.kept.remove(&k).is_some() {
+            if let Some((buf, _slot)) = inner.kept.remove(&k) {
+                POOL.recycle_shared(buf);
                 return;
             }
             inner.unpunched.insert(k);
@@ -478,7 +480,7 @@ async fn lock_and_unqueue(file: &FileState, k: u64) {
 
 /// Plaintext of ready chunk `k`, read from its stage slots.
 fn read_staged_chunk(stage: &Stage, k: u64) -> FsResult<Plaintext> {
-    let mut out = Plaintext::with_capacity(usize::try_from(CHUNK).unwrap_or(0));
+    let mut out = POOL.plaintext(usize::try_from(CHUNK).unwrap_or(0));
     for seg in k * SEGS_PER_CHUNK..(k + 1) * SEGS_PER_CHUNK {
         stage.read_into(seg, &mut out)?;
     }

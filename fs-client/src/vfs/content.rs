@@ -26,7 +26,7 @@ use common::crypto::Plaintext;
 use common::crypto::attrs::ObjectEntry;
 use common::crypto::content::{
     HEADER_LEN, ObjectBinding, ObjectDecryptor, ObjectDigest, SEGMENT_SIZE, TAG_LEN,
-    ciphertext_range, encrypt_object, segment_count,
+    ciphertext_range, encrypt_object_into, segment_count,
 };
 use common::crypto::subkeys::ContentKey;
 use common::{NodeId, ObjectId};
@@ -38,6 +38,7 @@ use super::file::CHUNK;
 use super::remote::{Budget, Remote};
 use crate::api::tree::sha256;
 use crate::api::{ByteRange, VaultApi};
+use crate::cache::buffers::POOL;
 use crate::cache::{DiskCache, SegmentCache};
 
 const SEG: u64 = SEGMENT_SIZE as u64;
@@ -346,7 +347,11 @@ impl<A: VaultApi + 'static> Content<A> {
             object: id,
             offset,
         };
-        let ct = Bytes::from(encrypt_object(&self.key, &binding, plain)?);
+        let len = usize::try_from(common::crypto::content::ciphertext_len(plain.len() as u64)?)
+            .map_err(|_| FsError::TooBig)?;
+        let mut out = POOL.take(len);
+        encrypt_object_into(&self.key, &binding, plain, &mut out)?;
+        let ct = POOL.into_bytes(out);
         let digest = sha256(&ct);
         Ok((
             ObjectEntry {
@@ -409,7 +414,7 @@ impl<A: VaultApi + 'static> Content<A> {
     ) -> FsResult<ObjectEntry> {
         let _permit = permit;
         let (entry, ct) = self.seal_object(file, offset, &plain)?;
-        drop(plain);
+        POOL.recycle_shared(plain);
         let (id, digest) = (entry.id, *entry.digest.as_bytes());
         let body = ct.clone();
         let sent = self

@@ -30,6 +30,7 @@ use super::error::{FsError, FsResult};
 use super::journal::{HeldSlot, INLINE_MAX, Inline, Journal, Manifest, Stage};
 use super::types::Ino;
 use crate::api::VaultApi;
+use crate::cache::buffers::POOL;
 
 /// Plaintext bytes per 64 KiB segment.
 pub(crate) const SEG: u64 = SEGMENT_SIZE as u64;
@@ -376,7 +377,7 @@ impl FileInner {
                 let Some(slot) = journal.hold_slot() else {
                     return Ok(false);
                 };
-                let mut buf = Plaintext::with_capacity(usize::try_from(CHUNK).unwrap_or(0));
+                let mut buf = POOL.plaintext(usize::try_from(CHUNK).unwrap_or(0));
                 buf.extend_from_slice(data);
                 self.filling = Some((k, buf, slot));
             }
@@ -420,11 +421,12 @@ impl FileInner {
         if self.filling.as_ref().is_some_and(|(fk, _, _)| *fk == k) {
             self.spill_filling(journal)?;
         }
-        if let Some((buf, slot)) = self.kept.remove(&k)
-            && let Err(e) = self.spill_chunk(journal, k, &buf)
-        {
-            self.kept.insert(k, (buf, slot));
-            return Err(e);
+        if let Some((buf, slot)) = self.kept.remove(&k) {
+            if let Err(e) = self.spill_chunk(journal, k, &buf) {
+                self.kept.insert(k, (buf, slot));
+                return Err(e);
+            }
+            POOL.recycle_shared(buf);
         }
         Ok(())
     }
@@ -617,7 +619,7 @@ impl FileInner {
     ) -> FsResult<Plaintext> {
         let start = k * CHUNK;
         let end = (start + CHUNK).min(self.size());
-        let mut out = Plaintext::with_capacity(usize_of(end.saturating_sub(start))?);
+        let mut out = POOL.plaintext(usize_of(end.saturating_sub(start))?);
         let mut seg = start / SEG;
         while seg * SEG < end {
             out.extend_from_slice(&self.segment(io, seg).await?);

@@ -52,6 +52,18 @@ fn decrypt_self_described(ct: &[u8]) -> Result<Vec<u8>, CryptoError> {
 }
 
 #[test]
+fn encrypt_into_appends_a_whole_object_to_a_reused_buffer() {
+    let plain = pattern(SEGMENT_SIZE * 2 + 5);
+    let mut out = Vec::with_capacity(4);
+    out.extend_from_slice(b"old!");
+    encrypt_object_into(&key(), &binding(), &plain, &mut out).unwrap();
+    assert_eq!(&out[..4], b"old!", "what was there stays");
+    let ct = &out[4..];
+    assert_eq!(ct.len() as u64, ciphertext_len(plain.len() as u64).unwrap());
+    assert_eq!(decrypt_self_described(ct).unwrap(), plain);
+}
+
+#[test]
 fn round_trips_at_every_interesting_size() {
     for len in [
         0,

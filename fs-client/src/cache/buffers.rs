@@ -1,0 +1,229 @@
+//! A small process-wide pool of chunk-sized buffers.
+//!
+//! Every 4 MiB chunk passes through a few big buffers: the plaintext held
+//! while it is written, the ciphertext while it is uploaded, the ciphertext
+//! of a download while it is checked and decrypted. Each is above the mmap
+//! threshold (`mount/malloc.rs`), so glibc maps it fresh, the kernel
+//! zero-fills its ~1000 pages on first touch, and unmaps them when it is
+//! freed. In a profile of `scripts/bench.sh --workloads seq` that page
+//! fault path was about a fifth of the daemon's CPU time while writing.
+//! Taking those buffers from here and giving them back when done skips it.
+//!
+//! Invariants:
+//! - the pool holds only empty buffers whose capacity is at least
+//!   [`POOLED_CAPACITY`] (and not far beyond), at most [`MAX_IDLE`] of them:
+//!   what it keeps from the system when idle is bounded (~25 MiB);
+//! - a plaintext buffer comes back only through [`BufferPool::recycle`], which
+//!   wipes it first ([`Plaintext::into_wiped`]); ciphertext needs no wiping;
+//! - forgetting to give a buffer back is never wrong, only slower: it is
+//!   freed as any other;
+//! - a buffer given back is not in use: [`BufferPool::into_bytes`] gives it
+//!   back only when the last `Bytes` over it is dropped.
+//!
+//! Smaller requests are not pooled: below the mmap threshold malloc's
+//! arenas already reuse memory.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use common::crypto::Plaintext;
+
+/// Capacity of a pooled buffer: the ciphertext of a whole 4 MiB chunk (so a
+/// buffer fits any chunk, plaintext or ciphertext).
+pub const POOLED_CAPACITY: usize = 4 * 1024 * 1024 + 64 * 16 + 28;
+
+/// At most this many idle buffers are kept.
+pub const MAX_IDLE: usize = 6;
+
+/// Requests from this size up are served from the pool.
+const POOLED_FROM: usize = 1024 * 1024;
+
+/// A pool of idle buffers; the daemon uses [`POOL`].
+#[derive(Debug, Default)]
+pub struct BufferPool {
+    idle: Mutex<Vec<Vec<u8>>>,
+}
+
+/// The process's pool.
+pub static POOL: BufferPool = BufferPool::new();
+
+impl BufferPool {
+    /// An empty pool.
+    pub const fn new() -> Self {
+        Self {
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An empty buffer that holds `len` bytes without growing.
+    pub fn take(&self, len: usize) -> Vec<u8> {
+        if !(POOLED_FROM..=POOLED_CAPACITY).contains(&len) {
+            return Vec::with_capacity(len);
+        }
+        self.idle()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(POOLED_CAPACITY))
+    }
+
+    /// An empty plaintext buffer that holds `len` bytes without growing.
+    pub fn plaintext(&self, len: usize) -> Plaintext {
+        Plaintext::new(self.take(len))
+    }
+
+    /// Gives `buf` back for reuse (or frees it, if it is not of the pooled
+    /// size or the pool is full). Its bytes are not wiped: ciphertext only.
+    pub fn give(&self, mut buf: Vec<u8>) {
+        if !pooled(&buf) {
+            return;
+        }
+        buf.clear();
+        let mut idle = self.idle();
+        if idle.len() < MAX_IDLE {
+            idle.push(buf);
+        }
+    }
+
+    /// Wipes `plain` and gives its allocation back.
+    pub fn recycle(&self, plain: Plaintext) {
+        self.give(plain.into_wiped());
+    }
+
+    /// [`Self::recycle`] if this is the last reference to `plain`;
+    /// otherwise only drops this one.
+    pub fn recycle_shared(&self, plain: Arc<Plaintext>) {
+        if let Ok(plain) = Arc::try_unwrap(plain) {
+            self.recycle(plain);
+        }
+    }
+
+    /// `buf` as [`Bytes`] that give the buffer back when the last of them
+    /// is dropped. Ciphertext only.
+    pub fn into_bytes(&'static self, buf: Vec<u8>) -> Bytes {
+        if pooled(&buf) {
+            Bytes::from_owner(Pooled { buf, pool: self })
+        } else {
+            Bytes::from(buf)
+        }
+    }
+
+    /// How many buffers are idle.
+    pub fn idle_count(&self) -> usize {
+        self.idle().len()
+    }
+}
+
+/// Whether `buf` is of the size the pool keeps.
+fn pooled(buf: &Vec<u8>) -> bool {
+    (POOLED_CAPACITY..=POOLED_CAPACITY * 2).contains(&buf.capacity())
+}
+
+/// A buffer that goes back to its pool when dropped.
+struct Pooled {
+    buf: Vec<u8>,
+    pool: &'static BufferPool,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        self.pool.give(std::mem::take(&mut self.buf));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use common::crypto::content::ciphertext_len;
+
+    use super::*;
+
+    fn pool() -> &'static BufferPool {
+        Box::leak(Box::new(BufferPool::new()))
+    }
+
+    #[test]
+    fn a_given_back_buffer_is_taken_again_empty() {
+        let pool = pool();
+        let mut a = pool.take(POOLED_CAPACITY);
+        a.extend_from_slice(b"ciphertext");
+        let ptr = a.as_ptr();
+        pool.give(a);
+        assert_eq!(pool.idle_count(), 1);
+        let again = pool.take(2 << 20);
+        assert_eq!(again.as_ptr(), ptr);
+        assert!(again.is_empty());
+        assert!(again.capacity() >= POOLED_CAPACITY);
+    }
+
+    #[test]
+    fn small_and_odd_buffers_are_not_pooled() {
+        let pool = pool();
+        assert!(pool.take(4096).capacity() < POOLED_FROM);
+        pool.give(Vec::with_capacity(4096));
+        pool.give(Vec::with_capacity(POOLED_CAPACITY * 3));
+        assert_eq!(pool.idle_count(), 0);
+        // Too big a request is not served from the pool either.
+        pool.give(pool.take(POOLED_CAPACITY));
+        assert!(pool.take(POOLED_CAPACITY + 1).capacity() > POOLED_CAPACITY);
+        assert_eq!(pool.idle_count(), 1);
+    }
+
+    #[test]
+    fn the_pool_keeps_at_most_max_idle() {
+        let pool = pool();
+        let bufs: Vec<Vec<u8>> = (0..MAX_IDLE + 3).map(|_| pool.take(2 << 20)).collect();
+        bufs.into_iter().for_each(|b| pool.give(b));
+        assert_eq!(pool.idle_count(), MAX_IDLE);
+    }
+
+    #[test]
+    fn bytes_give_their_buffer_back_when_the_last_is_dropped() {
+        let pool = pool();
+        let mut buf = pool.take(POOLED_CAPACITY);
+        buf.extend_from_slice(&[7; 100]);
+        let ptr = buf.as_ptr();
+        let b = pool.into_bytes(buf);
+        let c = b.slice(10..);
+        drop(b);
+        assert_eq!(pool.idle_count(), 0);
+        assert_eq!(&c[..], &[7; 90][..], "a slice still reads it");
+        drop(c);
+        let again = pool.take(POOLED_CAPACITY);
+        assert_eq!(again.as_ptr(), ptr);
+    }
+
+    #[test]
+    fn a_shared_plaintext_comes_back_only_from_its_last_holder() {
+        let pool = pool();
+        let mut p = pool.plaintext(CHUNK_LEN);
+        p.extend_from_slice(b"secret");
+        let ptr = p.as_ptr();
+        let shared = Arc::new(p);
+        let other = shared.clone();
+        pool.recycle_shared(shared);
+        assert_eq!(&other[..], b"secret", "still held: not wiped");
+        assert_eq!(pool.idle_count(), 0);
+        pool.recycle_shared(other);
+        let again = pool.take(CHUNK_LEN);
+        assert_eq!(again.as_ptr(), ptr);
+        assert!(again.is_empty());
+    }
+
+    #[test]
+    fn the_pooled_capacity_fits_a_whole_chunk_of_ciphertext() {
+        let ct = ciphertext_len(CHUNK_LEN as u64).unwrap();
+        assert_eq!(ct, POOLED_CAPACITY as u64);
+    }
+
+    const CHUNK_LEN: usize = 4 << 20;
+}
