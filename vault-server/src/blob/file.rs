@@ -24,7 +24,7 @@
 
 use std::io::ErrorKind;
 use std::ops::Range;
-use std::os::unix::fs::{DirBuilderExt as _, FileExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -312,12 +312,14 @@ impl BlobStore for FileStore {
                     .min(READ_BUF);
                 let from = at.start;
                 let buf = blocking(move || {
-                    let mut buf = vec![0; want];
-                    let n = file.read_at(&mut buf, from)?;
+                    // Into the spare capacity: no zero-filling of bytes
+                    // that are overwritten at once.
+                    let mut buf = Vec::with_capacity(want);
+                    let n =
+                        rustix::io::pread(&*file, rustix::buffer::spare_capacity(&mut buf), from)?;
                     if n == 0 {
                         return Err(std::io::Error::from(ErrorKind::UnexpectedEof));
                     }
-                    buf.truncate(n);
                     Ok(buf)
                 })
                 .await?;
