@@ -27,10 +27,15 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use common::crypto::Plaintext;
+use common::crypto::content::{HEADER_LEN, SEGMENT_SIZE, TAG_LEN};
 
-/// Capacity of a pooled buffer: the ciphertext of a whole 4 MiB chunk (so a
+/// The plaintext bytes of a whole chunk (the mount's `vfs::file::CHUNK`,
+/// which checks that it is the same).
+pub(crate) const CHUNK_BYTES: usize = 4 << 20;
+
+/// Capacity of a pooled buffer: the ciphertext of a whole chunk (so a
 /// buffer fits any chunk, plaintext or ciphertext).
-pub const POOLED_CAPACITY: usize = 4 * 1024 * 1024 + 64 * 16 + 28;
+pub const POOLED_CAPACITY: usize = HEADER_LEN + CHUNK_BYTES + CHUNK_BYTES / SEGMENT_SIZE * TAG_LEN;
 
 /// At most this many idle buffers are kept.
 pub const MAX_IDLE: usize = 6;
@@ -205,7 +210,7 @@ mod tests {
     #[test]
     fn a_shared_plaintext_comes_back_only_from_its_last_holder() {
         let pool = pool();
-        let mut p = pool.plaintext(CHUNK_LEN);
+        let mut p = pool.plaintext(CHUNK_BYTES);
         p.extend_from_slice(b"secret");
         let ptr = p.as_ptr();
         let shared = Arc::new(p);
@@ -214,16 +219,14 @@ mod tests {
         assert_eq!(&other[..], b"secret", "still held: not wiped");
         assert_eq!(pool.idle_count(), 0);
         pool.recycle_shared(other);
-        let again = pool.take(CHUNK_LEN);
+        let again = pool.take(CHUNK_BYTES);
         assert_eq!(again.as_ptr(), ptr);
         assert!(again.is_empty());
     }
 
     #[test]
     fn the_pooled_capacity_fits_a_whole_chunk_of_ciphertext() {
-        let ct = ciphertext_len(CHUNK_LEN as u64).unwrap();
+        let ct = ciphertext_len(CHUNK_BYTES as u64).unwrap();
         assert_eq!(ct, POOLED_CAPACITY as u64);
     }
-
-    const CHUNK_LEN: usize = 4 << 20;
 }

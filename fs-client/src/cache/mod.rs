@@ -7,7 +7,6 @@
 //!   caller (AEAD and digests), so a damaged file costs a refetch.
 //! - [`SegmentCache`] ([`memory`]): decrypted 64 KiB segments, in memory
 //!   only, bounded in bytes, so repeated reads of a segment decrypt it once.
-//!
 //! - [`buffers`]: not a cache of contents but of memory: reused chunk-sized
 //!   buffers, so that 4 MiB chunks do not cost fresh pages each.
 //!

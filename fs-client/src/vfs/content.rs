@@ -26,7 +26,7 @@ use common::crypto::Plaintext;
 use common::crypto::attrs::ObjectEntry;
 use common::crypto::content::{
     HEADER_LEN, ObjectBinding, ObjectDecryptor, ObjectDigest, SEGMENT_SIZE, TAG_LEN,
-    ciphertext_range, encrypt_object_into, segment_count,
+    ciphertext_len, ciphertext_range, encrypt_object_into, segment_count,
 };
 use common::crypto::subkeys::ContentKey;
 use common::{NodeId, ObjectId};
@@ -157,7 +157,7 @@ impl<A: VaultApi + 'static> Content<A> {
         if let Some(b) = self.cached_segment(file, obj, index)? {
             return Ok(b);
         }
-        let ct_len = common::crypto::content::ciphertext_len(obj.len)?;
+        let ct_len = ciphertext_len(obj.len)?;
         match &self.disk {
             Some(disk) if ct_len <= disk.capacity() => {
                 self.download_whole(file, obj, Some(disk.clone())).await?;
@@ -347,8 +347,8 @@ impl<A: VaultApi + 'static> Content<A> {
             object: id,
             offset,
         };
-        let len = usize::try_from(common::crypto::content::ciphertext_len(plain.len() as u64)?)
-            .map_err(|_| FsError::TooBig)?;
+        let len =
+            usize::try_from(ciphertext_len(plain.len() as u64)?).map_err(|_| FsError::TooBig)?;
         let mut out = POOL.take(len);
         encrypt_object_into(&self.key, &binding, plain, &mut out)?;
         let ct = POOL.into_bytes(out);

@@ -36,6 +36,7 @@ use crate::cache::buffers::POOL;
 pub(crate) const SEG: u64 = SEGMENT_SIZE as u64;
 /// Plaintext bytes per object (a multiple of [`SEG`]).
 pub(crate) const CHUNK: u64 = 4 << 20;
+const _: () = assert!(CHUNK == crate::cache::buffers::CHUNK_BYTES as u64);
 /// Segments per chunk.
 pub(crate) const SEGS_PER_CHUNK: u64 = CHUNK / SEG;
 /// Whole chunks held in memory per file ([`FileInner::hold`]): those in an
