@@ -44,6 +44,7 @@ VECTOR_DIR = Path("common/tests/vectors")
 ERROR_KINDS = {
     "authentication",
     "digest",
+    "seed",
     "length",
     "version",
     "name_tag",
@@ -433,7 +434,9 @@ def decrypt_name(enc_key: bytes, tag_key: bytes, parent: bytes, child: bytes,
 # Attribute records (FORMAT.md 8)
 # ---------------------------------------------------------------------------
 
-RECORD_VERSION = 1
+RECORD_VERSION_DIGESTS = 1  # every object entry commits to a SHA-256 digest
+RECORD_VERSION = 2  # tagged entries: a digest or a seed (FORMAT.md 8.1)
+CHECK_DIGEST, CHECK_SEED = 1, 2
 KIND_FILE, KIND_DIR, KIND_SYMLINK, KIND_FIFO, KIND_SOCKET = 1, 2, 3, 4, 5
 KINDS = {KIND_FILE, KIND_DIR, KIND_SYMLINK, KIND_FIFO, KIND_SOCKET}
 MAX_TARGET = 4095
@@ -442,14 +445,25 @@ MAX_XATTR_VALUE = 65536
 MAX_XATTR_TOTAL = 256 * 1024
 MAX_OBJECTS = 1 << 22
 OBJECT_ENTRY_LEN = 64
+MIN_TAGGED_ENTRY_LEN = 16 + 8 + 8 + 1 + 24
 
 
 @dataclass
 class ObjectEntry:
+    """Exactly one of `digest` (32 bytes) and `seed` (24 bytes) is set."""
+
     id: bytes
     offset: int
     len: int
-    digest: bytes
+    digest: bytes | None
+    seed: bytes | None = None
+
+    def encode_tagged(self) -> bytes:
+        head = self.id + u64be(self.offset) + u64be(self.len)
+        if self.seed is not None:
+            return head + bytes([CHECK_SEED]) + self.seed
+        assert self.digest is not None
+        return head + bytes([CHECK_DIGEST]) + self.digest
 
 
 @dataclass
@@ -484,7 +498,8 @@ class Record:
             xattrs=[(bytes.fromhex(n), bytes.fromhex(v)) for n, v in obj["xattrs"]],
             objects=[
                 ObjectEntry(parse_id(o["id"]), int(o["offset"]), int(o["len"]),
-                            bytes.fromhex(o["digest"]))
+                            bytes.fromhex(o["digest"]) if "digest" in o else None,
+                            bytes.fromhex(o["seed"]) if "seed" in o else None)
                 for o in obj["objects"]
             ],
         )
@@ -545,8 +560,10 @@ def encode_record(r: Record) -> bytes:
     if any(a >= b for a, b in zip(names, names[1:])):
         raise _bad("xattr names not strictly ascending")
     validate_record(r)
+    # Canonical: version 1 exactly when no entry commits to a seed.
+    tagged = any(o.seed is not None for o in r.objects)
     out = bytearray()
-    out.append(RECORD_VERSION)
+    out.append(RECORD_VERSION if tagged else RECORD_VERSION_DIGESTS)
     out.append(r.kind)
     out += u32be(r.mode) + u32be(r.uid) + u32be(r.gid) + u64be(r.size)
     for secs, nanos in (r.atime, r.mtime, r.ctime, r.btime):
@@ -558,7 +575,11 @@ def encode_record(r: Record) -> bytes:
         out += name + u32be(len(value)) + value
     out += u32be(len(r.objects))
     for o in r.objects:
-        out += o.id + u64be(o.offset) + u64be(o.len) + o.digest
+        if tagged:
+            out += o.encode_tagged()
+        else:
+            assert o.digest is not None
+            out += o.id + u64be(o.offset) + u64be(o.len) + o.digest
     return bytes(out)
 
 
@@ -590,8 +611,9 @@ def decode_record(data: bytes) -> Record:
     """FORMAT.md 8.4, in order."""
     c = _Cursor(data)
     version = c.uint(1)
-    if version != RECORD_VERSION:
+    if version not in (RECORD_VERSION_DIGESTS, RECORD_VERSION):
         raise FormatError("version", f"record version {version}")
+    tagged = version == RECORD_VERSION
     kind = c.uint(1)
     if kind not in KINDS:
         raise _bad("unknown node kind")
@@ -610,15 +632,26 @@ def decode_record(data: bytes) -> Record:
         value = c.take(c.uint(4))
         xattrs.append((name, value))
     count = c.uint(4)
-    if count > c.remaining() // OBJECT_ENTRY_LEN:
+    if count > c.remaining() // (MIN_TAGGED_ENTRY_LEN if tagged else OBJECT_ENTRY_LEN):
         raise _bad("object count exceeds the record")
     objects = []
     for _ in range(count):
         oid = c.take(16)
         offset, length = c.uint(8), c.uint(8)
-        objects.append(ObjectEntry(oid, offset, length, c.take(32)))
+        if not tagged:
+            objects.append(ObjectEntry(oid, offset, length, c.take(32)))
+            continue
+        check = c.uint(1)
+        if check == CHECK_DIGEST:
+            objects.append(ObjectEntry(oid, offset, length, c.take(32)))
+        elif check == CHECK_SEED:
+            objects.append(ObjectEntry(oid, offset, length, None, c.take(24)))
+        else:
+            raise _bad("unknown object commitment")
     if c.remaining():
         raise _bad("trailing data")
+    if tagged and not any(o.seed is not None for o in objects):
+        raise _bad("a version 2 record without a seed commitment")
     r = Record(kind, mode, uid, gid, size, times[0], times[1], times[2], times[3],
                target, xattrs, objects)
     validate_record(r)
@@ -750,8 +783,17 @@ def decrypt_object(content_key: bytes, binding: Binding, ct: bytes, plain_len: i
 
 
 def open_object(content_key: bytes, file_id: bytes, entry: ObjectEntry, ct: bytes) -> bytes:
-    """FORMAT.md 9.8: digest first, then the object."""
-    if not ct_equal(sha256(ct), entry.digest):
+    """FORMAT.md 9.8: the commitment (seed or digest) first, then the object."""
+    if entry.seed is not None:
+        if len(ct) < HEADER_LEN:
+            raise FormatError("malformed", "object header too short")
+        if ct[:3] != b"SVC":
+            raise FormatError("malformed", "bad magic")
+        if ct[3] != 1:
+            raise FormatError("version", f"content format version {ct[3]}")
+        if not ct_equal(ct[4:HEADER_LEN], entry.seed):
+            raise FormatError("seed", "object seed does not match the object list")
+    elif not ct_equal(sha256(ct), entry.digest or b""):
         raise FormatError("digest", "object digest does not match the object list")
     return decrypt_object(content_key, Binding(file_id, entry.id, entry.offset), ct, entry.len)
 
@@ -873,6 +915,9 @@ def run_content(v: dict, valid: bool) -> None:
     expect_equal("ciphertext_sha256 (the vector file itself)", sha256(ct), h(v, "ciphertext_sha256"))
     if "object_digest" in v:
         entry = ObjectEntry(binding.object, binding.offset, plain_len, h(v, "object_digest"))
+        plain = open_object(key, binding.file, entry, ct)
+    elif "object_seed" in v:
+        entry = ObjectEntry(binding.object, binding.offset, plain_len, None, h(v, "object_seed"))
         plain = open_object(key, binding.file, entry, ct)
     else:
         plain = decrypt_object(key, binding, ct, plain_len)
@@ -1051,8 +1096,24 @@ def derived_records() -> None:
     for cut in range(len(plain)):
         expect_error("malformed", decode_record, plain[:cut])
     expect_error("malformed", decode_record, plain + b"\x00")
-    expect_error("version", decode_record, b"\x02" + plain[1:])
+    expect_error("version", decode_record, b"\x03" + plain[1:])
+    expect_error("malformed", decode_record, b"\x02" + plain[1:])
     expect_error("malformed", decode_record, plain[:1] + b"\x06" + plain[2:])
+    # Record version 2 (tagged entries): strict, and canonical.
+    plain2 = h(load("attributes_file_v2"), "plaintext")
+    v2 = decode_record(plain2)
+    expect_equal("version 2 byte", plain2[0], RECORD_VERSION)
+    for cut in range(len(plain2)):
+        expect_error("malformed", decode_record, plain2[:cut])
+    tag_at = len(plain2) - 25
+    expect_equal("seed tag", plain2[tag_at], CHECK_SEED)
+    expect_error("malformed", decode_record, plain2[:tag_at] + b"\x03" + plain2[tag_at + 1 :])
+    digests_only = decode_record(plain2)
+    digests_only.objects = [ObjectEntry(o.id, o.offset, o.len, o.digest or bytes(32)) for o in v2.objects]
+    expect_equal("digest-only records are version 1", encode_record(digests_only)[0], RECORD_VERSION_DIGESTS)
+    head = plain2[: len(plain2) - sum(len(o.encode_tagged()) for o in v2.objects)]
+    expect_error("malformed", decode_record,
+                 head + b"".join(o.encode_tagged() for o in digests_only.objects))
     a, b = plain.index(b"user.colour"), plain.index(b"user.empty")
     swapped = bytearray(plain)
     swapped[a : a + 5] = b"user."  # keep prefix; make the names descending:

@@ -15,8 +15,8 @@ use common::crypto::attrs::{
     NodeAttributes, NodeKind, Timestamp, open_attributes, seal_attributes,
 };
 use common::crypto::content::{
-    HEADER_LEN, ObjectBinding, ObjectDecryptor, ciphertext_range, decrypt_object, encrypt_object,
-    segments_for_range,
+    HEADER_LEN, ObjectBinding, ObjectDecryptor, ObjectDigest, ciphertext_range, decrypt_object,
+    encrypt_object, segments_for_range,
 };
 use common::crypto::name::{decrypt_name, encrypt_name, name_tag};
 use common::crypto::subkeys::VaultKey;
@@ -40,6 +40,9 @@ fn content(c: &mut Criterion) {
         });
         group.bench_with_input(BenchmarkId::new("decrypt", size), &ct, |b, ct| {
             b.iter(|| decrypt_object(&keys.content, &binding, black_box(ct), size as u64).unwrap())
+        });
+        group.bench_with_input(BenchmarkId::new("digest", size), &ct, |b, ct| {
+            b.iter(|| ObjectDigest::of(black_box(ct)))
         });
     }
     // A 4 KiB random read from a 4 MiB object: one segment's work.

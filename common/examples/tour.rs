@@ -10,8 +10,8 @@ use common::crypto::attrs::{
     NodeAttributes, NodeKind, ObjectEntry, Timestamp, open_attributes, seal_attributes,
 };
 use common::crypto::content::{
-    HEADER_LEN, ObjectBinding, ObjectDecryptor, ObjectDigest, ciphertext_range, encrypt_object,
-    open_object, segments_for_range,
+    HEADER_LEN, ObjectBinding, ObjectCheck, ObjectDecryptor, ObjectSeed, ciphertext_range,
+    encrypt_object, open_object, segments_for_range,
 };
 use common::crypto::kdf::{KdfParams, derive_account_keys};
 use common::crypto::keywrap::{unwrap_vault_key, wrap_vault_key};
@@ -87,7 +87,7 @@ fn tour() -> Result<(), CryptoError> {
         id: binding.object,
         offset: 0,
         len: contents.len() as u64,
-        digest: ObjectDigest::of(&object),
+        check: ObjectCheck::Seed(ObjectSeed::of_header(&object)?),
     };
     let mut attrs = NodeAttributes::new(NodeKind::File, 0o644, 1000, 1000, Timestamp::now());
     attrs.size = entry.len;
@@ -107,7 +107,7 @@ fn tour() -> Result<(), CryptoError> {
     let segments = segments_for_range(entry.len, 500_000, 100);
     let range = ciphertext_range(entry.len, segments.clone())?;
     let header = object.get(..HEADER_LEN).ok_or(CryptoError::OutOfRange)?;
-    let dec = ObjectDecryptor::new(&sub.content, &binding, header, entry.len)?;
+    let dec = ObjectDecryptor::for_entry(&sub.content, file, entry, header)?;
     let slice = object
         .get(usize::try_from(range.start).unwrap_or(0)..usize::try_from(range.end).unwrap_or(0))
         .ok_or(CryptoError::OutOfRange)?;

@@ -21,7 +21,7 @@ use std::sync::LazyLock;
 use common::crypto::CryptoError;
 use common::crypto::attrs::ObjectEntry;
 use common::crypto::content::{
-    HEADER_LEN, ObjectBinding, ObjectDecryptor, ObjectDigest, SEGMENT_CIPHERTEXT_SIZE,
+    HEADER_LEN, ObjectBinding, ObjectCheck, ObjectDecryptor, ObjectDigest, ObjectSeed, SEGMENT_CIPHERTEXT_SIZE,
     SEGMENT_SIZE, TAG_LEN, ciphertext_len, ciphertext_range, decrypt_object, open_object,
     plaintext_len, segment_count, segments_for_range,
 };
@@ -178,9 +178,17 @@ fuzz_target!(|data: &[u8]| {
         id: OBJECT,
         offset: w6,
         len: p,
-        digest: ObjectDigest::of(ct),
+        check: ObjectCheck::Digest(ObjectDigest::of(ct)),
     };
     assert!(open_object(&KEY, FILE, &entry, ct).is_err());
+    // Against a seed commitment (the header's own seed, when it has one).
+    if let Ok(seed) = ObjectSeed::of_header(ct) {
+        let entry = ObjectEntry {
+            check: ObjectCheck::Seed(seed),
+            ..entry
+        };
+        assert!(open_object(&KEY, FILE, &entry, ct).is_err());
+    }
 
     // Segment-wise decryption.
     let (header, body) = ct.split_at(HEADER_LEN.min(ct.len()));

@@ -22,7 +22,7 @@ use std::sync::LazyLock;
 use common::crypto::CryptoError;
 use common::crypto::attrs::ObjectEntry;
 use common::crypto::content::{
-    HEADER_LEN, ObjectBinding, ObjectDecryptor, ObjectDigest, SEGMENT_SIZE, ciphertext_len,
+    HEADER_LEN, ObjectBinding, ObjectCheck, ObjectDecryptor, ObjectDigest, ObjectSeed, SEGMENT_SIZE, ciphertext_len,
     ciphertext_range, decrypt_object, encrypt_object, open_object, segments_for_range,
 };
 use common::crypto::subkeys::{ContentKey, VaultKey};
@@ -93,12 +93,25 @@ fuzz_target!(|data: &[u8]| {
         id: OBJECT,
         offset: w4,
         len,
-        digest: ObjectDigest::of(&ct),
+        check: ObjectCheck::Digest(ObjectDigest::of(&ct)),
     };
     match open_object(&KEY, FILE, &entry, &ct) {
         // open_object checks the digest, then calls decrypt_object.
         Ok(back) => assert!(back == plaintext, "open_object gave other bytes"),
         Err(e) => panic!("open_object of a fresh object: {e:?}"),
+    }
+    // The same against the seed commitment a version 2 writer records.
+    let seed = match ObjectSeed::of_header(&ct) {
+        Ok(seed) => seed,
+        Err(e) => panic!("a fresh object's header: {e:?}"),
+    };
+    let by_seed = ObjectEntry {
+        check: ObjectCheck::Seed(seed),
+        ..entry.clone()
+    };
+    match open_object(&KEY, FILE, &by_seed, &ct) {
+        Ok(back) => assert!(back == plaintext, "open_object (seed) gave other bytes"),
+        Err(e) => panic!("open_object (seed) of a fresh object: {e:?}"),
     }
 
     // Wrong length or binding.

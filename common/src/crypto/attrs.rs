@@ -1,23 +1,30 @@
 //! Node attribute records: everything about a node except its name and its
 //! place in the tree, sealed as one record bound to the node's id and version.
 //!
-//! Plaintext layout (version 1, integers big-endian):
+//! Plaintext layout (integers big-endian):
 //!
 //! ```text
-//! u8  record version (1)        u8  kind        u32 mode (0o7777 bits)
+//! u8  record version (1 or 2)   u8  kind        u32 mode (0o7777 bits)
 //! u32 uid   u32 gid             u64 size (bytes of plaintext)
 //! 4 x (i64 seconds, u32 nanoseconds)   atime, mtime, ctime, btime
 //! u16 symlink target length, target bytes
 //! u32 xattr count, then per xattr: u8 name length, name, u32 value length, value
 //!     (names strictly ascending)
-//! u32 object count, then per object: id[16], u64 offset, u64 length, sha256[32]
+//! u32 object count, then per object: id[16], u64 offset, u64 length, then
+//!     version 1: sha256[32]
+//!     version 2: u8 1, sha256[32] | u8 2, seed[24]
 //!     (offsets strictly ascending, no overlap, inside size)
 //! ```
 //!
 //! `sealed = sealed box(attribute key, frame("securevault/v1/attributes",
-//! [node id, u64be version]), plaintext)`. The object list commits to the
-//! SHA-256 of every ciphertext object, so a server cannot serve an older
+//! [node id, u64be version]), plaintext)`. The object list commits to every
+//! ciphertext object ([`ObjectCheck`]), so a server cannot serve an older
 //! object, and bytes not covered by an object are a hole (zeros).
+//!
+//! The encoding is canonical: a record is written as version 1 exactly when
+//! no entry commits to a seed (so records without new objects stay readable
+//! by version-1 readers), and a version 2 record without a seed entry is
+//! refused.
 
 use std::collections::BTreeMap;
 
@@ -25,15 +32,18 @@ use zeroize::Zeroizing;
 
 use super::CryptoError;
 use super::aad::frame;
-use super::content::ObjectDigest;
+use super::content::{ObjectCheck, ObjectDigest, ObjectSeed, SEED_LEN};
 use super::sealed;
 use super::subkeys::AttributeKey;
 use crate::codec::{Reader, Writer};
 use crate::ids::{NodeId, ObjectId};
 
 const LABEL: &str = "securevault/v1/attributes";
-/// Version of the attribute record's plaintext layout.
-pub const RECORD_VERSION: u8 = 1;
+/// The newest version of the attribute record's plaintext layout (object
+/// entries tagged with their kind of commitment).
+pub const RECORD_VERSION: u8 = 2;
+/// The first version: every object entry commits to a SHA-256 digest.
+pub const RECORD_VERSION_DIGESTS: u8 = 1;
 /// Longest symlink target (Linux PATH_MAX less the terminating NUL).
 pub const MAX_SYMLINK_TARGET: usize = 4095;
 /// Longest xattr name (XATTR_NAME_MAX).
@@ -44,7 +54,11 @@ pub const MAX_XATTR_VALUE: usize = 65536;
 pub const MAX_XATTR_TOTAL: usize = 256 * 1024;
 /// Most objects in one file version.
 pub const MAX_OBJECTS: usize = 1 << 22;
-const OBJECT_ENTRY_LEN: usize = 16 + 8 + 8 + 32;
+const V1_ENTRY_LEN: usize = 16 + 8 + 8 + 32;
+/// The shortest tagged (version 2) entry: one committing to a seed.
+const MIN_TAGGED_ENTRY_LEN: usize = 16 + 8 + 8 + 1 + SEED_LEN;
+const CHECK_DIGEST: u8 = 1;
+const CHECK_SEED: u8 = 2;
 
 /// What a node is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,8 +126,48 @@ pub struct ObjectEntry {
     pub offset: u64,
     /// Plaintext length of the object (at least 1).
     pub len: u64,
-    /// SHA-256 of the object's whole ciphertext.
-    pub digest: ObjectDigest,
+    /// What the record commits to: the object's seed, or (records written
+    /// before version 2) the SHA-256 of its whole ciphertext.
+    pub check: ObjectCheck,
+}
+
+impl ObjectEntry {
+    /// Appends the entry in the tagged form of record version 2 (also used
+    /// by the client's journal).
+    pub fn encode_tagged(&self, w: &mut Vec<u8>) {
+        w.put_bytes(self.id.as_bytes());
+        w.put_u64(self.offset);
+        w.put_u64(self.len);
+        match &self.check {
+            ObjectCheck::Digest(d) => {
+                w.put_u8(CHECK_DIGEST);
+                w.put_bytes(d.as_bytes());
+            }
+            ObjectCheck::Seed(s) => {
+                w.put_u8(CHECK_SEED);
+                w.put_bytes(s.as_bytes());
+            }
+        }
+    }
+
+    /// Reads one entry in the tagged form of [`Self::encode_tagged`].
+    pub fn decode_tagged(r: &mut Reader<'_>) -> Result<Self, CryptoError> {
+        let m = CryptoError::malformed("object entry");
+        let id = ObjectId::from_bytes(r.array().map_err(&m)?);
+        let offset = r.u64().map_err(&m)?;
+        let len = r.u64().map_err(&m)?;
+        let check = match r.u8().map_err(&m)? {
+            CHECK_DIGEST => ObjectCheck::Digest(ObjectDigest::from_bytes(r.array().map_err(&m)?)),
+            CHECK_SEED => ObjectCheck::Seed(ObjectSeed::from_bytes(r.array().map_err(&m)?)),
+            _ => return Err(invalid("unknown object commitment")),
+        };
+        Ok(Self {
+            id,
+            offset,
+            len,
+            check,
+        })
+    }
 }
 
 /// The decrypted attribute record of a node.
@@ -239,11 +293,19 @@ impl NodeAttributes {
     /// The plaintext record (validated first).
     pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         self.validate()?;
+        let tagged = self
+            .objects
+            .iter()
+            .any(|o| matches!(o.check, ObjectCheck::Seed(_)));
         let mut out = Zeroizing::new(Vec::with_capacity(
-            90 + self.symlink_target.len() + self.objects.len() * OBJECT_ENTRY_LEN,
+            90 + self.symlink_target.len() + self.objects.len() * (V1_ENTRY_LEN + 1),
         ));
         let w: &mut Vec<u8> = &mut out;
-        w.put_u8(RECORD_VERSION);
+        w.put_u8(if tagged {
+            RECORD_VERSION
+        } else {
+            RECORD_VERSION_DIGESTS
+        });
         w.put_u8(self.kind.code());
         w.put_u32(self.mode);
         w.put_u32(self.uid);
@@ -265,10 +327,16 @@ impl NodeAttributes {
         }
         w.put_u32(u32::try_from(self.objects.len()).map_err(|_| CryptoError::OutOfRange)?);
         for o in &self.objects {
-            w.put_bytes(o.id.as_bytes());
-            w.put_u64(o.offset);
-            w.put_u64(o.len);
-            w.put_bytes(o.digest.as_bytes());
+            match (&o.check, tagged) {
+                (_, true) => o.encode_tagged(w),
+                (ObjectCheck::Digest(d), false) => {
+                    w.put_bytes(o.id.as_bytes());
+                    w.put_u64(o.offset);
+                    w.put_u64(o.len);
+                    w.put_bytes(d.as_bytes());
+                }
+                (ObjectCheck::Seed(_), false) => return Err(CryptoError::OutOfRange),
+            }
         }
         Ok(out)
     }
@@ -278,9 +346,11 @@ impl NodeAttributes {
         let m = CryptoError::malformed("attribute record");
         let mut r = Reader::new(bytes);
         let version = r.u8().map_err(&m)?;
-        if version != RECORD_VERSION {
-            return Err(CryptoError::UnsupportedVersion(version));
-        }
+        let tagged = match version {
+            RECORD_VERSION_DIGESTS => false,
+            RECORD_VERSION => true,
+            _ => return Err(CryptoError::UnsupportedVersion(version)),
+        };
         let kind = NodeKind::from_code(r.u8().map_err(&m)?).ok_or(invalid("unknown node kind"))?;
         let mode = r.u32().map_err(&m)?;
         let uid = r.u32().map_err(&m)?;
@@ -309,19 +379,36 @@ impl NodeAttributes {
             xattrs.insert(name.to_vec(), value.to_vec());
         }
         let object_count = usize::try_from(r.u32().map_err(&m)?).map_err(|_| invalid("objects"))?;
-        if object_count > r.remaining() / OBJECT_ENTRY_LEN {
+        let min_entry = if tagged {
+            MIN_TAGGED_ENTRY_LEN
+        } else {
+            V1_ENTRY_LEN
+        };
+        if object_count > r.remaining() / min_entry {
             return Err(invalid("object count exceeds the record"));
         }
         let mut objects = Vec::with_capacity(object_count);
         for _ in 0..object_count {
-            objects.push(ObjectEntry {
-                id: ObjectId::from_bytes(r.array().map_err(&m)?),
-                offset: r.u64().map_err(&m)?,
-                len: r.u64().map_err(&m)?,
-                digest: ObjectDigest::from_bytes(r.array().map_err(&m)?),
+            objects.push(if tagged {
+                ObjectEntry::decode_tagged(&mut r)?
+            } else {
+                ObjectEntry {
+                    id: ObjectId::from_bytes(r.array().map_err(&m)?),
+                    offset: r.u64().map_err(&m)?,
+                    len: r.u64().map_err(&m)?,
+                    check: ObjectCheck::Digest(ObjectDigest::from_bytes(r.array().map_err(&m)?)),
+                }
             });
         }
         r.finish().map_err(&m)?;
+        // Canonical: version 2 only when some entry needs it.
+        if tagged
+            && !objects
+                .iter()
+                .any(|o| matches!(o.check, ObjectCheck::Seed(_)))
+        {
+            return Err(invalid("a version 2 record without a seed commitment"));
+        }
         let attrs = Self {
             kind,
             mode,
@@ -405,13 +492,13 @@ mod tests {
             id: ObjectId::from_bytes([1; 16]),
             offset: 0,
             len: 4096,
-            digest: ObjectDigest::from_bytes([2; 32]),
+            check: ObjectCheck::Digest(ObjectDigest::from_bytes([2; 32])),
         });
         a.objects.push(ObjectEntry {
             id: ObjectId::from_bytes([3; 16]),
             offset: 8192,
             len: 1808,
-            digest: ObjectDigest::from_bytes([4; 32]),
+            check: ObjectCheck::Digest(ObjectDigest::from_bytes([4; 32])),
         });
         a
     }
@@ -485,11 +572,11 @@ mod tests {
         let mut long = bytes.to_vec();
         long.push(0);
         assert!(NodeAttributes::decode(&long).is_err());
-        let mut v2 = bytes.to_vec();
-        v2[0] = 2;
+        let mut v3 = bytes.to_vec();
+        v3[0] = 3;
         assert_eq!(
-            NodeAttributes::decode(&v2),
-            Err(CryptoError::UnsupportedVersion(2))
+            NodeAttributes::decode(&v3),
+            Err(CryptoError::UnsupportedVersion(3))
         );
         // Swap the two xattr names ("user.a" at the first, "user.b" second).
         let text = bytes.to_vec();
@@ -499,6 +586,73 @@ mod tests {
         swapped[a + 5] = b'b';
         swapped[b + 5] = b'a';
         assert!(NodeAttributes::decode(&swapped).is_err());
+    }
+
+    /// `file()` with its second object rewritten: a new object commits to
+    /// its seed, the untouched first one keeps its digest.
+    fn file_with_a_new_object() -> NodeAttributes {
+        let mut a = file();
+        a.objects[1].check = ObjectCheck::Seed(ObjectSeed::from_bytes([5; SEED_LEN]));
+        a
+    }
+
+    #[test]
+    fn records_are_version_1_until_an_entry_commits_to_a_seed() {
+        let v1 = file().encode().unwrap();
+        assert_eq!(v1[0], RECORD_VERSION_DIGESTS);
+        let mut dir = NodeAttributes::new(NodeKind::Directory, 0o755, 0, 0, Timestamp::now());
+        dir.size = 0;
+        assert_eq!(dir.encode().unwrap()[0], RECORD_VERSION_DIGESTS);
+        let a = file_with_a_new_object();
+        let v2 = a.encode().unwrap();
+        assert_eq!(v2[0], RECORD_VERSION);
+        // Tagged entries: a digest entry is one byte longer, a seed entry
+        // eight bytes shorter.
+        assert_eq!(v2.len(), v1.len() + 1 + (1 + SEED_LEN) - 32);
+        assert_eq!(NodeAttributes::decode(&v2).unwrap(), a);
+        let s = seal_attributes(&key(), N, 3, &a).unwrap();
+        assert_eq!(open_attributes(&key(), N, 3, &s).unwrap(), a);
+    }
+
+    #[test]
+    fn version_2_records_decode_strictly() {
+        let bytes = file_with_a_new_object().encode().unwrap();
+        for cut in 0..bytes.len() {
+            assert!(
+                NodeAttributes::decode(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        // The seed entry is last: its tag sits 25 bytes before the end.
+        let tag_at = bytes.len() - 1 - SEED_LEN;
+        assert_eq!(bytes[tag_at], CHECK_SEED);
+        let mut unknown = bytes.to_vec();
+        unknown[tag_at] = 3;
+        assert!(matches!(
+            NodeAttributes::decode(&unknown),
+            Err(CryptoError::Malformed { .. })
+        ));
+        // A version 2 record of digests only is not canonical.
+        let mut a = file();
+        let mut only_digests = Vec::new();
+        only_digests.push(RECORD_VERSION);
+        let v1 = a.encode().unwrap();
+        let objects_at = v1.len() - 2 * V1_ENTRY_LEN - 4;
+        only_digests.extend_from_slice(&v1[1..objects_at + 4]);
+        for o in &a.objects {
+            o.encode_tagged(&mut only_digests);
+        }
+        assert!(matches!(
+            NodeAttributes::decode(&only_digests),
+            Err(CryptoError::Malformed { .. })
+        ));
+        // ... while the same bytes with one seed entry are.
+        a.objects[0].check = ObjectCheck::Seed(ObjectSeed::from_bytes([8; SEED_LEN]));
+        let mut with_seed = only_digests[..objects_at + 4].to_vec();
+        for o in &a.objects {
+            o.encode_tagged(&mut with_seed);
+        }
+        assert_eq!(NodeAttributes::decode(&with_seed).unwrap(), a);
     }
 
     #[test]

@@ -27,24 +27,23 @@
 //! age and rclone crypt also use 64 KiB). Any plaintext range is read with
 //! the header plus the segments that cover it ([`segments_for_range`]).
 //!
-//! Every object MUST get a fresh random [`ObjectId`]: a range read cannot check
-//! the whole-object digest, so it is the id in every segment's AAD that stops
-//! an older object from being served in place of the current one (the server
-//! also refuses to overwrite an existing object id).
+//! Every object MUST get a fresh random [`ObjectId`] and seed: the id in every
+//! segment's AAD stops an older object from being served in place of the
+//! current one (the server also refuses to overwrite an existing object id).
 //!
-//! An object's ciphertext is committed to by its SHA-256 in the file's
-//! attribute record ([`ObjectDigest`]), so a server cannot substitute an
-//! older object for a current one.
+//! The file's attribute record also commits to each object
+//! ([`ObjectCheck`]): to its seed (record version 2), which a reader checks
+//! against the header of the object, whole or a range, before opening any
+//! segment; or, in version 1 records, to the SHA-256 of its whole
+//! ciphertext. Either way a server cannot substitute another object.
 
 use std::ops::Range;
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::aad::frame;
 use super::attrs::ObjectEntry;
+pub use super::commitment::{ObjectCheck, ObjectDigest, ObjectSeed};
 use super::gcm::{Gcm, NONCE_LEN};
 use super::keys::hkdf_sha256;
 use super::subkeys::ContentKey;
@@ -94,47 +93,6 @@ impl ObjectBinding {
                 &self.offset.to_be_bytes(),
             ],
         )
-    }
-}
-
-/// SHA-256 of an object's whole ciphertext.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ObjectDigest(#[serde(with = "hex::serde")] [u8; 32]);
-
-impl ObjectDigest {
-    /// Wraps raw digest bytes.
-    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
-    }
-
-    /// Hashes a whole ciphertext.
-    pub fn of(ciphertext: &[u8]) -> Self {
-        Self(Sha256::digest(ciphertext).into())
-    }
-
-    /// Finishes an incremental hash (for streamed objects).
-    pub fn from_hasher(hasher: Sha256) -> Self {
-        Self(hasher.finalize().into())
-    }
-
-    /// The raw bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// Constant-time check of `ciphertext` against this digest.
-    pub fn verify(&self, ciphertext: &[u8]) -> Result<(), CryptoError> {
-        if bool::from(Self::of(ciphertext).0.ct_eq(&self.0)) {
-            Ok(())
-        } else {
-            Err(CryptoError::DigestMismatch)
-        }
-    }
-}
-
-impl std::fmt::Debug for ObjectDigest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ObjectDigest({})", hex::encode(self.0))
     }
 }
 
@@ -428,6 +386,24 @@ impl ObjectDecryptor {
         })
     }
 
+    /// Prepares to decrypt segments of the object listed as `entry` in
+    /// `file`'s object list, whose `header` a range read fetched: checks the
+    /// header against the entry's seed commitment first (FORMAT.md 9.9).
+    pub fn for_entry(
+        key: &ContentKey,
+        file: NodeId,
+        entry: &ObjectEntry,
+        header: &[u8],
+    ) -> Result<Self, CryptoError> {
+        entry.check.verify_header(header)?;
+        let binding = ObjectBinding {
+            file,
+            object: entry.id,
+            offset: entry.offset,
+        };
+        Self::new(key, &binding, header, entry.len)
+    }
+
     /// The number of segments in the object.
     pub fn segment_count(&self) -> u64 {
         self.segments
@@ -555,14 +531,14 @@ pub fn decrypt_object(
 }
 
 /// Verifies a downloaded object against its entry in the file's object list
-/// (digest first, then every segment) and decrypts it.
+/// (the commitment first, then every segment) and decrypts it.
 pub fn open_object(
     key: &ContentKey,
     file: NodeId,
     entry: &ObjectEntry,
     ciphertext: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
-    entry.digest.verify(ciphertext)?;
+    entry.check.verify_whole(ciphertext)?;
     let binding = ObjectBinding {
         file,
         object: entry.id,

@@ -45,6 +45,10 @@ pub enum CryptoError {
     /// commits to: an old or foreign object was served.
     #[error("object digest does not match the file's object list")]
     DigestMismatch,
+    /// An object's header carries another seed than the one the file's
+    /// object list commits to: an old or foreign object was served.
+    #[error("object seed does not match the file's object list")]
+    SeedMismatch,
     /// A directory entry's name tag does not belong to its encrypted name.
     #[error("directory entry name tag does not match its name")]
     NameTagMismatch,

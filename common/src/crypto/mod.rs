@@ -19,6 +19,7 @@
 
 mod aad;
 pub mod attrs;
+mod commitment;
 pub mod content;
 mod error;
 mod gcm;

@@ -18,7 +18,8 @@ use super::attrs::{
     NodeAttributes, NodeKind, ObjectEntry, Timestamp, open_attributes, seal_attributes_with_salt,
 };
 use super::content::{
-    ObjectBinding, ObjectDigest, ObjectEncryptor, decrypt_object, open_object, seal_all,
+    ObjectBinding, ObjectCheck, ObjectDigest, ObjectEncryptor, ObjectSeed, decrypt_object,
+    open_object, seal_all,
 };
 use super::kdf::{KdfParams, KeyEncryptionKey, derive_account_keys};
 use super::keywrap::{self, WrapPurpose};
@@ -68,6 +69,7 @@ fn kind(e: &CryptoError) -> &'static str {
     match e {
         CryptoError::Authentication | CryptoError::SegmentAuthentication { .. } => "authentication",
         CryptoError::DigestMismatch => "digest",
+        CryptoError::SeedMismatch => "seed",
         CryptoError::CiphertextLength { .. } => "length",
         CryptoError::UnsupportedVersion(_) => "version",
         CryptoError::NameTagMismatch => "name_tag",
@@ -214,14 +216,25 @@ fn sample_file() -> NodeAttributes {
         id: ObjectId::from_bytes(filled(0x80)),
         offset: 0,
         len: 131_072,
-        digest: ObjectDigest::from_bytes(filled(0x90)),
+        check: ObjectCheck::Digest(ObjectDigest::from_bytes(filled(0x90))),
     });
     a.objects.push(ObjectEntry {
         id: ObjectId::from_bytes(filled(0xa0)),
         offset: 196_608,
         len: 3392,
-        digest: ObjectDigest::from_bytes(filled(0xb0)),
+        check: ObjectCheck::Digest(ObjectDigest::from_bytes(filled(0xb0))),
     });
+    a
+}
+
+/// The sample file after its tail was rewritten by a version 2 writer: the
+/// new object commits to its seed, the untouched one keeps its digest.
+fn sample_file_v2() -> NodeAttributes {
+    let mut a = sample_file();
+    if let Some(tail) = a.objects.last_mut() {
+        tail.id = ObjectId::from_bytes(filled(0x60));
+        tail.check = ObjectCheck::Seed(ObjectSeed::from_bytes(filled(0x70)));
+    }
     a
 }
 
@@ -249,9 +262,14 @@ fn attrs_json(a: &NodeAttributes) -> Value {
         "atime": t(a.atime), "mtime": t(a.mtime), "ctime": t(a.ctime), "btime": t(a.btime),
         "symlink_target": h(&a.symlink_target),
         "xattrs": a.xattrs.iter().map(|(k, v)| json!([h(k), h(v)])).collect::<Vec<_>>(),
-        "objects": a.objects.iter().map(|o| json!({
-            "id": o.id.to_string(), "offset": o.offset, "len": o.len, "digest": h(o.digest.as_bytes()),
-        })).collect::<Vec<_>>(),
+        "objects": a.objects.iter().map(|o| match &o.check {
+            ObjectCheck::Digest(d) => json!({
+                "id": o.id.to_string(), "offset": o.offset, "len": o.len, "digest": h(d.as_bytes()),
+            }),
+            ObjectCheck::Seed(s) => json!({
+                "id": o.id.to_string(), "offset": o.offset, "len": o.len, "seed": h(s.as_bytes()),
+            }),
+        }).collect::<Vec<_>>(),
     })
 }
 
@@ -291,7 +309,11 @@ fn attrs_from_json(v: &Value) -> NodeAttributes {
                 id: o["id"].as_str().unwrap().parse().unwrap(),
                 offset: num(o, "offset"),
                 len: num(o, "len"),
-                digest: ObjectDigest::from_bytes(arr(o, "digest")),
+                check: if o.get("seed").is_some() {
+                    ObjectCheck::Seed(ObjectSeed::from_bytes(arr(o, "seed")))
+                } else {
+                    ObjectCheck::Digest(ObjectDigest::from_bytes(arr(o, "digest")))
+                },
             })
             .collect(),
     }
@@ -397,6 +419,14 @@ fn all_vectors() -> Vec<(String, Value, Option<Vec<u8>>)> {
         (
             "attributes_file".into(),
             attrs_vector(&sample_file(), "a file with xattrs, a hole and two objects"),
+            None,
+        ),
+        (
+            "attributes_file_v2".into(),
+            attrs_vector(
+                &sample_file_v2(),
+                "record version 2: one object committed by its digest, one by its seed",
+            ),
             None,
         ),
         (
@@ -726,6 +756,25 @@ fn all_vectors() -> Vec<(String, Value, Option<Vec<u8>>)> {
         ),
         None,
     ));
+    let mut committed = content_vector(
+        base_len,
+        base_file,
+        &base,
+        "a whole object checked against the seed its entry commits to",
+    );
+    committed["object_seed"] = h(&SEED);
+    out.push(("content_committed_seed".into(), committed, None));
+    let mut replay_seed = content_vector(base_len, base_file, &base, "");
+    replay_seed["object_seed"] = h(&[0x34; 24]);
+    out.push((
+        "fail_content_replayed_object_seed".into(),
+        fail(
+            replay_seed,
+            "seed",
+            "an older object served where a version 2 object list commits to a newer one's seed",
+        ),
+        None,
+    ));
     let mut v2 = base.clone();
     v2[3] = 2;
     let v = content_vector(base_len, "fail_content_unknown_version.bin", &v2, "");
@@ -815,12 +864,24 @@ fn run(v: &Value) -> Result<(), CryptoError> {
                 ObjectDigest::of(&ct).as_bytes(),
                 &key32("ciphertext_sha256")
             );
-            let plain = if v.get("object_digest").is_some() {
+            let check = if v.get("object_digest").is_some() {
+                Some(ObjectCheck::Digest(ObjectDigest::from_bytes(key32(
+                    "object_digest",
+                ))))
+            } else if v.get("object_seed").is_some() {
+                Some(ObjectCheck::Seed(ObjectSeed::from_bytes(arr(
+                    v,
+                    "object_seed",
+                ))))
+            } else {
+                None
+            };
+            let plain = if let Some(check) = check {
                 let entry = ObjectEntry {
                     id: object,
                     offset,
                     len,
-                    digest: ObjectDigest::from_bytes(key32("object_digest")),
+                    check,
                 };
                 open_object(&key, file, &entry, &ct)?
             } else {

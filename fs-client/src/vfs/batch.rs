@@ -321,7 +321,7 @@ async fn plan<'a, A: VaultApi + 'static>(
                 req.objects.push(InlineObject {
                     id: entry.id,
                     data: Base64(ct.to_vec()),
-                    sha256: Base64(entry.digest.as_bytes().to_vec()),
+                    sha256: Base64(crate::api::tree::sha256(ct).to_vec()),
                 });
             }
             let index = req.ops.len();

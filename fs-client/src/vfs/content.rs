@@ -25,7 +25,7 @@ use bytes::Bytes;
 use common::crypto::Plaintext;
 use common::crypto::attrs::ObjectEntry;
 use common::crypto::content::{
-    HEADER_LEN, ObjectBinding, ObjectDecryptor, ObjectDigest, SEGMENT_SIZE, TAG_LEN,
+    HEADER_LEN, ObjectBinding, ObjectCheck, ObjectDecryptor, ObjectSeed, SEGMENT_SIZE, TAG_LEN,
     ciphertext_len, ciphertext_range, encrypt_object_into, segment_count,
 };
 use common::crypto::subkeys::ContentKey;
@@ -97,7 +97,7 @@ impl<A: VaultApi + 'static> Content<A> {
         self.disk.as_deref().map_or(0, DiskCache::used_bytes)
     }
 
-    /// Whether work that outlived its caller (a download's digest, cache
+    /// Whether work that outlived its caller (a download's checks, cache
     /// write and decryption run on the blocking pool, which cannot be
     /// aborted) still holds the disk cache, and with it its lock.
     pub(crate) fn disk_in_use(&self) -> bool {
@@ -190,7 +190,7 @@ impl<A: VaultApi + 'static> Content<A> {
         let Some(ct) = disk.read_at(obj.id, range.start, len).ok().flatten() else {
             return Ok(None);
         };
-        let dec = ObjectDecryptor::new(&self.key, &binding(file, obj), &header, obj.len)?;
+        let dec = ObjectDecryptor::for_entry(&self.key, file, obj, &header)?;
         let mut plain = Vec::with_capacity(len);
         match dec.open_segment(index, &ct, &mut plain) {
             Ok(()) => {
@@ -210,7 +210,7 @@ impl<A: VaultApi + 'static> Content<A> {
     /// Downloads and verifies a whole object, caches it in `disk` if given,
     /// and decrypts it into the memory cache.
     ///
-    /// The digest, the disk cache write and the decryption of up to 4 MiB
+    /// The checks, the disk cache write and the decryption of up to 4 MiB
     /// run on the blocking pool: milliseconds of CPU on an async worker
     /// would hold up the FUSE requests queued behind it (with one worker
     /// per core, a reader waits for every read-ahead in flight).
@@ -258,7 +258,7 @@ impl<A: VaultApi + 'static> Content<A> {
                 async move { api.download_object(&t, id, ByteRange::from_range(r)).await }
             })
             .await?;
-        let dec = ObjectDecryptor::new(&self.key, &binding(file, obj), &header, obj.len)?;
+        let dec = ObjectDecryptor::for_entry(&self.key, file, obj, &header)?;
         let mut plain = Vec::with_capacity(ct.len());
         dec.open_segment(index, &ct, &mut plain)?;
         let b = Bytes::from(plain);
@@ -352,13 +352,12 @@ impl<A: VaultApi + 'static> Content<A> {
         let mut out = POOL.take(len);
         encrypt_object_into(&self.key, &binding, plain, &mut out)?;
         let ct = POOL.into_bytes(out);
-        let digest = sha256(&ct);
         Ok((
             ObjectEntry {
                 id,
                 offset,
                 len: plain.len() as u64,
-                digest: ObjectDigest::from_bytes(digest),
+                check: ObjectCheck::Seed(ObjectSeed::of_header(&ct)?),
             },
             ct,
         ))
@@ -415,7 +414,7 @@ impl<A: VaultApi + 'static> Content<A> {
         let _permit = permit;
         let (entry, ct) = self.seal_object(file, offset, &plain)?;
         POOL.recycle_shared(plain);
-        let (id, digest) = (entry.id, *entry.digest.as_bytes());
+        let (id, digest) = (entry.id, sha256(&ct));
         let body = ct.clone();
         let sent = self
             .remote
@@ -436,17 +435,8 @@ impl<A: VaultApi + 'static> Content<A> {
     }
 }
 
-/// What an object of `file` is bound to (its AAD, FORMAT.md 9.4).
-fn binding(file: NodeId, obj: &ObjectEntry) -> ObjectBinding {
-    ObjectBinding {
-        file,
-        object: obj.id,
-        offset: obj.offset,
-    }
-}
-
-/// Checks the downloaded whole object `ct` against its entry `obj` (digest
-/// first, FORMAT.md 9.8), caches it in `disk` if given, and decrypts every
+/// Checks the downloaded whole object `ct` against its entry `obj` (the
+/// commitment first, FORMAT.md 9.8), caches it in `disk` if given, and decrypts every
 /// segment into `mem`. Nothing reaches `mem` from a segment that fails.
 fn open_whole(
     key: &ContentKey,
@@ -456,7 +446,7 @@ fn open_whole(
     disk: Option<&DiskCache>,
     mem: &SegmentCache,
 ) -> FsResult<()> {
-    obj.digest.verify(ct)?;
+    obj.check.verify_whole(ct)?;
     if let Some(disk) = disk
         && let Err(e) = disk.insert(obj.id, ct)
     {
@@ -465,7 +455,7 @@ fn open_whole(
     let (header, body) = ct
         .split_at_checked(HEADER_LEN)
         .ok_or(FsError::Integrity(common::crypto::CryptoError::OutOfRange))?;
-    let dec = ObjectDecryptor::new(key, &binding(file, obj), header, obj.len)?;
+    let dec = ObjectDecryptor::for_entry(key, file, obj, header)?;
     let mut rest = body;
     for index in 0..segment_count(obj.len) {
         let n = usize::try_from(seg_len(obj.len, index)).map_err(|_| FsError::TooBig)? + TAG_LEN;

@@ -52,7 +52,7 @@ use common::crypto::CryptoError;
 use common::crypto::Plaintext;
 use common::crypto::SEALED_OVERHEAD;
 use common::crypto::attrs::{NodeAttributes, ObjectEntry};
-use common::crypto::content::{ObjectDigest, SEGMENT_SIZE};
+use common::crypto::content::{ObjectCheck, ObjectDigest, SEGMENT_SIZE};
 use common::crypto::local::{open_local, open_local_append, seal_local, seal_local_append};
 use common::crypto::subkeys::LocalKey;
 use common::{NodeId, ObjectId};
@@ -65,9 +65,16 @@ use super::slots::{self, PAGE};
 /// Bytes per slot in a stage file (a segment, its seal and length, rounded
 /// up to 4 KiB so slots stay page-aligned).
 pub(crate) const SLOT: u64 = ((SEGMENT_SIZE + SEALED_OVERHEAD + 4).div_ceil(4096) * 4096) as u64;
-const MANIFEST_MAGIC: &[u8; 4] = b"SVJ\x01";
-/// A manifest with an [`Inline`] segment after the fields of version 1.
-const MANIFEST_MAGIC_INLINE: &[u8; 4] = b"SVJ\x02";
+/// The first manifest layout: uploaded objects committed by their digest.
+const MANIFEST_MAGIC_V1: &[u8; 4] = b"SVJ\x01";
+/// Version 1 with an [`Inline`] segment after its fields.
+const MANIFEST_MAGIC_V1_INLINE: &[u8; 4] = b"SVJ\x02";
+/// What this client writes: uploaded objects as tagged entries (a seed or a
+/// digest, as in attribute record version 2). Manifests of the older
+/// layouts are still read: a journal left by an older client replays.
+const MANIFEST_MAGIC: &[u8; 4] = b"SVJ\x03";
+/// [`MANIFEST_MAGIC`] with an [`Inline`] segment.
+const MANIFEST_MAGIC_INLINE: &[u8; 4] = b"SVJ\x04";
 /// The most bytes a manifest holds inline: a small file then costs one
 /// journal file written once, not a manifest and a stage file.
 pub(crate) const INLINE_MAX: usize = 12 * 1024;
@@ -152,10 +159,7 @@ impl Manifest {
         out.put_u32(u32::try_from(self.uploaded.len()).map_err(|_| FsError::TooBig)?);
         for (chunk, o) in &self.uploaded {
             out.put_u64(*chunk);
-            out.put_bytes(o.id.as_bytes());
-            out.put_u64(o.offset);
-            out.put_u64(o.len);
-            out.put_bytes(o.digest.as_bytes());
+            o.encode_tagged(&mut out);
         }
         if let Some(inline) = &self.inline {
             out.put_u64(inline.seg);
@@ -168,9 +172,11 @@ impl Manifest {
     fn decode(bytes: &[u8]) -> FsResult<Self> {
         let bad = |_| corrupt("manifest does not parse");
         let mut r = Reader::new(bytes);
-        let has_inline = match &r.array::<4>().map_err(bad)? {
-            m if m == MANIFEST_MAGIC => false,
-            m if m == MANIFEST_MAGIC_INLINE => true,
+        let (has_inline, tagged) = match &r.array::<4>().map_err(bad)? {
+            m if m == MANIFEST_MAGIC_V1 => (false, false),
+            m if m == MANIFEST_MAGIC_V1_INLINE => (true, false),
+            m if m == MANIFEST_MAGIC => (false, true),
+            m if m == MANIFEST_MAGIC_INLINE => (true, true),
             _ => return Err(corrupt("unknown manifest version")),
         };
         let node = NodeId::from_bytes(r.array().map_err(bad)?);
@@ -197,19 +203,17 @@ impl Manifest {
         let mut uploaded = Vec::new();
         for _ in 0..n {
             let chunk = r.u64().map_err(bad)?;
-            let id = ObjectId::from_bytes(r.array().map_err(bad)?);
-            let offset = r.u64().map_err(bad)?;
-            let len = r.u64().map_err(bad)?;
-            let digest = ObjectDigest::from_bytes(r.array().map_err(bad)?);
-            uploaded.push((
-                chunk,
+            let entry = if tagged {
+                ObjectEntry::decode_tagged(&mut r)?
+            } else {
                 ObjectEntry {
-                    id,
-                    offset,
-                    len,
-                    digest,
-                },
-            ));
+                    id: ObjectId::from_bytes(r.array().map_err(bad)?),
+                    offset: r.u64().map_err(bad)?,
+                    len: r.u64().map_err(bad)?,
+                    check: ObjectCheck::Digest(ObjectDigest::from_bytes(r.array().map_err(bad)?)),
+                }
+            };
+            uploaded.push((chunk, entry));
         }
         let inline = if has_inline {
             let seg = r.u64().map_err(bad)?;
@@ -924,7 +928,7 @@ mod tests {
                     id: ObjectId::from_bytes([9; 16]),
                     offset: 5 << 22,
                     len: 10,
-                    digest: ObjectDigest::from_bytes([4; 32]),
+                    check: ObjectCheck::Digest(ObjectDigest::from_bytes([4; 32])),
                 },
             )],
             inline: None,
@@ -944,6 +948,29 @@ mod tests {
             data: Plaintext::new(vec![0x5a; len]),
         });
         m
+    }
+
+    #[test]
+    fn manifests_carry_seed_commitments_and_the_old_layout_still_reads() {
+        use common::crypto::content::ObjectSeed;
+        let mut m = manifest(NodeId::from_bytes([4; 16]));
+        let digest_only = m.encode().unwrap();
+        assert_eq!(&digest_only[..4], MANIFEST_MAGIC);
+        assert_eq!(Manifest::decode(&digest_only).unwrap(), m);
+        // The same manifest as a version 1 client wrote it: its one
+        // uploaded entry (last, no inline segment) without the tag byte.
+        let mut v1 = digest_only.to_vec();
+        v1[..4].copy_from_slice(MANIFEST_MAGIC_V1);
+        let tag_at = v1.len() - 32 - 1;
+        assert_eq!(v1.remove(tag_at), 1);
+        assert_eq!(Manifest::decode(&v1).unwrap(), m);
+        // A seed entry round-trips, and so does it next to an inline segment.
+        m.uploaded[0].1.check = ObjectCheck::Seed(ObjectSeed::from_bytes([6; 24]));
+        assert_eq!(Manifest::decode(&m.encode().unwrap()).unwrap(), m);
+        m.inline = small(m.node, 10).inline;
+        let bytes = m.encode().unwrap();
+        assert_eq!(&bytes[..4], MANIFEST_MAGIC_INLINE);
+        assert_eq!(Manifest::decode(&bytes).unwrap(), m);
     }
 
     #[test]
@@ -1265,7 +1292,7 @@ mod tests {
                         id: ObjectId::from_bytes([9; 16]),
                         offset: k << 22,
                         len: 10,
-                        digest: ObjectDigest::from_bytes([4; 32]),
+                        check: ObjectCheck::Digest(ObjectDigest::from_bytes([4; 32])),
                     },
                 )
             })

@@ -495,24 +495,29 @@ async fn cached_files_stay_readable_while_the_server_is_unreachable() {
 
 #[tokio::test]
 async fn a_tampering_server_gives_errors_not_data() {
-    let fake = Arc::new(FakeVault::new());
-    let d = tempfile::tempdir().unwrap();
-    let v = start(&fake, d.path()).await;
-    write_file(&v, ROOT_INO, "f", &pattern(200_000, 9)).await;
-    v.sync_all().await.unwrap();
-    v.shutdown().await;
-    assert!(
-        fake.tamper_objects(|b| {
-            let i = b.len() / 2;
-            b[i] ^= 1;
-        }) > 0
-    );
-    let d2 = tempfile::tempdir().unwrap();
-    let w = start(&fake, d2.path()).await;
-    let a = w.lookup(ROOT_INO, os("f")).await.unwrap();
-    let fh = w.open(a.ino, OpenMode::default()).await.unwrap();
-    let err = w.read(a.ino, fh, 0, 4096).await.unwrap_err();
-    assert_eq!(err.errno(), libc::EIO, "{err:?}");
+    // A flipped bit in a segment (caught by its GCM tag) and in the header's
+    // seed (caught by the object list's seed commitment before any segment).
+    for at in [|len: usize| len / 2, |_| 10] {
+        let fake = Arc::new(FakeVault::new());
+        let d = tempfile::tempdir().unwrap();
+        let v = start(&fake, d.path()).await;
+        write_file(&v, ROOT_INO, "f", &pattern(200_000, 9)).await;
+        v.sync_all().await.unwrap();
+        v.shutdown().await;
+        assert!(
+            fake.tamper_objects(|b| {
+                let i = at(b.len());
+                b[i] ^= 1;
+            }) > 0
+        );
+        let d2 = tempfile::tempdir().unwrap();
+        let w = start(&fake, d2.path()).await;
+        let a = w.lookup(ROOT_INO, os("f")).await.unwrap();
+        let fh = w.open(a.ino, OpenMode::default()).await.unwrap();
+        let err = w.read(a.ino, fh, 0, 4096).await.unwrap_err();
+        assert_eq!(err.errno(), libc::EIO, "{err:?}");
+        w.shutdown().await;
+    }
 }
 
 #[tokio::test]

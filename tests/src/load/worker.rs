@@ -28,7 +28,7 @@ use anyhow::Context as _;
 use common::api::Base64;
 use common::api::tree::{CommitRequest, CreateNodeRequest, EntrySpec, Kind, NodeInfo, paths};
 use common::crypto::attrs::{NodeAttributes, NodeKind, ObjectEntry, Timestamp, seal_attributes};
-use common::crypto::content::{ObjectDigest, plaintext_len};
+use common::crypto::content::{ObjectCheck, ObjectDigest, plaintext_len};
 use common::crypto::name::{encrypt_name, name_tag};
 use common::{NodeId, ObjectId};
 use reqwest::Method;
@@ -263,7 +263,7 @@ pub async fn run(
             id: object,
             offset: 0,
             len: pool.plain_len,
-            digest: body.digest,
+            check: ObjectCheck::Digest(body.digest),
         }];
         let now = Timestamp::now();
         attrs.mtime = now;

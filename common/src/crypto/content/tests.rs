@@ -264,7 +264,7 @@ fn older_object_replayed_in_place_of_current_fails_the_digest() {
         id: b.object,
         offset: 0,
         len: 11,
-        digest: ObjectDigest::of(&new),
+        check: ObjectCheck::Digest(ObjectDigest::of(&new)),
     };
     assert_eq!(
         open_object(&key(), FILE, &entry, &new).unwrap(),
@@ -273,6 +273,39 @@ fn older_object_replayed_in_place_of_current_fails_the_digest() {
     assert_eq!(
         open_object(&key(), FILE, &entry, &old),
         Err(CryptoError::DigestMismatch)
+    );
+}
+
+#[test]
+fn older_object_replayed_in_place_of_current_fails_the_seed_whole_or_by_range() {
+    let b = binding();
+    let old = encrypt_object(&key(), &b, &pattern(200_000)).unwrap();
+    let new = encrypt_object(&key(), &b, &pattern(200_000)).unwrap();
+    let entry = ObjectEntry {
+        id: b.object,
+        offset: b.offset,
+        len: 200_000,
+        check: ObjectCheck::Seed(ObjectSeed::of_header(&new).unwrap()),
+    };
+    assert_eq!(
+        open_object(&key(), FILE, &entry, &new).unwrap(),
+        pattern(200_000)
+    );
+    assert_eq!(
+        open_object(&key(), FILE, &entry, &old),
+        Err(CryptoError::SeedMismatch)
+    );
+    // A range read checks the header it fetches.
+    let dec = ObjectDecryptor::for_entry(&key(), FILE, &entry, &new[..HEADER_LEN]).unwrap();
+    let r = ciphertext_range(200_000, segments_for_range(200_000, 70_000, 10)).unwrap();
+    assert_eq!(
+        dec.decrypt_range(70_000, 10, &new[r.start as usize..r.end as usize])
+            .unwrap(),
+        pattern(200_000)[70_000..70_010]
+    );
+    assert_eq!(
+        ObjectDecryptor::for_entry(&key(), FILE, &entry, &old[..HEADER_LEN]).unwrap_err(),
+        CryptoError::SeedMismatch
     );
 }
 
@@ -291,7 +324,7 @@ fn two_files_swapped_fail() {
         id: a.object,
         offset: 0,
         len: 13,
-        digest: ObjectDigest::of(&ct_a),
+        check: ObjectCheck::Digest(ObjectDigest::of(&ct_a)),
     };
     // Served as file b's object, with b's (forged) entry carrying a's digest.
     assert_eq!(
