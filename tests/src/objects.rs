@@ -185,6 +185,19 @@ impl Objects {
     /// `PUT /v1/objects/{id}` with `body` and the digest header `sha256`
     /// (`None`: no header).
     pub async fn put(&self, token: &str, id: &str, body: Vec<u8>, sha256: Option<&str>) -> Resp {
+        let headers: Vec<(&str, &str)> = sha256.map(|s| (SHA256_HEADER, s)).into_iter().collect();
+        self.put_with(token, id, body, &headers).await
+    }
+
+    /// `PUT /v1/objects/{id}` with `body` and these extra headers (the
+    /// checksum ones: none, one, or both).
+    pub async fn put_with(
+        &self,
+        token: &str,
+        id: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let path = format!("/v1/objects/{id}");
         let mut rb = self
             .http
@@ -192,8 +205,8 @@ impl Objects {
             .header(AUTHORIZATION, format!("Bearer {token}"))
             .header(CONTENT_TYPE, "application/octet-stream")
             .body(body);
-        if let Some(sha) = sha256 {
-            rb = rb.header(SHA256_HEADER, sha);
+        for (name, value) in headers {
+            rb = rb.header(*name, *value);
         }
         self.run(format!("PUT {path}"), rb).await
     }
@@ -342,6 +355,11 @@ pub async fn put_streamed(
 
 /// The SHA-256 (hex) of `len` bytes of [`Noise`] from `seed`, computed 1 MiB
 /// at a time.
+/// The CRC-32C of `bytes` as the upload header carries it (8 hex digits).
+pub fn crc32c_hex(bytes: &[u8]) -> String {
+    hex_of(&crc_fast::crc32_iscsi(bytes).to_be_bytes())
+}
+
 pub fn noise_sha256(len: u64, seed: u64) -> String {
     let mut noise = Noise::new(seed);
     let mut hasher = Sha256::new();

@@ -21,7 +21,7 @@ use common::api::{Base64, ErrorCode};
 use common::{NodeId, ObjectId};
 use fs_client::api::fake_tree::FakeVault;
 use fs_client::api::http::{HttpApi, HttpOptions};
-use fs_client::api::tree::sha256;
+use fs_client::api::tree::crc32c;
 use fs_client::api::{AccessToken, ApiResult, ByteRange, ListQuery, VaultApi};
 use fs_client::server_url::ServerUrl;
 use tests::tree::{Vault, random_node, random_object, tag};
@@ -114,7 +114,7 @@ async fn scenario(api: &impl VaultApi, token: &AccessToken, ids: &Ids) -> Vec<St
             token,
             ids.bad_obj,
             Bytes::from_static(b"abc"),
-            sha256(b"xyz"),
+            crc32c(b"xyz"),
         )
         .await;
     assert_eq!(code(&r), Some(ErrorCode::DigestMismatch));
@@ -124,7 +124,7 @@ async fn scenario(api: &impl VaultApi, token: &AccessToken, ids: &Ids) -> Vec<St
             token,
             ids.obj,
             Bytes::from(content.clone()),
-            sha256(&content),
+            crc32c(&content),
         )
         .await;
     r.as_ref().unwrap();

@@ -16,11 +16,12 @@
 
 use std::time::{Duration, Instant};
 
-use common::api::tree::SHA256_HEADER;
+use common::api::tree::{CRC32C_HEADER, SHA256_HEADER};
 use common::api::{AuditEvent, ErrorCode};
 use serde_json::json;
 use tests::objects::{
-    self, Blobs, Noise, Objects, RssSampler, blob_file, new_id, noise_sha256, sha256_hex,
+    self, Blobs, Noise, Objects, RssSampler, blob_file, crc32c_hex, new_id, noise_sha256,
+    sha256_hex,
 };
 use tests::{Backend, TestServer};
 
@@ -211,11 +212,32 @@ async fn wrong_digest_stores_nothing(backend: Backend, blobs: Blobs) {
     if statfs.status == 200 {
         assert_eq!(statfs.value()["used_bytes"], 0, "{}", statfs.text());
     }
-    // The same bytes under another id with the right digest are fine.
+    // The same with a CRC-32C (what the client sends).
+    let wrong_crc = crc32c_hex(b"something else");
+    s.objects
+        .put_with(&s.token, &id, data.clone(), &[(CRC32C_HEADER, &wrong_crc)])
+        .await
+        .expect_error(400, ErrorCode::DigestMismatch);
+    s.objects
+        .get(&s.token, &id, None)
+        .await
+        .expect_error(404, ErrorCode::NotFound);
+    // The same bytes under another id with the right digest are fine...
     s.objects
         .upload(&s.token, &new_id(), &data)
         .await
         .expect(201);
+    // ... and with the right CRC-32C, which a download gives back.
+    let crc_id = new_id();
+    let crc = crc32c_hex(&data);
+    s.objects
+        .put_with(&s.token, &crc_id, data.clone(), &[(CRC32C_HEADER, &crc)])
+        .await
+        .expect(201);
+    let got = s.objects.get(&s.token, &crc_id, None).await;
+    assert!(got.body == data, "the object read back differs");
+    assert_eq!(got.headers[CRC32C_HEADER].to_str().unwrap(), crc);
+    assert!(!got.headers.contains_key(SHA256_HEADER));
 }
 
 async fn upload_needs_length_and_digest() {
@@ -244,6 +266,23 @@ async fn upload_needs_length_and_digest() {
             .await
             .expect_error(400, ErrorCode::BadRequest);
     }
+    // A CRC-32C that is short, long or not hex; and both checksums at once.
+    let crc = crc32c_hex(b"hello");
+    for bad in ["abcd", "0123456789", "zzzzzzzz"] {
+        s.objects
+            .put_with(&s.token, &id, b"hello".to_vec(), &[(CRC32C_HEADER, bad)])
+            .await
+            .expect_error(400, ErrorCode::BadRequest);
+    }
+    s.objects
+        .put_with(
+            &s.token,
+            &id,
+            b"hello".to_vec(),
+            &[(CRC32C_HEADER, &crc), (SHA256_HEADER, &sha)],
+        )
+        .await
+        .expect_error(400, ErrorCode::BadRequest);
     // A bad id.
     s.objects
         .upload(&s.token, "not-an-id", b"hello")

@@ -34,7 +34,8 @@ pub mod paths {
     pub const LINKS: &str = "/v1/links";
     /// `POST` [`super::RenameRequest`] → 204.
     pub const RENAME: &str = "/v1/rename";
-    /// `PUT` (binary body, `X-Vault-Sha256` header) → 201; `GET` (optional
+    /// `PUT` (binary body, `X-Vault-Crc32c` or `X-Vault-Sha256` header) →
+    /// 201; `GET` (optional
     /// `Range: bytes=A-B`) → 200 or 206 with the ciphertext.
     pub const OBJECT: &str = "/v1/objects/{id}";
     /// `GET` → 200 [`super::StatFs`].
@@ -45,8 +46,13 @@ pub mod paths {
     pub const BATCH: &str = "/v1/batch";
 }
 
-/// The header carrying an uploaded object's SHA-256 (hex).
+/// The header carrying an uploaded object's SHA-256 (64 hex digits).
 pub const SHA256_HEADER: &str = "x-vault-sha256";
+/// The header carrying an uploaded object's CRC-32C (Castagnoli), as 8 hex
+/// digits of the big-endian value. An upload announces this or
+/// [`SHA256_HEADER`], not both; either only guards the transfer (the client
+/// authenticates what it reads back), and the CRC is much the cheaper.
+pub const CRC32C_HEADER: &str = "x-vault-crc32c";
 
 /// Node kinds as the server sees them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

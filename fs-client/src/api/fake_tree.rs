@@ -58,7 +58,7 @@ use common::crypto::name::NameTag;
 use common::{NodeId, ObjectId};
 
 use super::fake::{FAKE_SERVER, Injected};
-use super::tree::{ByteRange, ListQuery, VaultApi, sha256};
+use super::tree::{ByteRange, ListQuery, VaultApi, crc32c, sha256};
 use super::{AccessToken, ApiError, ApiResult};
 
 /// Largest encrypted name.
@@ -764,7 +764,7 @@ impl State {
         Ok(())
     }
 
-    fn upload(&mut self, id: ObjectId, body: Bytes, digest: [u8; 32]) -> ApiResult<()> {
+    fn upload(&mut self, id: ObjectId, body: Bytes, crc: u32) -> ApiResult<()> {
         let len = body.len() as u64;
         if len > self.max_object {
             return Err(payload_too_large());
@@ -776,7 +776,7 @@ impl State {
             Some(used) if used <= self.quota => {}
             _ => return Err(quota_exceeded()),
         }
-        let ok = sha256(&body) == digest;
+        let ok = crc32c(&body) == crc;
         // Reserved, then released when the body does not match: the id stays
         // taken (the server's reservation is abandoned, not forgotten).
         self.objects.insert(
@@ -1256,10 +1256,10 @@ impl VaultApi for FakeVault {
         token: &AccessToken,
         id: ObjectId,
         body: Bytes,
-        sha256: [u8; 32],
+        crc32c: u32,
     ) -> ApiResult<()> {
         self.upload_gate.pass().await;
-        self.with(token, |s| s.upload(id, body, sha256))
+        self.with(token, |s| s.upload(id, body, crc32c))
     }
 
     async fn download_object(
@@ -1380,7 +1380,7 @@ mod tests {
     }
 
     async fn upload(v: &FakeVault, o: u8, data: &[u8]) -> ApiResult<()> {
-        v.upload_object(&tok(), obj(o), Bytes::copy_from_slice(data), sha256(data))
+        v.upload_object(&tok(), obj(o), Bytes::copy_from_slice(data), crc32c(data))
             .await
     }
 
@@ -1590,7 +1590,7 @@ mod tests {
     async fn uploads_check_digest_quota_and_ids_and_ranges_resolve() {
         let v = vault().await;
         let e = v
-            .upload_object(&tok(), obj(1), Bytes::from_static(b"abc"), sha256(b"abd"))
+            .upload_object(&tok(), obj(1), Bytes::from_static(b"abc"), crc32c(b"abd"))
             .await;
         assert_eq!(code(e), ErrorCode::DigestMismatch);
         // The id stays taken, as on the server until its collector runs.

@@ -517,7 +517,7 @@ impl VaultApi for HttpApi {
         token: &AccessToken,
         id: ObjectId,
         body: Bytes,
-        sha256: [u8; 32],
+        crc32c: u32,
     ) -> ApiResult<()> {
         let url = self.tree_url(wire::paths::OBJECT, &id.to_string(), None);
         let req = self
@@ -526,7 +526,7 @@ impl VaultApi for HttpApi {
             .header(AUTHORIZATION, format!("Bearer {}", token.expose()))
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, body.len())
-            .header(wire::SHA256_HEADER, hex::encode(sha256))
+            .header(wire::CRC32C_HEADER, hex::encode(crc32c.to_be_bytes()))
             .body(body);
         self.send_object(req).await.map(drop)
     }

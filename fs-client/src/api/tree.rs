@@ -164,13 +164,14 @@ pub trait VaultApi: Send + Sync {
         token: &AccessToken,
         req: &RenameRequest,
     ) -> impl Future<Output = ApiResult<()>> + Send;
-    /// `PUT /v1/objects/{id}`: uploads `body` announced with its SHA-256.
+    /// `PUT /v1/objects/{id}`: uploads `body` announced with its CRC-32C
+    /// (a transfer check; the object list authenticates what is read back).
     fn upload_object(
         &self,
         token: &AccessToken,
         id: ObjectId,
         body: Bytes,
-        sha256: [u8; 32],
+        crc32c: u32,
     ) -> impl Future<Output = ApiResult<()>> + Send;
     /// `GET /v1/objects/{id}`, whole or one range.
     fn download_object(
@@ -197,7 +198,13 @@ pub trait VaultApi: Send + Sync {
     ) -> impl Future<Output = ApiResult<ChangePage>> + Send;
 }
 
-/// The SHA-256 of `bytes`, as [`VaultApi::upload_object`] announces it.
+/// The CRC-32C (Castagnoli) of `bytes`, as [`VaultApi::upload_object`]
+/// announces it.
+pub fn crc32c(bytes: &[u8]) -> u32 {
+    crc_fast::crc32_iscsi(bytes)
+}
+
+/// The SHA-256 of `bytes`, as an inline object of a batch announces it.
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest as _;
     sha2::Sha256::digest(bytes).into()
@@ -206,6 +213,13 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crc32c_is_castagnoli() {
+        // The check value of CRC-32C (RFC 3720, B.4).
+        assert_eq!(crc32c(b"123456789"), 0xe306_9283);
+        assert_eq!(crc32c(b""), 0);
+    }
 
     #[test]
     fn ranges_resolve_as_the_server_does() {

@@ -36,7 +36,7 @@ use super::background::Background;
 use super::error::{FsError, FsResult};
 use super::file::CHUNK;
 use super::remote::{Budget, Remote};
-use crate::api::tree::sha256;
+use crate::api::tree::crc32c;
 use crate::api::{ByteRange, VaultApi};
 use crate::cache::buffers::POOL;
 use crate::cache::{DiskCache, SegmentCache};
@@ -414,13 +414,13 @@ impl<A: VaultApi + 'static> Content<A> {
         let _permit = permit;
         let (entry, ct) = self.seal_object(file, offset, &plain)?;
         POOL.recycle_shared(plain);
-        let (id, digest) = (entry.id, sha256(&ct));
+        let (id, crc) = (entry.id, crc32c(&ct));
         let body = ct.clone();
         let sent = self
             .remote
             .call_for(budget, &[], |api, t| {
                 let body = body.clone();
-                async move { api.upload_object(&t, id, body, digest).await }
+                async move { api.upload_object(&t, id, body, crc).await }
             })
             .await;
         match sent {

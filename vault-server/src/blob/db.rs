@@ -5,7 +5,8 @@
 //! Two tables: `blob_chunks (owner_id, object_id, upload_id, idx, data,
 //! staged_at)` holds the bytes in chunks of exactly [`CHUNK_SIZE`] (the last
 //! one shorter; `LONGBLOB` on MySQL), keyed by `(upload_id, idx)`;
-//! `blob_objects (owner_id, object_id, upload_id, size, sha256, created_at)`
+//! `blob_objects (owner_id, object_id, upload_id, size, sha256, crc32c,
+//! created_at)` (one of the two checksums, the one the upload announced)
 //! holds one row per *visible* object, keyed by `(owner_id, object_id)`.
 //!
 //! A put is staged, then committed, like a temp file and a `link`:
@@ -16,7 +17,7 @@
 //!   MySQL row locks) for its whole duration;
 //! - chunk rows without a `blob_objects` row pointing at their upload are
 //!   invisible: nothing reads chunks except through `blob_objects`;
-//! - after the digest and length are verified, one `INSERT` into
+//! - after the checksum and length are verified, one `INSERT` into
 //!   `blob_objects` is the atomic commit point. Its primary key makes it the
 //!   write-once check too: of concurrent puts of one name exactly one insert
 //!   succeeds; the losers' unique violation is [`BlobError::Exists`];
@@ -41,7 +42,9 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use sqlx::mysql::MySqlPool;
 use sqlx::sqlite::SqlitePool;
 
-use super::{BlobError, BlobStore, BlobStream, Intake, PutBody, random_token, resolve_range};
+use super::{
+    BlobError, BlobStore, BlobStream, Checksum, Intake, PutBody, random_token, resolve_range,
+};
 use crate::store::{AccountId, MySqlStore, SqliteStore};
 
 /// Bytes per chunk row (the last chunk of an object may be shorter).
@@ -52,7 +55,7 @@ const INSERT_CHUNK: &str = "INSERT INTO blob_chunks (owner_id, object_id, upload
      staged_at) VALUES (?, ?, ?, ?, ?, ?)";
 const DELETE_UPLOAD_CHUNKS: &str = "DELETE FROM blob_chunks WHERE upload_id = ?";
 const INSERT_OBJECT: &str = "INSERT INTO blob_objects (owner_id, object_id, upload_id, size, \
-     sha256, created_at) VALUES (?, ?, ?, ?, ?, ?)";
+     sha256, crc32c, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)";
 const OBJECT: &str =
     "SELECT upload_id, size FROM blob_objects WHERE owner_id = ? AND object_id = ?";
 const OBJECT_EXISTS: &str = "SELECT 1 FROM blob_objects WHERE owner_id = ? AND object_id = ?";
@@ -127,15 +130,15 @@ impl DbStore {
     }
 
     /// Streams the body into chunk rows under `upload`; the length once the
-    /// body is complete, within the limit and matches the digest.
+    /// body is complete, within the limit and matches the checksum.
     async fn stage(
         &self,
         to: &Target,
         mut body: PutBody,
         max_len: u64,
-        expected_sha256: &[u8; 32],
+        expected: Checksum,
     ) -> Result<u64, BlobError> {
-        let mut intake = Intake::new(max_len);
+        let mut intake = Intake::new(max_len, expected);
         let mut buf = BytesMut::with_capacity(CHUNK_SIZE);
         let mut idx: i64 = 0;
         while let Some(mut piece) = body.try_next().await? {
@@ -150,7 +153,7 @@ impl DbStore {
                 }
             }
         }
-        let len = intake.finish(expected_sha256)?;
+        let len = intake.finish()?;
         if !buf.is_empty() {
             self.insert_chunk(to, idx, &buf).await?;
         }
@@ -193,7 +196,7 @@ impl BlobStore for DbStore {
         id: ObjectId,
         body: PutBody,
         max_len: u64,
-        expected_sha256: [u8; 32],
+        expected: Checksum,
     ) -> Result<u64, BlobError> {
         if self.exists(owner, id).await? {
             return Err(BlobError::Exists);
@@ -211,14 +214,15 @@ impl BlobStore for DbStore {
                 upload,
                 now,
             };
-            let len = self.stage(&to, body, max_len, &expected_sha256).await?;
+            let len = self.stage(&to, body, max_len, expected).await?;
             let size = i64::try_from(len).map_err(|_| BlobError::TooLarge { limit: max_len })?;
             let inserted = with_pool!(&self.pool, p => sqlx::query(INSERT_OBJECT)
                 .bind(owner.0)
                 .bind(id.as_bytes().as_slice())
                 .bind(upload.as_slice())
                 .bind(size)
-                .bind(expected_sha256.as_slice())
+                .bind(expected.sha256().map(<[u8; 32]>::as_slice))
+                .bind(expected.crc32c().map(i64::from))
                 .bind(now)
                 .execute(p)
                 .await

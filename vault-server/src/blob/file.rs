@@ -35,7 +35,8 @@ use common::ObjectId;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
 use super::{
-    BlobError, BlobStore, BlobStream, Intake, PutBody, SmallObject, random_token, resolve_range,
+    BlobError, BlobStore, BlobStream, Checksum, Intake, PutBody, SmallObject, random_token,
+    resolve_range,
 };
 use crate::store::AccountId;
 
@@ -91,14 +92,14 @@ impl FileStore {
 
     /// Writes the body to a new temp file; returns the guard that owns the
     /// file's name and the length, once the body is complete, within the
-    /// limit, matches the digest and is on disk.
+    /// limit, matches the checksum and is on disk.
     async fn stage(
         &self,
         owner: AccountId,
         id: ObjectId,
         mut body: PutBody,
         max_len: u64,
-        expected_sha256: &[u8; 32],
+        expected: Checksum,
     ) -> Result<(TempFile, u64), BlobError> {
         let name = format!("{}-{id}-{}", owner.0, hex::encode(random_token()?));
         let temp = TempFile(Some(self.tmp.join(name)));
@@ -111,7 +112,7 @@ impl FileStore {
                 .open(path)
         })
         .await?;
-        let mut intake = Intake::new(max_len);
+        let mut intake = Intake::new(max_len, expected);
         // The body's own buffers are written as they are, a batch per
         // blocking call (tokio's `File` would copy each into its buffer
         // first: one more pass over every byte uploaded).
@@ -126,7 +127,7 @@ impl FileStore {
                 batched = 0;
             }
         }
-        let len = intake.finish(expected_sha256)?;
+        let len = intake.finish()?;
         file = write_batch(file, batch).await?;
         blocking(move || file.sync_all()).await?;
         Ok((temp, len))
@@ -187,9 +188,9 @@ impl FileStore {
         use std::os::unix::fs::OpenOptionsExt as _;
         let mut staged = Vec::with_capacity(objects.len());
         for o in objects {
-            let mut intake = Intake::new(max_len);
+            let mut intake = Intake::new(max_len, Checksum::Sha256(o.sha256));
             intake.feed(&o.data)?;
-            intake.finish(&o.sha256)?;
+            intake.finish()?;
             match std::fs::metadata(self.object_path(owner, o.id)) {
                 Ok(meta) if meta.is_file() => return Err(BlobError::Exists),
                 Ok(_) => {}
@@ -239,14 +240,12 @@ impl BlobStore for FileStore {
         id: ObjectId,
         body: PutBody,
         max_len: u64,
-        expected_sha256: [u8; 32],
+        expected: Checksum,
     ) -> Result<u64, BlobError> {
         if self.exists(owner, id).await? {
             return Err(BlobError::Exists);
         }
-        let (temp, len) = self
-            .stage(owner, id, body, max_len, &expected_sha256)
-            .await?;
+        let (temp, len) = self.stage(owner, id, body, max_len, expected).await?;
         let published = self.publish(&temp, owner, id).await;
         temp.remove().await;
         published.map(|()| len)

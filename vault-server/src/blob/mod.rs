@@ -23,14 +23,15 @@
 //!   bytes. (S3 across server instances: only if the server honours
 //!   `If-None-Match`; [`S3Store::open`] probes for it and warns if not.)
 //! - **atomic visibility**: an object is either absent or complete and
-//!   verified. A put that fails for any reason — too large, digest mismatch,
+//!   verified. A put that fails for any reason — too large, checksum mismatch,
 //!   a broken body stream, the caller dropping the future — leaves nothing
 //!   visible; what it staged is removed at once or by [`BlobStore::sweep`];
 //! - **bounded memory**: bodies are streamed in both directions; no backend
 //!   holds more than a few MiB of one object at a time (file: 64 KiB
 //!   reads; db: one 1 MiB chunk; S3: up to three 8 MiB parts);
-//! - **verified uploads**: the length limit and the SHA-256 are computed
-//!   over the bytes as they stream, before the object becomes visible.
+//! - **verified uploads**: the length limit and the checksum the client
+//!   announced ([`Checksum`]: a CRC-32C or a SHA-256) are computed over the
+//!   bytes as they stream, before the object becomes visible.
 
 mod db;
 mod file;
@@ -62,6 +63,39 @@ pub type PutBody = BoxStream<'static, Result<Bytes, std::io::Error>>;
 
 /// An object's bytes as they are read.
 pub type BlobStream = BoxStream<'static, Result<Bytes, BlobError>>;
+
+/// The checksum an upload announced for its body: a check that the bytes
+/// arrived as the client sent them. It is not what makes an object
+/// trustworthy (the client authenticates every byte it reads back); it
+/// stops the server from accepting, and calling durable, an object that a
+/// broken connection, proxy or client bug changed on the way. A CRC-32C
+/// costs a fraction of a SHA-256 (hardware instructions on x86-64 and
+/// arm64), and is what the client sends; a SHA-256 is still accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checksum {
+    /// The body's SHA-256.
+    Sha256([u8; 32]),
+    /// The body's CRC-32C (Castagnoli, as in iSCSI and S3's `CRC32C`).
+    Crc32c(u32),
+}
+
+impl Checksum {
+    /// The SHA-256, if that is what was announced.
+    pub fn sha256(&self) -> Option<&[u8; 32]> {
+        match self {
+            Self::Sha256(d) => Some(d),
+            Self::Crc32c(_) => None,
+        }
+    }
+
+    /// The CRC-32C, if that is what was announced.
+    pub fn crc32c(&self) -> Option<u32> {
+        match self {
+            Self::Crc32c(c) => Some(*c),
+            Self::Sha256(_) => None,
+        }
+    }
+}
 
 /// An object whose bytes are all in memory: an inline object of a batch.
 #[derive(Debug, Clone)]
@@ -105,8 +139,8 @@ pub enum BlobError {
         /// The limit, in bytes.
         limit: u64,
     },
-    /// The body's SHA-256 is not the one the caller declared.
-    #[error("object digest does not match the declared SHA-256")]
+    /// The body's checksum is not the one the caller declared.
+    #[error("object does not match its declared checksum")]
     DigestMismatch,
     /// The range starts past the end of the object, or ends before it starts.
     #[error("range not satisfiable (object is {len} bytes)")]
@@ -135,8 +169,8 @@ pub trait BlobStore: Send + Sync + Debug + 'static {
     ///
     /// Streams: at most a few MiB of the body are held at a time. Fails with
     /// [`BlobError::TooLarge`] as soon as more than `max_len` bytes arrive,
-    /// with [`BlobError::DigestMismatch`] when the body's SHA-256 is not
-    /// `expected_sha256`, and with [`BlobError::Exists`] when the object
+    /// with [`BlobError::DigestMismatch`] when the body does not match
+    /// `expected`, and with [`BlobError::Exists`] when the object
     /// already exists (checked before reading the body, and again,
     /// atomically, when the object is made visible). On any error nothing
     /// is visible and nothing is left behind except what [`Self::sweep`]
@@ -147,7 +181,7 @@ pub trait BlobStore: Send + Sync + Debug + 'static {
         id: ObjectId,
         body: PutBody,
         max_len: u64,
-        expected_sha256: [u8; 32],
+        expected: Checksum,
     ) -> Result<u64, BlobError>;
 
     /// Stores each of `objects` of `owner` as [`Self::put`] would (the same
@@ -168,7 +202,13 @@ pub trait BlobStore: Send + Sync + Debug + 'static {
             let mut puts = Vec::with_capacity(some.len());
             for o in some {
                 let body = futures_util::stream::once(std::future::ready(Ok(o.data.clone())));
-                puts.push(self.put(owner, o.id, body.boxed(), max_len, o.sha256));
+                puts.push(self.put(
+                    owner,
+                    o.id,
+                    body.boxed(),
+                    max_len,
+                    Checksum::Sha256(o.sha256),
+                ));
             }
             // Every put runs to its end, even after one failed: a put
             // dropped halfway leaves its cleanup to a spawned task, which
@@ -267,18 +307,32 @@ pub fn resolve_range(range: Option<Range<u64>>, len: u64) -> Result<Range<u64>, 
 }
 
 /// What every backend does with the bytes of a put as they stream: counts
-/// them against the limit and hashes them.
+/// them against the limit and checksums them.
 #[derive(Debug, Clone)]
 struct Intake {
-    hasher: Sha256,
+    sum: RunningSum,
+    expected: Checksum,
     len: u64,
     max_len: u64,
 }
 
+/// The checksum of the bytes so far, of the kind that was announced.
+#[derive(Debug, Clone)]
+enum RunningSum {
+    Sha256(Sha256),
+    Crc32c(crc_fast::Digest),
+}
+
 impl Intake {
-    fn new(max_len: u64) -> Self {
+    fn new(max_len: u64, expected: Checksum) -> Self {
         Self {
-            hasher: Sha256::new(),
+            sum: match expected {
+                Checksum::Sha256(_) => RunningSum::Sha256(Sha256::new()),
+                Checksum::Crc32c(_) => {
+                    RunningSum::Crc32c(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi))
+                }
+            },
+            expected,
             len: 0,
             max_len,
         }
@@ -294,14 +348,23 @@ impl Intake {
                 limit: self.max_len,
             });
         }
-        self.hasher.update(chunk);
+        match &mut self.sum {
+            RunningSum::Sha256(h) => h.update(chunk),
+            RunningSum::Crc32c(c) => c.update(chunk),
+        }
         Ok(())
     }
 
-    /// The length, if the digest is the expected one.
-    fn finish(self, expected_sha256: &[u8; 32]) -> Result<u64, BlobError> {
-        let digest = self.hasher.finalize();
-        if digest.as_slice() == expected_sha256.as_slice() {
+    /// The length, if the checksum is the expected one.
+    fn finish(self) -> Result<u64, BlobError> {
+        let matches = match (self.sum, self.expected) {
+            (RunningSum::Sha256(h), Checksum::Sha256(want)) => h.finalize().as_slice() == want,
+            (RunningSum::Crc32c(c), Checksum::Crc32c(want)) => {
+                u32::try_from(c.finalize()).is_ok_and(|got| got == want)
+            }
+            _ => false,
+        };
+        if matches {
             Ok(self.len)
         } else {
             Err(BlobError::DigestMismatch)

@@ -27,7 +27,7 @@
 //!   unless `AWS_COPY_IF_NOT_EXISTS` chooses another way; 5 GiB at most);
 //!   without them (e.g. `rclone serve s3`, which ignores `If-None-Match` and
 //!   cannot copy parts) it goes straight to the final key, whose upload is
-//!   completed only after the digest is verified.
+//!   completed only after the checksum is verified.
 //!
 //! A multipart upload is invisible until completed, so a failed put leaves
 //! nothing visible: it aborts its upload (also when its future is dropped)
@@ -62,7 +62,9 @@ use object_store::{
 };
 use tokio::sync::OwnedMutexGuard;
 
-use super::{BlobError, BlobStore, BlobStream, Intake, PutBody, random_token, resolve_range};
+use super::{
+    BlobError, BlobStore, BlobStream, Checksum, Intake, PutBody, random_token, resolve_range,
+};
 use crate::store::AccountId;
 
 /// Size of a multipart upload's parts, and the largest body sent in one
@@ -244,13 +246,8 @@ impl S3Store {
 
     /// Streams `head` and the rest of `body` as a multipart upload to `to`,
     /// and completes it only if the whole body is within the limit and
-    /// matches the digest; returns the length.
-    async fn upload(
-        &self,
-        to: &Path,
-        pending: Pending,
-        expected_sha256: &[u8; 32],
-    ) -> Result<u64, BlobError> {
+    /// matches the checksum; returns the length.
+    async fn upload(&self, to: &Path, pending: Pending) -> Result<u64, BlobError> {
         let Pending {
             head,
             mut body,
@@ -270,7 +267,7 @@ impl S3Store {
                     .map_err(backend)?;
                 w.put(piece);
             }
-            intake.finish(expected_sha256)
+            intake.finish()
         }
         .await;
         match streamed {
@@ -291,14 +288,13 @@ impl S3Store {
         owner: AccountId,
         id: ObjectId,
         pending: Pending,
-        expected_sha256: &[u8; 32],
     ) -> Result<u64, BlobError> {
         let key = Self::key(owner, id);
         if !self.conditional {
-            return self.upload(&key, pending, expected_sha256).await;
+            return self.upload(&key, pending).await;
         }
         let staging = Self::staging_key(owner, id)?;
-        let len = self.upload(&staging, pending, expected_sha256).await?;
+        let len = self.upload(&staging, pending).await?;
         let copied = self.s3.copy_if_not_exists(&staging, &key).await;
         if let Err(e) = self.s3.delete(&staging).await {
             tracing::warn!(key = %staging, error = %e, "could not delete an S3 staging key");
@@ -331,7 +327,7 @@ impl BlobStore for S3Store {
         id: ObjectId,
         mut body: PutBody,
         max_len: u64,
-        expected_sha256: [u8; 32],
+        expected: Checksum,
     ) -> Result<u64, BlobError> {
         let key = Self::key(owner, id);
         let _serialised = self.locks.lock(key.as_ref()).await;
@@ -339,7 +335,7 @@ impl BlobStore for S3Store {
             return Err(BlobError::Exists);
         }
         // Buffer up to one part: a body that fits is sent in one request.
-        let mut intake = Intake::new(max_len);
+        let mut intake = Intake::new(max_len, expected);
         let mut head = Vec::new();
         let mut buffered = 0usize;
         while buffered <= PART_SIZE {
@@ -350,14 +346,14 @@ impl BlobStore for S3Store {
                     head.push(piece);
                 }
                 None => {
-                    let len = intake.finish(&expected_sha256)?;
+                    let len = intake.finish()?;
                     self.put_small(&key, head).await?;
                     return Ok(len);
                 }
             }
         }
         let pending = Pending { head, body, intake };
-        self.put_large(owner, id, pending, &expected_sha256).await
+        self.put_large(owner, id, pending).await
     }
 
     async fn get(

@@ -356,6 +356,11 @@ fn sha(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
+/// The CRC-32C the client announces.
+fn crc(bytes: &[u8]) -> u32 {
+    crc_fast::crc32_iscsi(bytes)
+}
+
 /// A body of `bytes` in pieces of `piece` bytes (odd sizes on purpose, so
 /// pieces straddle chunk and part boundaries).
 fn body(bytes: &[u8], piece: usize) -> PutBody {
@@ -372,8 +377,14 @@ async fn put(
     id: ObjectId,
     bytes: &[u8],
 ) -> Result<u64, BlobError> {
-    s.put(owner, id, body(bytes, 100_003), NO_LIMIT, sha(bytes))
-        .await
+    s.put(
+        owner,
+        id,
+        body(bytes, 100_003),
+        NO_LIMIT,
+        Checksum::Crc32c(crc(bytes)),
+    )
+    .await
 }
 
 async fn read(
@@ -437,9 +448,15 @@ async fn round_trips(f: Fixture) {
     for piece in [1, 3 * MIB] {
         let id = oid();
         let bytes = data(if piece == 1 { 4099 } else { 7 * MIB }, 99);
-        s.put(a, id, body(&bytes, piece), NO_LIMIT, sha(&bytes))
-            .await
-            .unwrap();
+        s.put(
+            a,
+            id,
+            body(&bytes, piece),
+            NO_LIMIT,
+            Checksum::Sha256(sha(&bytes)),
+        )
+        .await
+        .unwrap();
         assert!(read_all(s, a, id).await == bytes);
     }
     f.assert_no_leftovers(a).await;
@@ -466,14 +483,19 @@ async fn digest_mismatch_leaves_nothing(f: Fixture) {
     for len in [0, 10, 5 * MIB, PART + 5] {
         let id = oid();
         let bytes = data(len, 1);
-        let mut wrong = sha(&bytes);
-        wrong[0] ^= 1;
-        let err = s.put(a, id, body(&bytes, 65_536), NO_LIMIT, wrong).await;
-        assert!(
-            matches!(err, Err(BlobError::DigestMismatch)),
-            "{len}: {err:?}"
-        );
-        assert!(!s.exists(a, id).await.unwrap());
+        let mut wrong_sha = sha(&bytes);
+        wrong_sha[0] ^= 1;
+        for wrong in [
+            Checksum::Sha256(wrong_sha),
+            Checksum::Crc32c(crc(&bytes) ^ 1),
+        ] {
+            let err = s.put(a, id, body(&bytes, 65_536), NO_LIMIT, wrong).await;
+            assert!(
+                matches!(err, Err(BlobError::DigestMismatch)),
+                "{len} {wrong:?}: {err:?}"
+            );
+            assert!(!s.exists(a, id).await.unwrap());
+        }
         assert!(matches!(s.get(a, id, None).await, Err(BlobError::NotFound)));
         // The name is still free: the right body goes in.
         assert_eq!(put(s, a, id, &bytes).await.unwrap(), u(len));
@@ -490,7 +512,13 @@ async fn too_large_leaves_nothing(f: Fixture) {
         let limit = u(len) - 1;
         let id = oid();
         let err = s
-            .put(a, id, body(&bytes, 100_000), limit, sha(&bytes))
+            .put(
+                a,
+                id,
+                body(&bytes, 100_000),
+                limit,
+                Checksum::Sha256(sha(&bytes)),
+            )
             .await;
         assert!(
             matches!(err, Err(BlobError::TooLarge { limit: l }) if l == limit),
@@ -499,16 +527,24 @@ async fn too_large_leaves_nothing(f: Fixture) {
         assert!(!s.exists(a, id).await.unwrap());
         // Exactly at the limit is fine.
         assert_eq!(
-            s.put(a, id, body(&bytes, 100_000), u(len), sha(&bytes))
-                .await
-                .unwrap(),
+            s.put(
+                a,
+                id,
+                body(&bytes, 100_000),
+                u(len),
+                Checksum::Sha256(sha(&bytes))
+            )
+            .await
+            .unwrap(),
             u(len)
         );
     }
     // The limit stops an endless body: the store does not read it all.
     let endless = futures_util::stream::repeat_with(|| Ok(Bytes::from(vec![7u8; 65_536]))).boxed();
     let id = oid();
-    let err = s.put(a, id, endless, u(3 * MIB), [0; 32]).await;
+    let err = s
+        .put(a, id, endless, u(3 * MIB), Checksum::Sha256([0; 32]))
+        .await;
     assert!(matches!(err, Err(BlobError::TooLarge { .. })), "{err:?}");
     assert!(!s.exists(a, id).await.unwrap());
     f.assert_no_leftovers(a).await;
@@ -532,7 +568,15 @@ async fn broken_body_leaves_nothing(f: Fixture) {
     let a = owner();
     for good in [0, 3 * MIB + 5, PART * 2 + 1] {
         let id = oid();
-        let err = s.put(a, id, broken_body(good), NO_LIMIT, [0; 32]).await;
+        let err = s
+            .put(
+                a,
+                id,
+                broken_body(good),
+                NO_LIMIT,
+                Checksum::Sha256([0; 32]),
+            )
+            .await;
         assert!(matches!(err, Err(BlobError::Io(_))), "{good}: {err:?}");
         assert!(!s.exists(a, id).await.unwrap());
     }
@@ -558,7 +602,13 @@ async fn cancelled_put_leaves_nothing(f: Fixture) {
             let _ = tx.send(());
             futures_util::future::pending::<Result<Bytes, std::io::Error>>().await
         });
-        let put = s.put(a, id, head.chain(tail).boxed(), NO_LIMIT, [0; 32]);
+        let put = s.put(
+            a,
+            id,
+            head.chain(tail).boxed(),
+            NO_LIMIT,
+            Checksum::Sha256([0; 32]),
+        );
         tokio::select! {
             r = put => panic!("the put ended: {r:?}"),
             _ = rx => {}
@@ -1066,7 +1116,10 @@ fn rss_probe() {
             })
             .boxed();
         let (a, id) = (AccountId(1), oid());
-        let len = store.put(a, id, body, u(RSS_OBJECT), digest).await.unwrap();
+        let len = store
+            .put(a, id, body, u(RSS_OBJECT), Checksum::Sha256(digest))
+            .await
+            .unwrap();
         assert_eq!(len, u(RSS_OBJECT));
         sample();
 

@@ -30,7 +30,7 @@ use common::api::tree::InlineObject;
 use sha2::{Digest as _, Sha256};
 
 use super::{Reservation, check_not_collected, check_size};
-use crate::blob::SmallObject;
+use crate::blob::{Checksum, SmallObject};
 use crate::error::ApiError;
 use crate::state::{AppState, now};
 use crate::store::{AccountId, NewObject};
@@ -74,7 +74,7 @@ pub async fn store(
         .map(|o| NewObject {
             id: o.id,
             size: o.size(),
-            digest: o.sha256,
+            checksum: Checksum::Sha256(o.sha256),
         })
         .collect();
     let started = Instant::now();

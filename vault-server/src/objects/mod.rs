@@ -5,13 +5,15 @@
 //!
 //! An upload is checked before a byte of its body is read: it must announce
 //! its length (`Content-Length`, 411 without; at most
-//! `VAULT_MAX_OBJECT_BYTES`, 413 above) and its SHA-256
-//! (`x-vault-sha256`, 64 hex digits). Then
+//! `VAULT_MAX_OBJECT_BYTES`, 413 above) and one checksum: its CRC-32C
+//! (`x-vault-crc32c`, 8 hex digits; what the client sends) or its SHA-256
+//! (`x-vault-sha256`, 64 hex digits). Either guards the transfer only: the
+//! client authenticates every object it reads back. Then
 //! [`TreeStore::reserve_object`](crate::store::TreeStore::reserve_object)
 //! records the object as pending and reserves its size against the quota,
 //! atomically (409 `exists` for a taken id, 507 `quota_exceeded`), and only
 //! then does the body stream into the blob store, which verifies length and
-//! digest before the object becomes visible (400 `digest_mismatch`). Any
+//! checksum before the object becomes visible (400 `digest_mismatch`). Any
 //! failure after the reservation abandons it (the size returns to the quota,
 //! the id is queued for purge); the blob store leaves nothing visible. A
 //! client that disconnects mid-upload drops the handler: a guard then
@@ -43,7 +45,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use common::ObjectId;
-use common::api::tree::{SHA256_HEADER, paths};
+use common::api::tree::{CRC32C_HEADER, SHA256_HEADER, paths};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
@@ -52,7 +54,7 @@ use utoipa_axum::routes;
 
 use crate::auth::audit;
 use crate::auth::session::AuthSession;
-use crate::blob::PutBody;
+use crate::blob::{Checksum, PutBody};
 use crate::error::ApiError;
 use crate::http::client_ip::ClientIp;
 use crate::http::openapi::{BearerErrors, ServerErrors};
@@ -106,20 +108,53 @@ fn content_length(headers: &HeaderMap, body: &Body) -> Result<u64, ApiError> {
         .ok_or_else(|| ApiError::BadRequest("Content-Length is not a number".into()))
 }
 
-/// The announced SHA-256: 64 hex digits.
-fn announced_digest(headers: &HeaderMap) -> Result<[u8; 32], ApiError> {
-    let bad = || -> ApiError {
-        ApiError::BadRequest(format!(
-            "{SHA256_HEADER} must be the SHA-256 as 64 hex digits"
-        ))
+/// The announced checksum: exactly one of a CRC-32C (8 hex digits) and a
+/// SHA-256 (64 hex digits).
+fn announced_checksum(headers: &HeaderMap) -> Result<Checksum, ApiError> {
+    let text = |name: &str| -> Result<Option<&str>, ApiError> {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str()
+                    .map(str::trim)
+                    .map_err(|_| ApiError::BadRequest(format!("{name} is not text")))
+            })
+            .transpose()
     };
-    let value = headers
-        .get(SHA256_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(bad)?;
-    let mut digest = [0u8; 32];
-    hex::decode_to_slice(value.trim(), &mut digest).map_err(|_| bad())?;
-    Ok(digest)
+    match (text(CRC32C_HEADER)?, text(SHA256_HEADER)?) {
+        (Some(crc), None) => {
+            let mut be = [0u8; 4];
+            hex::decode_to_slice(crc, &mut be).map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "{CRC32C_HEADER} must be the CRC-32C as 8 hex digits"
+                ))
+            })?;
+            Ok(Checksum::Crc32c(u32::from_be_bytes(be)))
+        }
+        (None, Some(sha)) => {
+            let mut digest = [0u8; 32];
+            hex::decode_to_slice(sha, &mut digest).map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "{SHA256_HEADER} must be the SHA-256 as 64 hex digits"
+                ))
+            })?;
+            Ok(Checksum::Sha256(digest))
+        }
+        (Some(_), Some(_)) => Err(ApiError::BadRequest(format!(
+            "announce one checksum, {CRC32C_HEADER} or {SHA256_HEADER}, not both"
+        ))),
+        (None, None) => Err(ApiError::BadRequest(format!(
+            "the body's checksum is missing: {CRC32C_HEADER} (8 hex digits) or {SHA256_HEADER} (64)"
+        ))),
+    }
+}
+
+/// The headers that give a stored object's checksum back on a download.
+fn checksum_header(checksum: Checksum) -> (&'static str, String) {
+    match checksum {
+        Checksum::Crc32c(c) => (CRC32C_HEADER, hex::encode(c.to_be_bytes())),
+        Checksum::Sha256(d) => (SHA256_HEADER, hex::encode(d)),
+    }
 }
 
 /// `PUT /v1/objects/{id}`: 201 once the object is stored and verified.
@@ -128,17 +163,18 @@ fn announced_digest(headers: &HeaderMap) -> Result<[u8; 32], ApiError> {
     operation_id = "upload_object",
     path = paths::OBJECT,
     tag = "objects",
-    summary = "Uploads a ciphertext object (streamed; checked for length and SHA-256 before it becomes visible)",
+    summary = "Uploads a ciphertext object (streamed; checked for length and checksum before it becomes visible)",
     params(
         ("id" = ObjectId, Path, description = "The object (32 hex digits, chosen by the client)"),
-        ("x-vault-sha256" = String, Header, description = "The body's SHA-256 as 64 hex digits"),
+        ("x-vault-crc32c" = Option<String>, Header, description = "The body's CRC-32C (Castagnoli) as 8 hex digits; this or `x-vault-sha256`, not both"),
+        ("x-vault-sha256" = Option<String>, Header, description = "The body's SHA-256 as 64 hex digits; this or `x-vault-crc32c`, not both"),
         ("content-length" = u64, Header, description = "The body's length (chunked uploads are refused)"),
     ),
     request_body(content = Ciphertext, content_type = "application/octet-stream"),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Stored and verified"),
-        (status = 400, description = "Invalid id, Content-Length or `x-vault-sha256` (`bad_request`), or the body's SHA-256 is not the announced one (`digest_mismatch`)", body = common::api::ErrorBody),
+        (status = 400, description = "Invalid id or Content-Length, no checksum header, both, or a malformed one (`bad_request`), or the body does not match the announced checksum (`digest_mismatch`)", body = common::api::ErrorBody),
         (status = 409, description = "The id is taken (`exists`), or the upload outlived the grace period (`conflict`)", body = common::api::ErrorBody),
         (status = 411, description = "No Content-Length (`length_required`)", body = common::api::ErrorBody),
         (status = 413, description = "Larger than the server's object limit (`payload_too_large`)", body = common::api::ErrorBody),
@@ -246,16 +282,16 @@ fn check_size(state: &AppState, len: u64) -> Result<(), ApiError> {
 }
 
 /// Streams the body of a reserved object into the blob store, which checks
-/// its length and SHA-256 before it becomes visible.
+/// its length and checksum before it becomes visible.
 async fn put_blob(
     state: &AppState,
     owner: AccountId,
     id: ObjectId,
     body: PutBody,
     len: u64,
-    digest: [u8; 32],
+    checksum: Checksum,
 ) -> Result<(), ApiError> {
-    let stored = state.blobs.put(owner, id, body, len, digest).await?;
+    let stored = state.blobs.put(owner, id, body, len, checksum).await?;
     if stored != len {
         // hyper ends a body at Content-Length and fails a short one, so this
         // is only a guard.
@@ -300,10 +336,10 @@ async fn store_object(
 ) -> Result<u64, ApiError> {
     let len = content_length(headers, &body)?;
     check_size(state, len)?;
-    let digest = announced_digest(headers)?;
+    let checksum = announced_checksum(headers)?;
     state
         .store
-        .reserve_object(owner, id, len, &digest, state.quota_bytes, now())
+        .reserve_object(owner, id, len, checksum, state.quota_bytes, now())
         .await?;
     let reservation = Reservation::new(state, owner, vec![id]);
     let stream: PutBody = body
@@ -311,7 +347,7 @@ async fn store_object(
         .map_err(std::io::Error::other)
         .boxed();
     let stored = async {
-        put_blob(state, owner, id, stream, len, digest).await?;
+        put_blob(state, owner, id, stream, len, checksum).await?;
         check_not_collected(state, owner, &[id]).await
     };
     if let Err(e) = stored.await {
@@ -338,9 +374,9 @@ async fn store_object(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The object", body = Ciphertext, content_type = "application/octet-stream",
-            headers(("x-vault-sha256" = String, description = "The object's SHA-256 (hex)"), ("accept-ranges" = String))),
+            headers(("x-vault-crc32c" = String, description = "The object's CRC-32C (hex), if its upload announced one"), ("x-vault-sha256" = String, description = "The object's SHA-256 (hex), if its upload announced one"), ("accept-ranges" = String))),
         (status = 206, description = "The requested range", body = Ciphertext, content_type = "application/octet-stream",
-            headers(("content-range" = String, description = "`bytes A-B/LEN`"), ("x-vault-sha256" = String, description = "The whole object's SHA-256 (hex)"))),
+            headers(("content-range" = String, description = "`bytes A-B/LEN`"), ("x-vault-crc32c" = String, description = "The whole object's CRC-32C (hex), if its upload announced one"), ("x-vault-sha256" = String, description = "The whole object's SHA-256 (hex), if its upload announced one"))),
         (status = 400, description = "Invalid id (`bad_request`)", body = common::api::ErrorBody),
         (status = 404, description = "No such object of this account (`not_found`)", body = common::api::ErrorBody),
         (status = 416, description = "Unsatisfiable or malformed range (`range_not_satisfiable`)", body = common::api::ErrorBody,
@@ -386,8 +422,9 @@ async fn download(
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Ok(v) = HeaderValue::from_str(&hex::encode(row.digest)) {
-        h.insert(SHA256_HEADER, v);
+    let (name, value) = checksum_header(row.checksum);
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        h.insert(name, v);
     }
     if let Some(r) = &range
         && let Ok(v) = HeaderValue::from_str(&format!(

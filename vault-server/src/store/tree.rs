@@ -36,6 +36,7 @@ use common::crypto::name::NameTag;
 use common::{NodeId, ObjectId};
 
 use super::{AccountId, StoreError};
+use crate::blob::Checksum;
 
 /// What a `*_in_session` read of [`TreeStore`] found: the session's
 /// account and whether the session was revoked, and what was asked for if
@@ -203,8 +204,8 @@ pub struct NewObject {
     pub id: ObjectId,
     /// Ciphertext bytes.
     pub size: u64,
-    /// SHA-256 of the ciphertext.
-    pub digest: [u8; 32],
+    /// The checksum its upload announced.
+    pub checksum: Checksum,
 }
 
 /// An object's bookkeeping row.
@@ -217,8 +218,8 @@ pub struct ObjectRow {
     pub node: Option<NodeId>,
     /// Ciphertext bytes.
     pub size: u64,
-    /// SHA-256 of the ciphertext.
-    pub digest: [u8; 32],
+    /// The checksum its upload announced.
+    pub checksum: Checksum,
     /// Unix seconds.
     pub created_at: i64,
 }
@@ -441,7 +442,7 @@ pub trait TreeStore: Send + Sync {
         owner: AccountId,
         id: ObjectId,
         size: u64,
-        digest: &[u8; 32],
+        checksum: Checksum,
         default_quota: u64,
         now: i64,
     ) -> Result<(), TreeError>;

@@ -253,7 +253,7 @@ pub(super) const DELETE_ENTRY: &str =
 // ---- objects ----
 
 /// `(owner, object)`. Key: `objects` primary key.
-pub(super) const OBJECT: &str = "SELECT object_id, node_id, size, digest, state, created_at \
+pub(super) const OBJECT: &str = "SELECT object_id, node_id, size, digest, crc32c, state, created_at \
      FROM objects WHERE owner_id = ? AND object_id = ?";
 /// Which of some ids are taken (in any state): the start of the query, to
 /// which `(?, ?, ...)` and `)` are appended: `(owner, object...)`. Key:
@@ -262,11 +262,11 @@ pub(super) const OBJECTS_IN: &str =
     "SELECT object_id FROM objects WHERE owner_id = ? AND object_id IN ";
 /// The start of the insert of pending objects, to which [`OBJECT_ROW`] is
 /// appended once per object (comma-separated): `(owner, object, size,
-/// digest, now)` each.
+/// digest, crc32c, now)` each (one of the checksums NULL).
 pub(super) const INSERT_OBJECTS: &str = "INSERT INTO objects \
-     (owner_id, object_id, node_id, size, digest, state, created_at) VALUES ";
+     (owner_id, object_id, node_id, size, digest, crc32c, state, created_at) VALUES ";
 /// One object of [`INSERT_OBJECTS`].
-pub(super) const OBJECT_ROW: &str = "(?, ?, NULL, ?, ?, 'pending', ?)";
+pub(super) const OBJECT_ROW: &str = "(?, ?, NULL, ?, ?, ?, 'pending', ?)";
 /// The objects a new version lists, with what the checks need: the start
 /// of the query, to which `(?, ?, ...)` and `)` are appended: `(owner,
 /// object...)`. Key: `objects` primary key, one lookup per id.
@@ -599,6 +599,7 @@ macro_rules! impl_tree_store {
             use ::common::crypto::name::NameTag;
             use ::common::{NodeId, ObjectId};
             use ::sqlx::Row as _;
+            use $crate::blob::Checksum;
             use $crate::store::sql::to_u32;
             use $crate::store::tree_sql::{
                 self as q, Fail, Listed, Locked, node_id, object_id, retry_tree, taken, to_i64,
@@ -667,14 +668,23 @@ macro_rules! impl_tree_store {
             fn object_from_row(row: &DbRow) -> Result<ObjectRow, StoreError> {
                 let id: Vec<u8> = row.try_get("object_id")?;
                 let node: Option<Vec<u8>> = row.try_get("node_id")?;
-                let digest: Vec<u8> = row.try_get("digest")?;
+                let digest: Option<Vec<u8>> = row.try_get("digest")?;
+                let crc32c: Option<i64> = row.try_get("crc32c")?;
+                let checksum = match (digest, crc32c) {
+                    (Some(d), None) => Checksum::Sha256(
+                        d.try_into()
+                            .map_err(|_| StoreError::Corrupt("object digest"))?,
+                    ),
+                    (None, Some(c)) => Checksum::Crc32c(
+                        u32::try_from(c).map_err(|_| StoreError::Corrupt("object crc32c"))?,
+                    ),
+                    _ => return Err(StoreError::Corrupt("object checksum")),
+                };
                 Ok(ObjectRow {
                     id: object_id(&id)?,
                     node: node.as_deref().map(node_id).transpose()?,
                     size: to_u64(row.try_get("size")?, "object size")?,
-                    digest: digest
-                        .try_into()
-                        .map_err(|_| StoreError::Corrupt("object digest"))?,
+                    checksum,
                     created_at: row.try_get("created_at")?,
                 })
             }
@@ -1811,7 +1821,8 @@ macro_rules! impl_tree_store {
                                 .bind(owner.0)
                                 .bind(object.id.as_bytes().as_slice())
                                 .bind(to_i64(object.size, "object size")?)
-                                .bind(object.digest.as_slice())
+                                .bind(object.checksum.sha256().map(<[u8; 32]>::as_slice))
+                                .bind(object.checksum.crc32c().map(i64::from))
                                 .bind(now);
                         }
                         query.execute(&mut *tx).await?;
@@ -2201,15 +2212,11 @@ macro_rules! impl_tree_store {
                     owner: AccountId,
                     id: ObjectId,
                     size: u64,
-                    digest: &[u8; 32],
+                    checksum: Checksum,
                     default_quota: u64,
                     now: i64,
                 ) -> Result<(), TreeError> {
-                    let one = [NewObject {
-                        id,
-                        size,
-                        digest: *digest,
-                    }];
+                    let one = [NewObject { id, size, checksum }];
                     retry_tree!(self.try_reserve_objects(owner, &one, default_quota, now))
                 }
 

@@ -20,6 +20,7 @@ use super::tests::{
 };
 use super::tree_sql as q;
 use super::*;
+use crate::blob::Checksum;
 
 // ---------------------------------------------------------------------------
 // Fixtures
@@ -169,7 +170,7 @@ async fn file_with(
 ) -> NodeRow {
     mk(s, owner, id, NodeKind::File, parent, name).await;
     for (object, size) in objects {
-        s.reserve_object(owner, *object, *size, &[7; 32], BIG, NOW)
+        s.reserve_object(owner, *object, *size, Checksum::Sha256([7; 32]), BIG, NOW)
             .await
             .unwrap();
     }
@@ -339,7 +340,7 @@ async fn root_is_created_once(s: &dyn Store) {
         TreeError::NotFound
     );
     assert_err!(
-        s.reserve_object(ghost, object_id(1), 1, &[0; 32], BIG, NOW)
+        s.reserve_object(ghost, object_id(1), 1, Checksum::Sha256([0; 32]), BIG, NOW)
             .await,
         TreeError::NotFound
     );
@@ -1596,7 +1597,7 @@ async fn cross_account_ids_are_missing(s: &dyn Store) {
     let (d, f, g) = (node_id(1), node_id(2), node_id(3));
     mkdir(s, alice, d, NodeId::ROOT, "d").await;
     let f_node = file_with(s, alice, f, d, "f", &[(object_id(1), 100)]).await;
-    s.reserve_object(alice, object_id(2), 50, &[2; 32], BIG, NOW)
+    s.reserve_object(alice, object_id(2), 50, Checksum::Sha256([2; 32]), BIG, NOW)
         .await
         .unwrap();
     let alice_usage = s.usage(alice, BIG).await.unwrap();
@@ -1710,9 +1711,16 @@ async fn cross_account_ids_are_missing(s: &dyn Store) {
     s.purged(mallory, object_id(1)).await.unwrap();
     // The same object id is a different object in another account: taking
     // it neither fails nor touches Alice's.
-    s.reserve_object(mallory, object_id(2), 7, &[9; 32], BIG, NOW)
-        .await
-        .unwrap();
+    s.reserve_object(
+        mallory,
+        object_id(2),
+        7,
+        Checksum::Sha256([9; 32]),
+        BIG,
+        NOW,
+    )
+    .await
+    .unwrap();
     s.abandon_object(mallory, object_id(2)).await.unwrap();
 
     // Alice's tree, objects, usage and feed are as they were.
@@ -1724,8 +1732,8 @@ async fn cross_account_ids_are_missing(s: &dyn Store) {
     );
     let pending = s.object(alice, object_id(2)).await.unwrap().unwrap();
     assert_eq!(
-        (pending.node, pending.size, pending.digest),
-        (None, 50, [2; 32])
+        (pending.node, pending.size, pending.checksum),
+        (None, 50, Checksum::Sha256([2; 32]))
     );
     assert_eq!(s.usage(alice, BIG).await.unwrap(), alice_usage);
     assert_eq!(s.changes(alice, 0, 1000).await.unwrap(), alice_feed);
@@ -1747,8 +1755,16 @@ async fn cross_account_ids_are_missing(s: &dyn Store) {
 async fn quota_at_its_edge(s: &dyn Store) {
     let owner = vault(s, "quota@example.org").await;
     const QUOTA: u64 = 1000;
-    let reserve =
-        |id: u32, size: u64| s.reserve_object(owner, object_id(id), size, &[1; 32], QUOTA, NOW);
+    let reserve = |id: u32, size: u64| {
+        s.reserve_object(
+            owner,
+            object_id(id),
+            size,
+            Checksum::Sha256([1; 32]),
+            QUOTA,
+            NOW,
+        )
+    };
     reserve(1, 600).await.unwrap();
     reserve(2, 400).await.unwrap(); // exactly full
     assert_eq!(
@@ -1804,12 +1820,19 @@ async fn quota_at_its_edge(s: &dyn Store) {
 
     // Sizes beyond any quota, and a smaller default later.
     assert_err!(
-        s.reserve_object(owner, object_id(9), u64::MAX, &[0; 32], u64::MAX, NOW)
-            .await,
+        s.reserve_object(
+            owner,
+            object_id(9),
+            u64::MAX,
+            Checksum::Sha256([0; 32]),
+            u64::MAX,
+            NOW
+        )
+        .await,
         TreeError::QuotaExceeded
     );
     assert_err!(
-        s.reserve_object(owner, object_id(9), 1, &[0; 32], 500, NOW)
+        s.reserve_object(owner, object_id(9), 1, Checksum::Sha256([0; 32]), 500, NOW)
             .await,
         TreeError::QuotaExceeded
     );
@@ -1833,7 +1856,8 @@ async fn reserve_never_exceeds_quota_concurrently(s: Arc<dyn Store>) {
         let s = s.clone();
         async move {
             let id = object_id(u32::try_from(i).unwrap());
-            s.reserve_object(owner, id, 100, &[3; 32], QUOTA, NOW).await
+            s.reserve_object(owner, id, 100, Checksum::Sha256([3; 32]), QUOTA, NOW)
+                .await
         }
     })
     .await;
@@ -1869,7 +1893,7 @@ async fn commit_version_object_rules(s: &dyn Store) {
             owner,
             object_id(id),
             size,
-            &[u8::try_from(id).unwrap(); 32],
+            Checksum::Crc32c(id),
             BIG,
             NOW + i64::from(id),
         )
@@ -1883,7 +1907,7 @@ async fn commit_version_object_rules(s: &dyn Store) {
             id: object_id(1),
             node: None,
             size: 10,
-            digest: [1; 32],
+            checksum: Checksum::Sha256([1; 32]),
             created_at: NOW + 1
         }
     );
@@ -2005,7 +2029,14 @@ async fn purge_queue_and_stale_pending(s: &dyn Store) {
     let a = vault(s, "gc-a@example.org").await;
     let b = vault(s, "gc-b@example.org").await;
     let reserve = |owner: AccountId, id: u32, at: i64| {
-        s.reserve_object(owner, object_id(id), 100, &[5; 32], BIG, at)
+        s.reserve_object(
+            owner,
+            object_id(id),
+            100,
+            Checksum::Sha256([5; 32]),
+            BIG,
+            at,
+        )
     };
     reserve(a, 1, 100).await.unwrap();
     reserve(a, 2, 200).await.unwrap();
@@ -2076,7 +2107,7 @@ async fn change_feed_records(s: &dyn Store) {
     mkdir(s, owner, d, NodeId::ROOT, "d").await;
     mk(s, owner, f, NodeKind::File, d, "f").await;
     s.update_record(owner, f, 1, b"v2", NOW).await.unwrap();
-    s.reserve_object(owner, object_id(1), 1, &[0; 32], BIG, NOW)
+    s.reserve_object(owner, object_id(1), 1, Checksum::Sha256([0; 32]), BIG, NOW)
         .await
         .unwrap();
     s.commit_version(owner, f, 2, b"v3", &[object_id(1)], NOW)
@@ -2351,7 +2382,7 @@ fn new_object(id: u32, size: u64) -> NewObject {
     NewObject {
         id: object_id(id),
         size,
-        digest: [u8::try_from(id % 256).unwrap(); 32],
+        checksum: Checksum::Crc32c(id),
     }
 }
 
@@ -3114,7 +3145,7 @@ async fn reserve_objects_all_or_none(s: &dyn Store) {
             id: object_id(2),
             node: None,
             size: 20,
-            digest: [2; 32],
+            checksum: Checksum::Sha256([2; 32]),
             created_at: NOW,
         })
     );
@@ -3437,9 +3468,16 @@ async fn plan_fixture(s: &dyn Store) -> (AccountId, NodeId, NodeId, NameTag) {
     )
     .await;
     for i in 10..300 {
-        s.reserve_object(owner, object_id(i), 1, &[0; 32], BIG, NOW - i64::from(i))
-            .await
-            .unwrap();
+        s.reserve_object(
+            owner,
+            object_id(i),
+            1,
+            Checksum::Sha256([0; 32]),
+            BIG,
+            NOW - i64::from(i),
+        )
+        .await
+        .unwrap();
     }
     s.release_stale_pending(NOW - 200, 1000).await.unwrap();
     for (i, account) in [owner, other].into_iter().enumerate() {

@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest as _, Sha256};
 use tower::ServiceExt as _;
 
-use crate::blob::{BlobError, BlobStore, BlobStream, PutBody};
+use crate::blob::{BlobError, BlobStore, BlobStream, Checksum, PutBody};
 use crate::config::{Settings, SettingsArgs};
 use crate::state::{AppState, now};
 use crate::store::{AccountId, Credentials, NewAccount, NewNode, NewSession};
@@ -1147,14 +1147,12 @@ impl BlobStore for ThirdPutFails {
         id: ObjectId,
         body: PutBody,
         max_len: u64,
-        expected_sha256: [u8; 32],
+        expected: Checksum,
     ) -> Result<u64, BlobError> {
         if self.puts.fetch_add(1, Ordering::SeqCst) == 2 {
             return Err(BlobError::Backend("injected".into()));
         }
-        self.inner
-            .put(owner, id, body, max_len, expected_sha256)
-            .await
+        self.inner.put(owner, id, body, max_len, expected).await
     }
 
     async fn get(
@@ -1449,7 +1447,7 @@ async fn measure_small_files() {
                 objects.push(crate::store::NewObject {
                     id: oid,
                     size: SIZE as u64,
-                    digest: [7; 32],
+                    checksum: Checksum::Sha256([7; 32]),
                 });
                 let name = format!("t{n}");
                 let entry = crate::store::NewEntry {
