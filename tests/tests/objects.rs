@@ -212,16 +212,26 @@ async fn wrong_digest_stores_nothing(backend: Backend, blobs: Blobs) {
     if statfs.status == 200 {
         assert_eq!(statfs.value()["used_bytes"], 0, "{}", statfs.text());
     }
-    // The same with a CRC-32C (what the client sends).
+    // The same with a CRC-32C (what the client sends), under a fresh id
+    // (a refused upload's id stays taken).
+    let crc_wrong_id = new_id();
     let wrong_crc = crc32c_hex(b"something else");
     s.objects
-        .put_with(&s.token, &id, data.clone(), &[(CRC32C_HEADER, &wrong_crc)])
+        .put_with(
+            &s.token,
+            &crc_wrong_id,
+            data.clone(),
+            &[(CRC32C_HEADER, &wrong_crc)],
+        )
         .await
         .expect_error(400, ErrorCode::DigestMismatch);
     s.objects
-        .get(&s.token, &id, None)
+        .get(&s.token, &crc_wrong_id, None)
         .await
         .expect_error(404, ErrorCode::NotFound);
+    if blobs == Blobs::File {
+        assert!(blob_file(&objects_dir(&s.server), &crc_wrong_id).is_none());
+    }
     // The same bytes under another id with the right digest are fine...
     s.objects
         .upload(&s.token, &new_id(), &data)
