@@ -1907,7 +1907,7 @@ async fn commit_version_object_rules(s: &dyn Store) {
             id: object_id(1),
             node: None,
             size: 10,
-            checksum: Checksum::Sha256([1; 32]),
+            checksum: Checksum::Crc32c(1),
             created_at: NOW + 1
         }
     );
@@ -3145,7 +3145,7 @@ async fn reserve_objects_all_or_none(s: &dyn Store) {
             id: object_id(2),
             node: None,
             size: 20,
-            checksum: Checksum::Sha256([2; 32]),
+            checksum: Checksum::Crc32c(2),
             created_at: NOW,
         })
     );
