@@ -352,24 +352,8 @@ impl ObjectDecryptor {
         header: &[u8],
         plaintext_len: u64,
     ) -> Result<Self, CryptoError> {
-        let (magic, seed) = header
-            .split_at_checked(MAGIC.len())
-            .ok_or(CryptoError::Malformed {
-                what: "content object",
-                reason: "header too short",
-            })?;
-        if magic.get(..3) != MAGIC.get(..3) {
-            return Err(CryptoError::Malformed {
-                what: "content object",
-                reason: "bad magic",
-            });
-        }
-        if magic != MAGIC {
-            return Err(CryptoError::UnsupportedVersion(
-                magic.get(3).copied().unwrap_or(0),
-            ));
-        }
-        if seed.len() != SEED_LEN {
+        let seed = ObjectSeed::of_header(header)?;
+        if header.len() != HEADER_LEN {
             return Err(CryptoError::Malformed {
                 what: "content object",
                 reason: "header length",
@@ -380,7 +364,7 @@ impl ObjectDecryptor {
             return Err(CryptoError::OutOfRange);
         }
         Ok(Self {
-            cipher: SegmentCipher::new(key, seed, binding)?,
+            cipher: SegmentCipher::new(key, seed.as_bytes(), binding)?,
             plaintext_len,
             segments,
         })
