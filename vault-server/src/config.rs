@@ -40,6 +40,11 @@ pub enum ConfigError {
     },
 }
 
+/// Default of `VAULT_SMALL_OBJECTS_IN_DB`: the objects of files up to
+/// about 64 KiB, most files of a source tree or a home directory, while
+/// their bytes stay a small part of the total.
+const DEFAULT_SMALL_OBJECTS_IN_DB: u64 = 64 * 1024;
+
 fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         setting,
@@ -119,6 +124,18 @@ pub struct SettingsArgs {
     /// `s3://BUCKET?endpoint=URL&region=R` [default: file:<data dir>/objects].
     #[arg(long, env = "VAULT_BLOB_STORE", value_name = "STORE", global = true)]
     pub blob_store: Option<String>,
+    /// With a `file:` or `s3://` blob store: the objects of new small files
+    /// (sent inline in batches) of at most this many bytes are kept in the
+    /// database instead, one transaction per batch rather than a file or
+    /// S3 object each; 0 keeps every object in the blob store [default:
+    /// 65536].
+    #[arg(
+        long,
+        env = "VAULT_SMALL_OBJECTS_IN_DB",
+        value_name = "BYTES",
+        global = true
+    )]
+    pub small_objects_in_db: Option<u64>,
     /// The URL clients use to reach this server (issuer of tokens, links in
     /// mails) [default: http://<listen>].
     #[arg(long, env = "VAULT_PUBLIC_URL", value_name = "URL", global = true)]
@@ -189,6 +206,7 @@ struct TomlSettings {
     jwt_secret: Option<String>,
     jwt_secret_file: Option<PathBuf>,
     blob_store: Option<String>,
+    small_objects_in_db: Option<u64>,
     public_url: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -272,6 +290,8 @@ pub struct Settings {
     pub jwt_secret: JwtSecretSource,
     /// Object store spec (validated by the storage layer).
     pub blob_store: String,
+    /// Largest object of a batch kept in the database (0: none).
+    pub small_objects_in_db: u64,
     /// Public URL (token issuer, links in mails); when unset, the server
     /// uses the address it actually bound.
     pub public_url: Option<String>,
@@ -529,6 +549,16 @@ impl Settings {
                 "must be between 1 byte and 2^63-1",
             ));
         }
+        let small_objects_in_db = args
+            .small_objects_in_db
+            .or(file.small_objects_in_db)
+            .unwrap_or(DEFAULT_SMALL_OBJECTS_IN_DB);
+        if small_objects_in_db > common::api::tree::BATCH_MAX_INLINE_OBJECT as u64 {
+            return Err(invalid(
+                "VAULT_SMALL_OBJECTS_IN_DB",
+                "must be at most the largest inline object of a batch (262144)",
+            ));
+        }
         let gc_grace_secs = args.gc_grace_secs.or(file.gc_grace_secs).unwrap_or(3600);
         if gc_grace_secs > 365 * 24 * 3600 {
             return Err(invalid("VAULT_GC_GRACE_SECS", "must be at most a year"));
@@ -542,6 +572,7 @@ impl Settings {
             mail_from,
             jwt_secret,
             blob_store,
+            small_objects_in_db,
             public_url,
             tls,
             trusted_proxies,
@@ -591,6 +622,10 @@ mod tests {
         assert_eq!(s.quota_bytes, 10 << 30);
         assert_eq!(s.max_object_bytes, 1 << 30);
         assert_eq!(s.gc_grace_secs, 3600);
+        assert_eq!(s.small_objects_in_db, 64 * 1024);
+        let mut off = args();
+        off.small_objects_in_db = Some(0);
+        assert_eq!(Settings::resolve(off).unwrap().small_objects_in_db, 0);
     }
 
     #[test]
@@ -671,6 +706,10 @@ mod tests {
             ),
             (|a| a.max_object_bytes = Some(0), "VAULT_MAX_OBJECT_BYTES"),
             (|a| a.quota_bytes = Some(u64::MAX), "VAULT_QUOTA_BYTES"),
+            (
+                |a| a.small_objects_in_db = Some(256 * 1024 + 1),
+                "VAULT_SMALL_OBJECTS_IN_DB",
+            ),
         ];
         for (mutate, setting) in cases {
             let mut a = args();

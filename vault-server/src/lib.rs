@@ -68,7 +68,8 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, ServerError> {
     }
     let connected = store::connect_with_pool(settings.database_url.expose()).await?;
     connected.store.migrate().await?;
-    let blobs = open_blobs(settings, Some(connected.pool)).await?;
+    let blobs = open_blobs(settings, Some(connected.pool.clone())).await?;
+    let blobs = blob::with_small_in_db(blobs, Some(connected.pool), settings.small_objects_in_db);
     assemble(settings, connected.store, blobs, None).await
 }
 

@@ -26,6 +26,11 @@
 //!   that [`BlobStore::sweep`] removes (staged before the grace and claimed
 //!   by no object).
 //!
+//! A batch of small objects whose bytes are all in memory
+//! ([`BlobStore::put_many`]) skips the staging: its chunk and object rows
+//! are inserted in one transaction, all or none, so the batch costs one
+//! commit.
+//!
 //! Reads look up the object's upload and size, then fetch only the chunks
 //! covering the range, one row per query, and of each only the bytes needed
 //! (`SUBSTR`). Deletion removes the `blob_objects` row first (the object is
@@ -43,7 +48,8 @@ use sqlx::mysql::MySqlPool;
 use sqlx::sqlite::SqlitePool;
 
 use super::{
-    BlobError, BlobStore, BlobStream, Checksum, Intake, PutBody, random_token, resolve_range,
+    BlobError, BlobStore, BlobStream, Checksum, Intake, PutBody, SmallObject, random_token,
+    resolve_range,
 };
 use crate::store::{AccountId, MySqlStore, SqliteStore};
 
@@ -182,6 +188,33 @@ impl DbStore {
             .await);
         done.map_err(backend)
     }
+
+    /// Deletes the object (see [`BlobStore::delete`]); true when this call
+    /// found it.
+    pub(super) async fn remove(&self, owner: AccountId, id: ObjectId) -> Result<bool, BlobError> {
+        let Some((upload, _)) = self.object(owner, id).await? else {
+            return Ok(false);
+        };
+        // The object disappears with this one statement; its chunks are then
+        // unclaimed, and removed next (or by the sweep).
+        let done = with_pool!(&self.pool, p => sqlx::query(DELETE_OBJECT)
+            .bind(owner.0)
+            .bind(id.as_bytes().as_slice())
+            .bind(upload.as_slice())
+            .execute(p)
+            .await
+            .map(|done| done.rows_affected()));
+        if done.map_err(backend)? == 0 {
+            // A concurrent delete got there first and removes the chunks.
+            return Ok(true);
+        }
+        let upload: [u8; 16] = upload
+            .as_slice()
+            .try_into()
+            .map_err(|_| corrupt("upload id length"))?;
+        Self::delete_upload(&self.pool, &upload).await?;
+        Ok(true)
+    }
 }
 
 #[async_trait]
@@ -250,6 +283,84 @@ impl BlobStore for DbStore {
         }
     }
 
+    /// All of them in one transaction, a few multi-row `INSERT`s: a batch
+    /// of small objects costs one commit (one log flush), where a `put`
+    /// each costs a statement per chunk and one for the object, each its
+    /// own commit. All or none: on any error nothing is visible.
+    async fn put_many(
+        &self,
+        owner: AccountId,
+        objects: &[SmallObject],
+        max_len: u64,
+    ) -> Result<(), BlobError> {
+        if objects.is_empty() {
+            return Ok(());
+        }
+        let now = unix_now();
+        let mut rows = Vec::with_capacity(objects.len());
+        for o in objects {
+            let mut intake = Intake::new(max_len, Checksum::Sha256(o.sha256));
+            intake.feed(&o.data)?;
+            let len = intake.finish()?;
+            let size = i64::try_from(len).map_err(|_| BlobError::TooLarge { limit: max_len })?;
+            rows.push(ManyRow {
+                object: o,
+                upload: random_token()?,
+                size,
+            });
+        }
+        let chunks: Vec<ManyChunk<'_>> = rows
+            .iter()
+            .flat_map(|r| {
+                r.object
+                    .data
+                    .chunks(CHUNK_SIZE)
+                    .zip(0_i64..)
+                    .map(move |(data, idx)| ManyChunk { row: r, idx, data })
+            })
+            .collect();
+        let done = with_pool!(&self.pool, p => async {
+            let mut tx = p.begin().await?;
+            for part in by_size(&chunks, |c| c.data.len()) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO blob_chunks (owner_id, object_id, upload_id, idx, data, staged_at) ",
+                );
+                q.push_values(part, |mut b, c: &ManyChunk<'_>| {
+                    b.push_bind(owner.0)
+                        .push_bind(c.row.object.id.as_bytes().as_slice())
+                        .push_bind(c.row.upload.as_slice())
+                        .push_bind(c.idx)
+                        .push_bind(c.data)
+                        .push_bind(now);
+                });
+                q.build().persistent(false).execute(&mut *tx).await?;
+            }
+            for part in by_size(&rows, |_| 0) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO blob_objects (owner_id, object_id, upload_id, size, sha256, \
+                     crc32c, created_at) ",
+                );
+                q.push_values(part, |mut b, r: &ManyRow<'_>| {
+                    b.push_bind(owner.0)
+                        .push_bind(r.object.id.as_bytes().as_slice())
+                        .push_bind(r.upload.as_slice())
+                        .push_bind(r.size)
+                        .push_bind(r.object.sha256.as_slice())
+                        .push_bind(None::<i64>)
+                        .push_bind(now);
+                });
+                q.build().persistent(false).execute(&mut *tx).await?;
+            }
+            tx.commit().await
+        }
+        .await);
+        match done {
+            Ok(()) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(BlobError::Exists),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
     async fn get(
         &self,
         owner: AccountId,
@@ -295,27 +406,7 @@ impl BlobStore for DbStore {
     }
 
     async fn delete(&self, owner: AccountId, id: ObjectId) -> Result<(), BlobError> {
-        let Some((upload, _)) = self.object(owner, id).await? else {
-            return Ok(());
-        };
-        // The object disappears with this one statement; its chunks are then
-        // unclaimed, and removed next (or by the sweep).
-        let done = with_pool!(&self.pool, p => sqlx::query(DELETE_OBJECT)
-            .bind(owner.0)
-            .bind(id.as_bytes().as_slice())
-            .bind(upload.as_slice())
-            .execute(p)
-            .await
-            .map(|done| done.rows_affected()));
-        if done.map_err(backend)? == 0 {
-            // A concurrent delete got there first and removes the chunks.
-            return Ok(());
-        }
-        let upload: [u8; 16] = upload
-            .as_slice()
-            .try_into()
-            .map_err(|_| corrupt("upload id length"))?;
-        Self::delete_upload(&self.pool, &upload).await
+        self.remove(owner, id).await.map(drop)
     }
 
     async fn exists(&self, owner: AccountId, id: ObjectId) -> Result<bool, BlobError> {
@@ -338,6 +429,46 @@ impl BlobStore for DbStore {
             .map(|done| done.rows_affected()));
         done.map_err(backend)
     }
+}
+
+/// One object of a [`BlobStore::put_many`], with its upload id.
+struct ManyRow<'a> {
+    object: &'a SmallObject,
+    upload: [u8; 16],
+    size: i64,
+}
+
+/// One chunk row of a [`BlobStore::put_many`].
+struct ManyChunk<'a> {
+    row: &'a ManyRow<'a>,
+    idx: i64,
+    data: &'a [u8],
+}
+
+/// Most rows in one multi-row `INSERT` (6 values each: far below SQLite's
+/// limit on bound values).
+const ROWS_PER_INSERT: usize = 200;
+
+/// `items` cut into runs of at most [`ROWS_PER_INSERT`] rows and (but at
+/// least one row) [`CHUNK_SIZE`] bytes by `size`: one statement stays
+/// within what a `put` sends in one (MySQL's `max_allowed_packet`).
+fn by_size<T>(items: &[T], size: impl Fn(&T) -> usize) -> Vec<Vec<&T>> {
+    let mut parts: Vec<Vec<&T>> = Vec::new();
+    let mut part: Vec<&T> = Vec::new();
+    let mut bytes = 0;
+    for item in items {
+        let n = size(item);
+        if !part.is_empty() && (part.len() >= ROWS_PER_INSERT || bytes + n > CHUNK_SIZE) {
+            parts.push(std::mem::take(&mut part));
+            bytes = 0;
+        }
+        bytes += n;
+        part.push(item);
+    }
+    if !part.is_empty() {
+        parts.push(part);
+    }
+    parts
 }
 
 /// Where a put stages its chunks.

@@ -8,6 +8,10 @@
 //! - `s3://BUCKET?endpoint=URL&region=R` ([`S3Store`]): one S3 object per
 //!   object under `<owner>/<id hex>`, through the object_store crate.
 //!
+//! With `file:` or `s3://`, the small objects of batches (new small files)
+//! go to the database instead ([`TieredStore`], [`with_small_in_db`]), up
+//! to `VAULT_SMALL_OBJECTS_IN_DB` bytes each.
+//!
 //! The server cannot read an object: it is ciphertext the client made, and
 //! the client authenticates every byte it reads back. The store's job is to
 //! keep it intact, separate per owner, and never visible half-written.
@@ -38,10 +42,12 @@ mod file;
 mod s3;
 #[cfg(test)]
 mod tests;
+mod tiered;
 
 pub use db::{DbPool, DbStore};
 pub use file::FileStore;
 pub use s3::S3Store;
+pub use tiered::TieredStore;
 
 use std::fmt::Debug;
 use std::ops::Range;
@@ -294,6 +300,22 @@ pub async fn open(
         );
     }
     Ok(store)
+}
+
+/// `main` with the small objects of batches, up to `small_max` bytes each,
+/// kept in `db` ([`TieredStore`]); `main` itself when it is the database
+/// already, when there is no database or when `small_max` is 0.
+pub fn with_small_in_db(
+    main: Arc<dyn BlobStore>,
+    db: Option<DbPool>,
+    small_max: u64,
+) -> Arc<dyn BlobStore> {
+    match db {
+        Some(pool) if small_max > 0 && main.backend() != "db" => {
+            Arc::new(TieredStore::new(DbStore::new(pool), main, small_max))
+        }
+        _ => main,
+    }
 }
 
 /// The effective byte range of a read of an object of `len` bytes (see

@@ -2,7 +2,7 @@
 //!
 //! Each case takes the store as a trait object (plus a [`Fixture`] that can
 //! look behind it for leftovers) and knows nothing of the backend;
-//! [`suite!`] runs each one four times:
+//! [`suite!`] runs each one five times:
 //! - `file`: a fresh temporary directory;
 //! - `sqlite`: `db` on a fresh SQLite file, migrated by [`Store::migrate`];
 //! - `mysql`: `db` on a fresh MariaDB/MySQL database `vault_b_<random>`
@@ -10,7 +10,9 @@
 //!   afterwards even when the case fails;
 //! - `s3`: the bucket `VAULT_TEST_S3_URL` names (a real S3-compatible server
 //!   on loopback: `scripts/test.sh` runs `rclone serve s3`), shared by all
-//!   cases, each of which uses fresh random owners.
+//!   cases, each of which uses fresh random owners;
+//! - `tiered`: a `file` store with the small objects of batches in SQLite
+//!   ([`with_small_in_db`], as the server runs `file:` by default).
 //!
 //! Without the variable for a service its runs are skipped with a message,
 //! or fail when `VAULT_TEST_REQUIRE_SERVICES=1` (as `scripts/test.sh` sets
@@ -54,6 +56,8 @@ enum Behind {
     File(PathBuf),
     Db(DbPool),
     S3(Arc<S3Store>),
+    /// A [`TieredStore`]: both.
+    Tiered(PathBuf, DbPool),
 }
 
 impl Fixture {
@@ -61,16 +65,10 @@ impl Fixture {
     async fn leftovers(&self, owner: AccountId) -> usize {
         match &self.behind {
             Behind::File(tmp) => std::fs::read_dir(tmp).unwrap().count(),
-            Behind::Db(pool) => {
-                const Q: &str = "SELECT COUNT(*) FROM blob_chunks WHERE owner_id = ? AND \
-                     upload_id NOT IN (SELECT upload_id FROM blob_objects)";
-                let (n,): (i64,) = match pool {
-                    DbPool::Sqlite(p) => sqlx::query_as(Q).bind(owner.0).fetch_one(p).await,
-                    DbPool::MySql(p) => sqlx::query_as(Q).bind(owner.0).fetch_one(p).await,
-                }
-                .unwrap();
-                usize::try_from(n).unwrap()
+            Behind::Tiered(tmp, pool) => {
+                std::fs::read_dir(tmp).unwrap().count() + db_leftovers(pool, owner).await
             }
+            Behind::Db(pool) => db_leftovers(pool, owner).await,
             Behind::S3(s3) => s3.staged(owner).await.unwrap(),
         }
     }
@@ -90,6 +88,18 @@ impl Fixture {
             self.store.backend()
         );
     }
+}
+
+/// Chunks of `owner` that no object claims.
+async fn db_leftovers(pool: &DbPool, owner: AccountId) -> usize {
+    const Q: &str = "SELECT COUNT(*) FROM blob_chunks WHERE owner_id = ? AND \
+         upload_id NOT IN (SELECT upload_id FROM blob_objects)";
+    let (n,): (i64,) = match pool {
+        DbPool::Sqlite(p) => sqlx::query_as(Q).bind(owner.0).fetch_one(p).await,
+        DbPool::MySql(p) => sqlx::query_as(Q).bind(owner.0).fetch_one(p).await,
+    }
+    .unwrap();
+    usize::try_from(n).unwrap()
 }
 
 fn required() -> bool {
@@ -163,6 +173,37 @@ where
     let fixture = Fixture {
         store,
         behind: Behind::Db(pool),
+    };
+    run_body(test(fixture), async move {
+        db.close().await;
+        drop(dir);
+    })
+    .await;
+}
+
+/// Largest object of a batch the `tiered` runs keep in the database: the
+/// suite's batches have objects on both sides of it.
+const TIERED_SMALL_MAX: u64 = 2000;
+
+async fn run_tiered<F, Fut>(test: F)
+where
+    F: FnOnce(Fixture) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("objects");
+    let url = format!("sqlite://{}", dir.path().join("vault.sqlite").display());
+    let db = SqliteStore::connect(&url).await.unwrap();
+    db.migrate().await.unwrap();
+    let pool = DbPool::from(&db);
+    let main = open(&format!("file:{}", root.display()), dir.path(), None)
+        .await
+        .unwrap();
+    let store = with_small_in_db(main, Some(pool.clone()), TIERED_SMALL_MAX);
+    assert_eq!(store.backend(), "file");
+    let fixture = Fixture {
+        store,
+        behind: Behind::Tiered(root.join(".tmp"), pool),
     };
     run_body(test(fixture), async move {
         db.close().await;
@@ -305,6 +346,14 @@ macro_rules! suite {
                 }
             )*
         }
+        mod tiered {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $case() {
+                    super::run_tiered(super::$case).await;
+                }
+            )*
+        }
     };
 }
 
@@ -321,6 +370,7 @@ suite![
     owners_are_separate_namespaces,
     concurrent_puts_one_wins,
     put_many_stores_each_and_checks_each,
+    put_many_of_a_full_batch,
 ];
 
 // ---------------------------------------------------------------------------
@@ -685,6 +735,21 @@ async fn put_many_stores_each_and_checks_each(f: Fixture) {
     f.assert_no_leftovers(a).await;
 }
 
+/// A full batch: more objects and more bytes than one statement of the
+/// database store carries, all stored.
+async fn put_many_of_a_full_batch(f: Fixture) {
+    let s = &*f.store;
+    let a = owner();
+    let objects: Vec<SmallObject> = (0..300)
+        .map(|i| small(&data(if i % 2 == 0 { 8 * 1024 } else { 1500 }, i)))
+        .collect();
+    s.put_many(a, &objects, NO_LIMIT).await.unwrap();
+    for o in &objects {
+        assert!(read_all(s, a, o.id).await == o.data);
+    }
+    f.assert_no_leftovers(a).await;
+}
+
 async fn ranges(f: Fixture) {
     let s = &*f.store;
     let a = owner();
@@ -872,6 +937,92 @@ async fn file_layout_and_modes() {
     assert_eq!(mode(&path), 0o600);
     assert_eq!(mode(&root.join("42/cd")), 0o700);
     assert_eq!(std::fs::read_dir(root.join(".tmp")).unwrap().count(), 0);
+}
+
+/// The tiered store puts a batch's small objects in the database and the
+/// rest in files, keeps names write-once across both, and reads, deletes
+/// and sweeps both.
+#[tokio::test]
+async fn tiered_keeps_small_batch_objects_in_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("objects");
+    let url = format!("sqlite://{}", dir.path().join("v.sqlite").display());
+    let db = SqliteStore::connect(&url).await.unwrap();
+    db.migrate().await.unwrap();
+    let pool = DbPool::from(&db);
+    let main = Arc::new(FileStore::open(&root).await.unwrap());
+    let s = with_small_in_db(main.clone(), Some(pool.clone()), 100);
+    let rows = || async {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM blob_objects")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        n
+    };
+    let a = AccountId(7);
+    let tiny = small(&data(100, 1));
+    let larger = small(&data(101, 2));
+    s.put_many(a, &[tiny.clone(), larger.clone()], NO_LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(rows().await, 1, "the 100-byte object is a row");
+    assert!(!main.object_path(a, tiny.id).exists());
+    assert!(
+        main.object_path(a, larger.id).is_file(),
+        "101 bytes: a file"
+    );
+    for o in [&tiny, &larger] {
+        assert!(read_all(&*s, a, o.id).await == o.data);
+        assert!(s.exists(a, o.id).await.unwrap());
+    }
+    let (len, part) = s.get(a, tiny.id, Some(10..20)).await.unwrap();
+    assert_eq!(len, 100);
+    let part: Vec<Bytes> = part.try_collect().await.unwrap();
+    assert_eq!(part.concat(), &tiny.data[10..20]);
+
+    // Write-once across the tiers, both ways.
+    let err = put(&*s, a, tiny.id, b"other").await;
+    assert!(matches!(err, Err(BlobError::Exists)), "{err:?}");
+    let streamed = oid();
+    put(&*s, a, streamed, b"streamed").await.unwrap();
+    assert!(
+        main.object_path(a, streamed).is_file(),
+        "a put goes to the files"
+    );
+    let mut again = small(b"tiny again");
+    again.id = streamed;
+    let err = s.put_many(a, &[again], NO_LIMIT).await;
+    assert!(matches!(err, Err(BlobError::Exists)), "{err:?}");
+    assert!(read_all(&*s, a, streamed).await == b"streamed".as_slice());
+    assert_eq!(rows().await, 1, "the refused batch left no row");
+
+    // Deletes find either tier; a second delete is a no-op.
+    for id in [tiny.id, larger.id, streamed] {
+        s.delete(a, id).await.unwrap();
+        s.delete(a, id).await.unwrap();
+        assert!(!s.exists(a, id).await.unwrap());
+        assert!(matches!(
+            s.get(a, id, None).await.err(),
+            Some(BlobError::NotFound)
+        ));
+    }
+    assert_eq!(rows().await, 0);
+    let (chunks,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM blob_chunks")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(chunks, 0, "a deleted object's chunks are gone");
+
+    // Off: no database, 0 bytes, or the database is the store already.
+    assert_eq!(with_small_in_db(main.clone(), None, 100).backend(), "file");
+    let off = with_small_in_db(main.clone(), Some(pool.clone()), 0);
+    let o = small(b"x");
+    off.put_many(a, std::slice::from_ref(&o), NO_LIMIT)
+        .await
+        .unwrap();
+    assert!(main.object_path(a, o.id).is_file());
+    assert_eq!(rows().await, 0);
+    db.close().await;
 }
 
 #[tokio::test]

@@ -94,12 +94,20 @@ pub async fn store(
         }
         Ok::<(), ApiError>(())
     };
+    let reserved = started.elapsed();
     if let Err(e) = stored.await {
         // All or none: what was written is abandoned (queued for purge).
         reservation.abandon().await;
         return Err(e);
     }
     reservation.keep();
+    // Where the time of a batch's objects goes (counts and times only).
+    tracing::debug!(
+        objects = objects.len(),
+        reserve_ms = reserved.as_millis(),
+        write_ms = (started.elapsed() - reserved).as_millis(),
+        "inline objects"
+    );
     let total = reserve.iter().map(|o| o.size).sum();
     metrics::counter!("vault_object_upload_bytes_total").increment(total);
     Ok(total)

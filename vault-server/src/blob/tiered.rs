@@ -1,0 +1,130 @@
+//! [`TieredStore`]: the small objects of batches in the server's database,
+//! every other object in the configured store (`file:` or `s3://`).
+//!
+//! Why: a new small file is one object of a few KiB, sent inline in a
+//! `POST /v1/batch`. As a file of its own it costs an inode, a directory
+//! entry, a temp name and a link, plus two `syncfs` per batch that also
+//! flush whatever else is dirty on the disk; as an S3 object, a request
+//! each. As rows in the database the whole batch is one transaction, one
+//! log flush ([`DbStore`]'s `put_many`). `VAULT_SMALL_OBJECTS_IN_DB` sets
+//! the largest such object (0: off); streamed uploads (`PUT`) always go to
+//! the configured store.
+//!
+//! Invariants, on top of every [`BlobStore`]'s:
+//! - an object lives in exactly one tier. Write-once spans both: a `put`
+//!   first checks that the database has no object of that name, and a
+//!   batch's small objects first check the configured store. (The server
+//!   also reserves every id once per owner in its own tables before any
+//!   write, so two tiers never race for one name.)
+//! - reads, existence checks and deletes look in the database first (one
+//!   indexed lookup), then in the configured store; deleting from both is
+//!   idempotent, as each store's delete is.
+//! - the sweep sweeps both.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use common::ObjectId;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+
+use super::{BlobError, BlobStore, BlobStream, Checksum, DbStore, PutBody, SmallObject};
+use crate::store::AccountId;
+
+/// Existence checks in the configured store run this many at once.
+const PARALLEL_CHECKS: usize = 16;
+
+/// Small batch objects in the database, the rest in `main`.
+#[derive(Debug)]
+pub struct TieredStore {
+    small: DbStore,
+    main: Arc<dyn BlobStore>,
+    small_max: u64,
+}
+
+impl TieredStore {
+    /// Keeps the objects of batches of at most `small_max` bytes in
+    /// `small`, everything else in `main`.
+    pub fn new(small: DbStore, main: Arc<dyn BlobStore>, small_max: u64) -> Self {
+        Self {
+            small,
+            main,
+            small_max,
+        }
+    }
+}
+
+#[async_trait]
+impl BlobStore for TieredStore {
+    fn backend(&self) -> &'static str {
+        self.main.backend()
+    }
+
+    async fn put(
+        &self,
+        owner: AccountId,
+        id: ObjectId,
+        body: PutBody,
+        max_len: u64,
+        expected: Checksum,
+    ) -> Result<u64, BlobError> {
+        if self.small.exists(owner, id).await? {
+            return Err(BlobError::Exists);
+        }
+        self.main.put(owner, id, body, max_len, expected).await
+    }
+
+    async fn put_many(
+        &self,
+        owner: AccountId,
+        objects: &[SmallObject],
+        max_len: u64,
+    ) -> Result<(), BlobError> {
+        let (small, big): (Vec<SmallObject>, Vec<SmallObject>) = objects
+            .iter()
+            .cloned()
+            .partition(|o| o.size() <= self.small_max);
+        let checks: Vec<_> = small
+            .iter()
+            .map(|o| self.main.exists(owner, o.id))
+            .collect();
+        let taken = futures_util::stream::iter(checks)
+            .buffer_unordered(PARALLEL_CHECKS)
+            .try_any(std::future::ready)
+            .await?;
+        if taken {
+            return Err(BlobError::Exists);
+        }
+        self.small.put_many(owner, &small, max_len).await?;
+        self.main.put_many(owner, &big, max_len).await
+    }
+
+    async fn get(
+        &self,
+        owner: AccountId,
+        id: ObjectId,
+        range: Option<Range<u64>>,
+    ) -> Result<(u64, BlobStream), BlobError> {
+        match self.small.get(owner, id, range.clone()).await {
+            Err(BlobError::NotFound) => self.main.get(owner, id, range).await,
+            found => found,
+        }
+    }
+
+    async fn delete(&self, owner: AccountId, id: ObjectId) -> Result<(), BlobError> {
+        if self.small.remove(owner, id).await? {
+            return Ok(());
+        }
+        self.main.delete(owner, id).await
+    }
+
+    async fn exists(&self, owner: AccountId, id: ObjectId) -> Result<bool, BlobError> {
+        Ok(self.small.exists(owner, id).await? || self.main.exists(owner, id).await?)
+    }
+
+    async fn sweep(&self, older_than: Duration) -> Result<u64, BlobError> {
+        let small = self.small.sweep(older_than).await?;
+        Ok(small + self.main.sweep(older_than).await?)
+    }
+}
