@@ -34,7 +34,7 @@ use tokio::sync::MutexGuard;
 use super::commit::{self, commit_locked};
 use super::core::{Core, lock};
 use super::error::{FsError, FsResult};
-use super::file::{FileInner, FileState};
+use super::file::{FileInner, FileState, JournalRemoval};
 use super::local;
 use super::remote::Budget;
 use super::seal;
@@ -95,6 +95,9 @@ struct Plan<'a> {
     link_gen: u64,
     /// Its new version is on the server.
     landed: bool,
+    /// What is left to remove from the journal once it landed (run for
+    /// the whole batch at once, before the locks are let go).
+    removal: Option<JournalRemoval>,
 }
 
 /// Commits `files` (every one with changes: small ones batched, the rest
@@ -337,6 +340,7 @@ async fn plan<'a, A: VaultApi + 'static>(
                 since: 0,
                 link_gen: 0,
                 landed: false,
+                removal: None,
             })
         }
         Err(e) => Err((guard, e)),
@@ -423,6 +427,7 @@ async fn send<A: VaultApi + 'static>(
                 }
             }
             reconcile(core, budget, plans).await;
+            remove_journals(core, plans).await;
             keep_landed(core, plans);
             return Err(e);
         }
@@ -432,8 +437,32 @@ async fn send<A: VaultApi + 'static>(
             tracing::debug!(error = %e, "a batched commit did not land; committing the file alone");
         }
     }
+    remove_journals(core, plans).await;
     keep_landed(core, plans);
     Ok(())
+}
+
+/// Removes the journal files of every file that landed, on the blocking
+/// pool, while the batch still holds their locks: a batch of 300 files is
+/// 300 renames, which held up the uploader's other batch when they ran on
+/// its thread.
+async fn remove_journals<A: VaultApi + 'static>(core: &Arc<Core<A>>, plans: &mut [Plan<'_>]) {
+    let removals: Vec<JournalRemoval> = plans.iter_mut().filter_map(|p| p.removal.take()).collect();
+    if removals.is_empty() {
+        return;
+    }
+    let core = Arc::clone(core);
+    let done = tokio::task::spawn_blocking(move || {
+        for r in removals {
+            if let Err(e) = r.run(&core.journal) {
+                tracing::warn!(error = %e, "cannot remove a committed file from the journal");
+            }
+        }
+    })
+    .await;
+    if let Err(e) = done {
+        tracing::warn!(error = %e, "removing committed files from the journal failed");
+    }
 }
 
 /// Hands the objects of the files that landed to the disk cache, all in
@@ -488,7 +517,7 @@ fn landed<A: VaultApi + 'static>(
     p: &mut Plan<'_>,
     info: &NodeInfo,
 ) -> FsResult<()> {
-    commit::committed(
+    let removal = commit::committed_but_journal(
         core,
         p.file,
         &mut p.guard,
@@ -497,6 +526,7 @@ fn landed<A: VaultApi + 'static>(
         p.since,
         p.link_gen,
     )?;
+    p.removal = Some(removal);
     p.landed = true;
     Ok(())
 }

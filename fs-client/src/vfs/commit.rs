@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 use super::batch;
 use super::core::{Core, lock};
 use super::error::{FsError, FsResult};
-use super::file::{CHUNK, FileInner, FileState, SEGS_PER_CHUNK};
+use super::file::{CHUNK, FileInner, FileState, JournalRemoval, SEGS_PER_CHUNK};
 use super::journal::Stage;
 use super::local;
 use super::remote::Budget;
@@ -182,6 +182,21 @@ pub(crate) fn committed<A>(
     since: u64,
     link_gen: u64,
 ) -> FsResult<()> {
+    committed_but_journal(core, file, inner, info, attrs, since, link_gen)?.run(&core.journal)
+}
+
+/// [`committed`], except for the journal: answers the removal of the
+/// file's journal files, for the caller to run before it lets go of the
+/// file's lock (a batch runs those of all its files on the blocking pool).
+pub(crate) fn committed_but_journal<A>(
+    core: &Core<A>,
+    file: &FileState,
+    inner: &mut FileInner,
+    info: &NodeInfo,
+    attrs: NodeAttributes,
+    since: u64,
+    link_gen: u64,
+) -> FsResult<JournalRemoval> {
     {
         let mut t = lock(&core.table);
         t.observe(file.ino, info, attrs.clone(), since)?;
@@ -194,7 +209,7 @@ pub(crate) fn committed<A>(
         }
     }
     inner.rebase_clean(info.version, attrs);
-    inner.clear_pending(&core.journal)?;
+    let removal = inner.forget_pending();
     file.local
         .store(false, std::sync::atomic::Ordering::Release);
     file.publish(inner);
@@ -204,7 +219,7 @@ pub(crate) fn committed<A>(
     if v.link_gen == link_gen {
         v.nlink = info.nlink;
     }
-    Ok(())
+    Ok(removal)
 }
 
 /// The link generation of `file` (note it before a commit is sent).

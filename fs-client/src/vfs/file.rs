@@ -914,6 +914,13 @@ impl FileInner {
 
     /// Forgets everything pending (committed, or the file is gone).
     pub(crate) fn clear_pending(&mut self, journal: &Journal) -> FsResult<()> {
+        self.forget_pending().run(journal)
+    }
+
+    /// Forgets everything pending in memory; answers what is left to do
+    /// in the journal, for the caller to run while it still holds the
+    /// file's lock (so no new manifest of the file can be written first).
+    pub(crate) fn forget_pending(&mut self) -> JournalRemoval {
         let epoch = self.epoch;
         // Nobody else holds the stage file (no early upload reading it):
         // it can go back to the journal's pool.
@@ -932,6 +939,28 @@ impl FileInner {
         self.dirty = false;
         self.saved = None;
         self.manifest_seq = None;
-        journal.remove(self.node, epoch, unused)
+        JournalRemoval {
+            node: self.node,
+            epoch,
+            unused,
+        }
+    }
+}
+
+/// The journal files of a file whose pending changes were forgotten
+/// ([`FileInner::forget_pending`]).
+#[derive(Debug, Clone, Copy)]
+#[must_use = "the journal still holds the file's changes"]
+pub(crate) struct JournalRemoval {
+    node: NodeId,
+    epoch: u64,
+    /// Nobody else holds the stage file: it can go back to the pool.
+    unused: bool,
+}
+
+impl JournalRemoval {
+    /// Removes the manifest and stage file from the journal.
+    pub(crate) fn run(self, journal: &Journal) -> FsResult<()> {
+        journal.remove(self.node, self.epoch, self.unused)
     }
 }
