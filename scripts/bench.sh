@@ -266,8 +266,8 @@ setup_systems() {
         [[ "$sys" == securevault || "$sys" == juicefs ]] && need_db=1
     done
     if ((need_db)); then
-        say "starting a private MariaDB"
-        if ! start_mariadb; then
+        say "starting a private MariaDB (durable commits)"
+        if ! SV_MARIADB_DURABLE=1 start_mariadb; then
             for sys in securevault juicefs; do NA[$sys]="MariaDB did not start"; done
         fi
     fi
