@@ -44,8 +44,13 @@ use crate::cache::{DiskCache, SegmentCache};
 const SEG: u64 = SEGMENT_SIZE as u64;
 /// Objects fetched ahead of sequential readers at once.
 const PREFETCHES: usize = 6;
-/// Chunks of files still being written that upload at once.
-pub(crate) const EARLY_UPLOADS: usize = 4;
+/// Chunks of files still being written that upload at once. Each upload
+/// waits for the server's durable reservation (a database commit) before
+/// its body goes anywhere: with a MariaDB that syncs every commit, 4 at
+/// once took a 1 GiB write from 4.3 s to 5.9-6.9 s; 8 brought it to
+/// 4.1-5.4 s, for 32 MiB more held while a big file is written (a 10 GiB
+/// write peaked at 92 MiB instead of 59).
+pub(crate) const EARLY_UPLOADS: usize = 8;
 
 /// Object reads and writes with their caches.
 pub(crate) struct Content<A> {

@@ -1144,14 +1144,18 @@ async fn chunks_uploaded_from_memory_carry_the_last_write_of_every_segment() {
     let d = tempfile::tempdir().unwrap();
     let chunk = 4usize << 20;
     let seg = 64usize << 10;
-    let mut data = pattern(7 * chunk + 100, 9);
+    // Chunks 1 to `slots` take the early-upload slots while uploads are
+    // held; chunk `slots + 1` is the one whose copy waits.
+    let slots = content::EARLY_UPLOADS;
+    let (waiting, tail) = (slots + 1, slots + 2);
+    let mut data = pattern((slots + 3) * chunk + 100, 9);
     let v = start(&fake, d.path()).await;
     let (attr, fh) = v
         .create(ROOT_INO, os("seq"), 0o644, 0o022, RW, ME)
         .await
         .unwrap();
-    // Uploads wait: chunks 1-4 take the early-upload slots, and chunk 5's
-    // copy in memory waits for one.
+    // Uploads wait: chunks 1 to `slots` take the early-upload slots, and
+    // chunk `waiting`'s copy in memory waits for one.
     fake.hold_uploads();
     let put = |data: &mut Vec<u8>, at: usize, len: usize, salt: u8| {
         let bytes = pattern(len, salt);
@@ -1176,28 +1180,28 @@ async fn chunks_uploaded_from_memory_carry_the_last_write_of_every_segment() {
             v.write(attr.ino, fh, at5 as u64, &b).await.unwrap();
         }
     }
-    // Chunk 5, whole and kept (its upload waits for a slot): rewritten in
-    // part.
-    let at = 5 * chunk + 3 * seg + 17;
+    // Chunk `waiting`, whole and kept (its upload waits for a slot):
+    // rewritten in part.
+    let at = waiting * chunk + 3 * seg + 17;
     let b = put(&mut data, at, 1000, 78);
     v.write(attr.ino, fh, at as u64, &b).await.unwrap();
-    // A write elsewhere moves the tail on, so chunk 5 is whole and staged
-    // again when its upload gets a slot.
-    let at6 = 6 * chunk;
+    // A write elsewhere moves the tail on, so chunk `waiting` is whole and
+    // staged again when its upload gets a slot.
+    let at6 = tail * chunk;
     v.write(attr.ino, fh, at6 as u64, &data[at6..at6 + 10])
         .await
         .unwrap();
     fake.release_uploads();
-    // Chunks 0-5 go up early (5 after its copy in memory went stale); 6
-    // holds the tail.
+    // Chunks 0 to `waiting` go up early (`waiting` after its copy in
+    // memory went stale); `tail` holds the tail.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while stored_objects(&fake) < 6 && std::time::Instant::now() < deadline {
+    while stored_objects(&fake) < tail && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(
         stored_objects(&fake),
-        6,
-        "chunks 0-5 were not uploaded early"
+        tail,
+        "chunks 0-{waiting} were not uploaded early"
     );
     v.flush(attr.ino, fh).await.unwrap();
     v.fsync(attr.ino, fh, false).await.unwrap();
