@@ -41,6 +41,18 @@ fn content(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("decrypt", size), &ct, |b, ct| {
             b.iter(|| decrypt_object(&keys.content, &binding, black_box(ct), size as u64).unwrap())
         });
+        // What a whole download costs the reader: its buffer (reused, as
+        // the daemon's pool does) decrypted in place.
+        let dec =
+            ObjectDecryptor::new(&keys.content, &binding, &ct[..HEADER_LEN], size as u64).unwrap();
+        let mut buf = Vec::with_capacity(ct.len());
+        group.bench_with_input(BenchmarkId::new("open_in_place", size), &ct, |b, ct| {
+            b.iter(|| {
+                buf.clear();
+                buf.extend_from_slice(black_box(ct));
+                dec.open_object_in_place(&mut buf).unwrap();
+            })
+        });
         group.bench_with_input(BenchmarkId::new("digest", size), &ct, |b, ct| {
             b.iter(|| ObjectDigest::of(black_box(ct)))
         });

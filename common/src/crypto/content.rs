@@ -437,6 +437,51 @@ impl ObjectDecryptor {
         result
     }
 
+    /// Authenticates and decrypts a whole object in place: `buf` holds its
+    /// ciphertext, header first, and afterwards holds its plaintext, all of
+    /// it, from the start. Each segment's plaintext moves down over the
+    /// header and the tags before it, so no second buffer is needed (nor
+    /// zero-filled). On any error every byte of `buf` is zero (its length
+    /// unchanged): no plaintext is left from the segments that did
+    /// authenticate either.
+    pub fn open_object_in_place(&self, buf: &mut Vec<u8>) -> Result<(), CryptoError> {
+        let result = self.open_all_within(buf);
+        match result {
+            Ok(()) => buf.truncate(usize::try_from(self.plaintext_len).unwrap_or(0)),
+            Err(_) => buf.fill(0),
+        }
+        result
+    }
+
+    fn open_all_within(&self, buf: &mut [u8]) -> Result<(), CryptoError> {
+        let expected = ciphertext_len(self.plaintext_len)?;
+        if buf.len() as u64 != expected {
+            return Err(CryptoError::CiphertextLength {
+                expected,
+                actual: buf.len() as u64,
+            });
+        }
+        let seg = usize::try_from(SEG).map_err(|_| CryptoError::OutOfRange)?;
+        for index in 0..self.segments {
+            let i = usize::try_from(index).map_err(|_| CryptoError::OutOfRange)?;
+            let len = usize::try_from(self.segment_plaintext_len(index))
+                .map_err(|_| CryptoError::OutOfRange)?;
+            // Plaintext goes to `i * SEG`; its ciphertext starts after the
+            // header and the `i` full segments (with tags) before it.
+            let to = i * seg;
+            let at = HEADER_LEN + i * (seg + TAG_LEN);
+            let in_out = buf
+                .get_mut(to..at + len + TAG_LEN)
+                .ok_or(CryptoError::OutOfRange)?;
+            let nonce = self.cipher.nonce(index, index + 1 == self.segments)?;
+            self.cipher
+                .cipher
+                .open_within(nonce, &self.cipher.aad, in_out, at - to)
+                .map_err(|_| CryptoError::SegmentAuthentication { index })?;
+        }
+        Ok(())
+    }
+
     /// Decrypts the plaintext range `offset..offset + len` (clipped to the
     /// object) from `ciphertext`, which must be exactly the bytes
     /// [`ciphertext_range`] names for [`segments_for_range`] of that range.

@@ -76,6 +76,30 @@ impl Gcm {
         }
         Ok(())
     }
+
+    /// Authenticates and decrypts `in_out[from..]` (ciphertext, then its
+    /// tag) in place and moves the plaintext to the front of `in_out`. On
+    /// failure all of `in_out` is zeroed (aws-lc leaves it unspecified,
+    /// possibly part plaintext).
+    pub(crate) fn open_within(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+        from: usize,
+    ) -> Result<(), CryptoError> {
+        let res = self.0.open_within(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            in_out,
+            from..,
+        );
+        if res.is_err() {
+            in_out.fill(0);
+            return Err(CryptoError::Authentication);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -1267,8 +1267,8 @@ impl VaultApi for FakeVault {
         token: &AccessToken,
         id: ObjectId,
         range: Option<ByteRange>,
-    ) -> ApiResult<Bytes> {
-        self.with(token, |s| s.download(id, range))
+    ) -> ApiResult<Vec<u8>> {
+        self.with(token, |s| s.download(id, range).map(|b| b.to_vec()))
     }
 
     async fn batch(&self, token: &AccessToken, req: &BatchRequest) -> ApiResult<BatchResponse> {

@@ -231,7 +231,7 @@ impl HttpApi {
 
     /// Sends an object request (binary in or out) and returns the status and
     /// body of a successful answer, read up to [`MAX_OBJECT_BYTES`].
-    async fn send_object(&self, req: reqwest::RequestBuilder) -> ApiResult<(StatusCode, Bytes)> {
+    async fn send_object(&self, req: reqwest::RequestBuilder) -> ApiResult<(StatusCode, Vec<u8>)> {
         let mut resp = req.send().await.map_err(|e| self.transport_error(e))?;
         let status = resp.status();
         tracing::debug!(
@@ -256,9 +256,11 @@ impl HttpApi {
             bytes.extend_from_slice(&chunk);
         }
         if status.is_success() {
-            Ok((status, POOL.into_bytes(bytes)))
+            Ok((status, bytes))
         } else {
-            Err(error_from(status, &bytes, retry_after))
+            let e = error_from(status, &bytes, retry_after);
+            POOL.give(bytes);
+            Err(e)
         }
     }
 }
@@ -536,7 +538,7 @@ impl VaultApi for HttpApi {
         token: &AccessToken,
         id: ObjectId,
         range: Option<ByteRange>,
-    ) -> ApiResult<Bytes> {
+    ) -> ApiResult<Vec<u8>> {
         let url = self.tree_url(wire::paths::OBJECT, &id.to_string(), None);
         let mut req = self
             .client

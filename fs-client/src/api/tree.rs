@@ -173,13 +173,16 @@ pub trait VaultApi: Send + Sync {
         body: Bytes,
         crc32c: u32,
     ) -> impl Future<Output = ApiResult<()>> + Send;
-    /// `GET /v1/objects/{id}`, whole or one range.
+    /// `GET /v1/objects/{id}`, whole or one range. The bytes are owned, so
+    /// a reader can decrypt them in place; a chunk-sized buffer comes from
+    /// the buffer pool (`cache::buffers::POOL`), where the reader gives it
+    /// back when done.
     fn download_object(
         &self,
         token: &AccessToken,
         id: ObjectId,
         range: Option<ByteRange>,
-    ) -> impl Future<Output = ApiResult<Bytes>> + Send;
+    ) -> impl Future<Output = ApiResult<Vec<u8>>> + Send;
     /// `GET /v1/statfs`.
     fn statfs(&self, token: &AccessToken) -> impl Future<Output = ApiResult<StatFs>> + Send;
     /// `POST /v1/batch`: inline objects stored first (all or none), then

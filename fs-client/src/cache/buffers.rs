@@ -22,6 +22,10 @@
 //!
 //! Smaller requests are not pooled: below the mmap threshold malloc's
 //! arenas already reuse memory.
+//!
+//! [`REQUESTS`] is a second, smaller pool of the same kind for the copies
+//! of big FUSE write requests (up to 1 MiB each, at the mmap threshold):
+//! a chunk-sized buffer would be wiped in full for every request.
 
 use std::sync::{Arc, Mutex};
 
@@ -43,20 +47,42 @@ pub const MAX_IDLE: usize = 6;
 /// Requests from this size up are served from the pool.
 const POOLED_FROM: usize = 1024 * 1024;
 
-/// A pool of idle buffers; the daemon uses [`POOL`].
-#[derive(Debug, Default)]
+/// Capacity of a [`REQUESTS`] buffer: the largest write the mount asks
+/// the kernel for (`mount::fuse::MAX_IO`, which checks that it fits).
+pub const REQUEST_CAPACITY: usize = 1 << 20;
+/// Write requests from this size up are copied into [`REQUESTS`] buffers.
+const REQUEST_FROM: usize = 512 * 1024;
+/// At most this many idle request buffers are kept.
+const REQUEST_IDLE: usize = 4;
+
+/// A pool of idle buffers of one capacity; the daemon uses [`POOL`] and
+/// [`REQUESTS`].
+#[derive(Debug)]
 pub struct BufferPool {
     idle: Mutex<Vec<Vec<u8>>>,
+    /// Capacity of every buffer made and kept.
+    capacity: usize,
+    /// Requests from this size up (and up to `capacity`) are pooled.
+    from: usize,
+    /// Idle buffers kept at most.
+    max_idle: usize,
 }
 
-/// The process's pool.
-pub static POOL: BufferPool = BufferPool::new();
+/// The process's pool of chunk-sized buffers.
+pub static POOL: BufferPool = BufferPool::new(POOLED_CAPACITY, POOLED_FROM, MAX_IDLE);
+
+/// The process's pool of write-request-sized buffers.
+pub static REQUESTS: BufferPool = BufferPool::new(REQUEST_CAPACITY, REQUEST_FROM, REQUEST_IDLE);
 
 impl BufferPool {
-    /// An empty pool.
-    pub const fn new() -> Self {
+    /// An empty pool of buffers of `capacity` bytes, serving requests of
+    /// `from..=capacity` bytes and keeping at most `max_idle` buffers.
+    pub const fn new(capacity: usize, from: usize, max_idle: usize) -> Self {
         Self {
             idle: Mutex::new(Vec::new()),
+            capacity,
+            from,
+            max_idle,
         }
     }
 
@@ -66,12 +92,12 @@ impl BufferPool {
 
     /// An empty buffer that holds `len` bytes without growing.
     pub fn take(&self, len: usize) -> Vec<u8> {
-        if !(POOLED_FROM..=POOLED_CAPACITY).contains(&len) {
+        if !(self.from..=self.capacity).contains(&len) {
             return Vec::with_capacity(len);
         }
         self.idle()
             .pop()
-            .unwrap_or_else(|| Vec::with_capacity(POOLED_CAPACITY))
+            .unwrap_or_else(|| Vec::with_capacity(self.capacity))
     }
 
     /// An empty plaintext buffer that holds `len` bytes without growing.
@@ -82,12 +108,12 @@ impl BufferPool {
     /// Gives `buf` back for reuse (or frees it, if it is not of the pooled
     /// size or the pool is full). Its bytes are not wiped: ciphertext only.
     pub fn give(&self, mut buf: Vec<u8>) {
-        if !pooled(&buf) {
+        if !self.pooled(&buf) {
             return;
         }
         buf.clear();
         let mut idle = self.idle();
-        if idle.len() < MAX_IDLE {
+        if idle.len() < self.max_idle {
             idle.push(buf);
         }
     }
@@ -108,22 +134,31 @@ impl BufferPool {
     /// `buf` as [`Bytes`] that give the buffer back when the last of them
     /// is dropped. Ciphertext only.
     pub fn into_bytes(&'static self, buf: Vec<u8>) -> Bytes {
-        if pooled(&buf) {
+        if self.pooled(&buf) {
             Bytes::from_owner(Pooled { buf, pool: self })
         } else {
             Bytes::from(buf)
         }
     }
 
+    /// `plain` as [`Bytes`] that wipe the buffer and give it back when the
+    /// last of them is dropped (an unpooled buffer is wiped and freed).
+    pub fn plaintext_bytes(&'static self, plain: Plaintext) -> Bytes {
+        Bytes::from_owner(PooledPlaintext {
+            plain: Some(plain),
+            pool: self,
+        })
+    }
+
     /// How many buffers are idle.
     pub fn idle_count(&self) -> usize {
         self.idle().len()
     }
-}
 
-/// Whether `buf` is of the size the pool keeps.
-fn pooled(buf: &Vec<u8>) -> bool {
-    (POOLED_CAPACITY..=POOLED_CAPACITY * 2).contains(&buf.capacity())
+    /// Whether `buf` is of the size the pool keeps.
+    fn pooled(&self, buf: &Vec<u8>) -> bool {
+        (self.capacity..=self.capacity * 2).contains(&buf.capacity())
+    }
 }
 
 /// A buffer that goes back to its pool when dropped.
@@ -144,6 +179,26 @@ impl Drop for Pooled {
     }
 }
 
+/// Plaintext that is wiped and goes back to its pool when dropped.
+struct PooledPlaintext {
+    plain: Option<Plaintext>,
+    pool: &'static BufferPool,
+}
+
+impl AsRef<[u8]> for PooledPlaintext {
+    fn as_ref(&self) -> &[u8] {
+        self.plain.as_deref().map_or(&[], |p| p.as_slice())
+    }
+}
+
+impl Drop for PooledPlaintext {
+    fn drop(&mut self) {
+        if let Some(plain) = self.plain.take() {
+            self.pool.recycle(plain);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -153,7 +208,11 @@ mod tests {
     use super::*;
 
     fn pool() -> &'static BufferPool {
-        Box::leak(Box::new(BufferPool::new()))
+        Box::leak(Box::new(BufferPool::new(
+            POOLED_CAPACITY,
+            POOLED_FROM,
+            MAX_IDLE,
+        )))
     }
 
     #[test]
@@ -228,5 +287,45 @@ mod tests {
     fn the_pooled_capacity_fits_a_whole_chunk_of_ciphertext() {
         let ct = ciphertext_len(CHUNK_BYTES as u64).unwrap();
         assert_eq!(ct, POOLED_CAPACITY as u64);
+    }
+
+    #[test]
+    fn a_request_pool_keeps_its_own_size() {
+        let pool: &'static BufferPool = Box::leak(Box::new(BufferPool::new(
+            REQUEST_CAPACITY,
+            REQUEST_FROM,
+            REQUEST_IDLE,
+        )));
+        let mut p = pool.plaintext(REQUEST_CAPACITY);
+        assert_eq!(p.capacity(), REQUEST_CAPACITY);
+        p.extend_from_slice(&[9; REQUEST_CAPACITY]);
+        let ptr = p.as_ptr();
+        pool.recycle(p);
+        let again = pool.take(REQUEST_FROM);
+        assert_eq!(again.as_ptr(), ptr, "the same buffer, taken again");
+        assert!(again.is_empty());
+        // A chunk-sized buffer is not this pool's, nor a small request.
+        pool.give(Vec::with_capacity(POOLED_CAPACITY * 3));
+        assert!(pool.take(REQUEST_FROM - 1).capacity() < REQUEST_CAPACITY);
+        assert!(pool.take(REQUEST_CAPACITY + 1).capacity() > REQUEST_CAPACITY);
+        assert_eq!(pool.idle_count(), 0);
+    }
+
+    #[test]
+    fn plaintext_bytes_come_back_from_the_last_holder() {
+        let pool = pool();
+        let mut p = pool.plaintext(CHUNK_BYTES);
+        p.extend_from_slice(&[7; 1000]);
+        let ptr = p.as_ptr();
+        let b = pool.plaintext_bytes(p);
+        let part = b.slice(10..20);
+        drop(b);
+        assert_eq!(pool.idle_count(), 0, "a slice still holds it");
+        assert_eq!(&part[..], &[7; 10]);
+        drop(part);
+        // Back through `recycle` (which wipes, see `Plaintext::into_wiped`).
+        let again = pool.take(CHUNK_BYTES);
+        assert_eq!(again.as_ptr(), ptr);
+        assert!(again.is_empty());
     }
 }

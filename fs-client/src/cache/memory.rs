@@ -1,7 +1,11 @@
 //! The in-memory cache of decrypted 64 KiB segments, bounded in bytes.
 //!
 //! Keys are `(object, segment index within the object)`; values are the
-//! plaintext of one segment as [`Bytes`]. Objects are immutable and their
+//! plaintext of one segment as [`Bytes`]. An object downloaded and opened
+//! whole is kept as one entry instead, its whole plaintext under the index
+//! [`WHOLE`]: a segment of it is a slice of that entry, and so is any range
+//! a read asks for, which then reaches FUSE without being copied together
+//! from segments. Objects are immutable and their
 //! ids never reused, so an entry can never become stale: invalidation only
 //! frees memory early (when a file is deleted or rewritten).
 //!
@@ -27,8 +31,10 @@
 //!
 //! A `Bytes` that is a slice of a larger buffer keeps the whole buffer
 //! alive, and only its own length is weighed. Insert segments that own their
-//! allocation (one `Vec` per segment, e.g. `Bytes::from(vec)`), or the bound
-//! undercounts memory.
+//! allocation (one `Vec` per segment, e.g. `Bytes::from(vec)`), and whole
+//! objects as one entry ([`SegmentCache::insert_whole`]), or the bound
+//! undercounts memory. Slices handed out by `get` and `range` are held only
+//! while a request is answered.
 //!
 //! [`SegmentCache::invalidate_object`] uses moka's invalidation closures:
 //! `get` never returns an invalidated entry, and memory is reclaimed by the
@@ -40,8 +46,12 @@ use std::fmt;
 
 use bytes::Bytes;
 use common::ObjectId;
+use common::crypto::content::SEGMENT_SIZE;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
+
+/// The segment index under which a whole object's plaintext is kept.
+const WHOLE: u64 = u64::MAX;
 
 /// A bounded cache of decrypted segments, keyed by object and segment
 /// index. Cloning shares the same cache.
@@ -78,9 +88,32 @@ impl SegmentCache {
         }
     }
 
-    /// Segment `segment` of object `id`, if cached; marks it recently used.
+    /// Segment `segment` of object `id`, if cached (on its own or as part
+    /// of the whole object); marks it recently used.
     pub fn get(&self, id: ObjectId, segment: u64) -> Option<Bytes> {
+        if let Some(whole) = self.inner.get(&(id, WHOLE)) {
+            let seg = SEGMENT_SIZE as u64;
+            let start = usize::try_from(segment.checked_mul(seg)?).ok()?;
+            let end = start.saturating_add(SEGMENT_SIZE).min(whole.len());
+            // Past the end: only the empty segment of an empty object.
+            return (start < end || (start == 0 && whole.is_empty()))
+                .then(|| whole.slice(start..end));
+        }
         self.inner.get(&(id, segment))
+    }
+
+    /// Plaintext bytes `start..end` of object `id`, if the whole object is
+    /// cached (see [`SegmentCache::insert_whole`]): a slice, not a copy.
+    pub fn range(&self, id: ObjectId, start: u64, end: u64) -> Option<Bytes> {
+        let whole = self.inner.get(&(id, WHOLE))?;
+        let (start, end) = (usize::try_from(start).ok()?, usize::try_from(end).ok()?);
+        (start <= end && end <= whole.len()).then(|| whole.slice(start..end))
+    }
+
+    /// Caches the whole plaintext of object `id` as one entry (weighed at
+    /// its full length): `get` answers every segment of it from there.
+    pub fn insert_whole(&self, id: ObjectId, plaintext: Bytes) {
+        self.inner.insert((id, WHOLE), plaintext);
     }
 
     /// Caches the plaintext of segment `segment` of object `id`.

@@ -652,3 +652,39 @@ fn segment_cache_debug_shows_no_contents() {
     assert!(!shown.contains("secret"), "{shown}");
     assert!(!shown.contains("116, 111, 112"), "{shown}");
 }
+
+#[test]
+fn a_whole_object_answers_its_segments_and_ranges_as_slices() {
+    let segment = 64 * 1024;
+    let cache = SegmentCache::new(1 << 20);
+    let plain: Vec<u8> = (0..2 * segment + 10).map(|i| (i % 251) as u8).collect();
+    let whole = Bytes::from(plain.clone());
+    cache.insert_whole(id(1), whole.clone());
+    assert_eq!(cache.get(id(1), 0).as_deref(), Some(&plain[..segment]));
+    assert_eq!(
+        cache.get(id(1), 2).as_deref(),
+        Some(&plain[2 * segment..]),
+        "the short last segment"
+    );
+    assert_eq!(cache.get(id(1), 3), None, "past the end");
+    let r = cache.range(id(1), 100, segment as u64 + 200).unwrap();
+    assert_eq!(&r[..], &plain[100..segment + 200]);
+    assert_eq!(
+        r.as_ptr(),
+        whole[100..].as_ptr(),
+        "a slice of the cached buffer, not a copy"
+    );
+    assert_eq!(cache.range(id(1), 0, plain.len() as u64 + 1), None);
+    assert_eq!(cache.range(id(2), 0, 1), None, "only whole objects");
+    // An empty object has one empty segment.
+    cache.insert_whole(id(3), Bytes::new());
+    assert_eq!(cache.get(id(3), 0).as_deref(), Some(&[][..]));
+    assert_eq!(cache.get(id(3), 1), None);
+
+    // Weighed at its full length, and dropped with its object.
+    cache.run_pending_tasks();
+    assert_eq!(cache.weighted_size(), plain.len() as u64);
+    cache.invalidate_object(id(1));
+    assert_eq!(cache.get(id(1), 0), None);
+    assert_eq!(cache.range(id(1), 0, 1), None);
+}

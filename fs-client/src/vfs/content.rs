@@ -3,10 +3,14 @@
 //! Reads: a segment of an object comes from the memory cache of decrypted
 //! segments, else from the on-disk ciphertext cache, else from the server.
 //! A whole object (at most one chunk, 4 MiB) is downloaded at once when the
-//! disk cache can hold it: its SHA-256 is checked against the file's
+//! disk cache can hold it: its commitment is checked against the file's
 //! object list before it is cached or decrypted, and every segment is
 //! authenticated as it is decrypted, so a server that tampers produces an
-//! error, never bytes. Concurrent readers of one object share one download.
+//! error, never bytes. It is decrypted in place, in the buffer it was
+//! downloaded into, and kept whole in the memory cache: a read within it
+//! is answered with a slice of that buffer ([`Content::range`]), so a
+//! streamed byte is copied once in the daemon (off the socket) on its way
+//! from the server to FUSE. Concurrent readers of one object share one download.
 //! Sequential readers get the next objects fetched in the background; those
 //! go to the memory cache only when it holds the read-ahead window twice
 //! over (a stream read once would otherwise flush the disk cache and cost a
@@ -25,7 +29,7 @@ use bytes::Bytes;
 use common::crypto::Plaintext;
 use common::crypto::attrs::ObjectEntry;
 use common::crypto::content::{
-    HEADER_LEN, ObjectBinding, ObjectCheck, ObjectDecryptor, ObjectSeed, SEGMENT_SIZE, TAG_LEN,
+    HEADER_LEN, ObjectBinding, ObjectCheck, ObjectDecryptor, ObjectSeed, SEGMENT_SIZE,
     ciphertext_len, ciphertext_range, encrypt_object_into, segment_count,
 };
 use common::crypto::subkeys::ContentKey;
@@ -69,10 +73,6 @@ impl<A> std::fmt::Debug for Content<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Content").finish_non_exhaustive()
     }
-}
-
-fn seg_len(obj_len: u64, index: u64) -> u64 {
-    obj_len.saturating_sub(index * SEG).min(SEG)
 }
 
 impl<A: VaultApi + 'static> Content<A> {
@@ -233,11 +233,9 @@ impl<A: VaultApi + 'static> Content<A> {
             })
             .await?;
         let (key, mem, obj) = (self.key.clone(), self.mem.clone(), obj.clone());
-        tokio::task::spawn_blocking(move || {
-            open_whole(&key, file, &obj, &ct, disk.as_deref(), &mem)
-        })
-        .await
-        .map_err(|e| FsError::Internal(format!("decryption task failed: {e}")))?
+        tokio::task::spawn_blocking(move || open_whole(&key, file, &obj, ct, disk.as_deref(), &mem))
+            .await
+            .map_err(|e| FsError::Internal(format!("decryption task failed: {e}")))?
     }
 
     /// Fetches just the header and one segment (no disk cache).
@@ -269,6 +267,25 @@ impl<A: VaultApi + 'static> Content<A> {
         let b = Bytes::from(plain);
         self.mem.insert(obj.id, index, b.clone());
         Ok(b)
+    }
+
+    /// Plaintext `start..end` (object-local, within the object) of `obj` as
+    /// one slice of the object's cached plaintext, without a copy, when the
+    /// object is (or, fetched now, comes to be) in the memory cache whole;
+    /// `None` when it is not (it came from the disk cache, or is too big
+    /// for it): the caller reads it segment by segment.
+    pub(crate) async fn range(
+        &self,
+        file: NodeId,
+        obj: &ObjectEntry,
+        start: u64,
+        end: u64,
+    ) -> FsResult<Option<Bytes>> {
+        if let Some(b) = self.mem.range(obj.id, start, end) {
+            return Ok(Some(b));
+        }
+        self.segment(file, obj, start / SEG).await?;
+        Ok(self.mem.range(obj.id, start, end))
     }
 
     /// Whether read-ahead keeps `obj` in the memory cache only. A whole
@@ -441,36 +458,42 @@ impl<A: VaultApi + 'static> Content<A> {
 }
 
 /// Checks the downloaded whole object `ct` against its entry `obj` (the
-/// commitment first, FORMAT.md 9.8), caches it in `disk` if given, and decrypts every
-/// segment into `mem`. Nothing reaches `mem` from a segment that fails.
+/// commitment first, FORMAT.md 9.8), caches it in `disk` if given, and
+/// decrypts it in place into `mem`, whole. Nothing reaches `mem` if any
+/// segment fails (and the buffer is wiped).
 fn open_whole(
     key: &ContentKey,
     file: NodeId,
     obj: &ObjectEntry,
-    ct: &[u8],
+    ct: Vec<u8>,
     disk: Option<&DiskCache>,
     mem: &SegmentCache,
 ) -> FsResult<()> {
-    obj.check.verify_whole(ct)?;
+    if let Err(e) = obj.check.verify_whole(&ct) {
+        POOL.give(ct);
+        return Err(e.into());
+    }
     if let Some(disk) = disk
-        && let Err(e) = disk.insert(obj.id, ct)
+        && let Err(e) = disk.insert(obj.id, &ct)
     {
         tracing::warn!(error = %e, "cannot write to the disk cache");
     }
-    let (header, body) = ct
-        .split_at_checked(HEADER_LEN)
-        .ok_or(FsError::Integrity(common::crypto::CryptoError::OutOfRange))?;
-    let dec = ObjectDecryptor::for_entry(key, file, obj, header)?;
-    let mut rest = body;
-    for index in 0..segment_count(obj.len) {
-        let n = usize::try_from(seg_len(obj.len, index)).map_err(|_| FsError::TooBig)? + TAG_LEN;
-        let (seg, tail) = rest
-            .split_at_checked(n)
-            .ok_or(FsError::Integrity(common::crypto::CryptoError::OutOfRange))?;
-        let mut plain = Vec::with_capacity(n);
-        dec.open_segment(index, seg, &mut plain)?;
-        mem.insert(obj.id, index, Bytes::from(plain));
-        rest = tail;
+    let dec = ct
+        .get(..HEADER_LEN)
+        .ok_or(common::crypto::CryptoError::OutOfRange)
+        .and_then(|header| ObjectDecryptor::for_entry(key, file, obj, header));
+    let dec = match dec {
+        Ok(dec) => dec,
+        Err(e) => {
+            POOL.give(ct);
+            return Err(e.into());
+        }
+    };
+    let mut plain = Plaintext::new(ct);
+    if let Err(e) = dec.open_object_in_place(&mut plain) {
+        POOL.recycle(plain);
+        return Err(e.into());
     }
+    mem.insert_whole(obj.id, POOL.plaintext_bytes(plain));
     Ok(())
 }

@@ -539,13 +539,20 @@ impl FileInner {
     }
 
     /// Reads up to `size` bytes at `offset`.
+    ///
+    /// A range that lies in one object, with nothing written over it since,
+    /// is a slice of the object's cached plaintext (no copy, see
+    /// [`Content::range`]); anything else is assembled segment by segment.
     pub(crate) async fn read<A: VaultApi + 'static>(
         &self,
         io: &Io<'_, A>,
         offset: u64,
         size: u32,
-    ) -> FsResult<Vec<u8>> {
+    ) -> FsResult<bytes::Bytes> {
         let end = offset.saturating_add(u64::from(size)).min(self.size());
+        if let Some(bytes) = self.object_range(io, offset, end).await? {
+            return Ok(bytes);
+        }
         let mut out = Vec::with_capacity(usize_of(end.saturating_sub(offset))?);
         let mut pos = offset;
         while pos < end {
@@ -569,7 +576,51 @@ impl FileInner {
             );
             pos = seg * SEG + to as u64;
         }
-        Ok(out)
+        Ok(out.into())
+    }
+
+    /// Whether the file's bytes in segment `seg` are not (only) an
+    /// object's: the tail, a held chunk, or staged writes hold them.
+    fn overlaid(&self, seg: u64) -> bool {
+        self.tail.as_ref().is_some_and(|(t, _)| *t == seg)
+            || self.held_segment(seg).is_some()
+            || self.staged.contains_key(&seg)
+    }
+
+    /// The committed object that holds the file's bytes `start..end` (within
+    /// one chunk), if one does and no truncation clipped them.
+    fn object_covering(&self, start: u64, end: u64) -> Option<&ObjectEntry> {
+        let obj = match self.uploaded.get(&(start / CHUNK)) {
+            Some(obj) => obj,
+            None if end <= self.base_limit => {
+                let first = self.base.partition_point(|o| o.offset + o.len <= start);
+                self.base.get(first)?
+            }
+            None => return None,
+        };
+        (obj.offset <= start && end <= obj.offset + obj.len).then_some(obj)
+    }
+
+    /// The file's bytes `start..end` as a slice of one object's cached
+    /// plaintext, when they lie in one object and nothing overlays them.
+    async fn object_range<A: VaultApi + 'static>(
+        &self,
+        io: &Io<'_, A>,
+        start: u64,
+        end: u64,
+    ) -> FsResult<Option<bytes::Bytes>> {
+        if end <= start || start / CHUNK != (end - 1) / CHUNK {
+            return Ok(None);
+        }
+        if (start / SEG..=(end - 1) / SEG).any(|seg| self.overlaid(seg)) {
+            return Ok(None);
+        }
+        let Some(obj) = self.object_covering(start, end) else {
+            return Ok(None);
+        };
+        io.content
+            .range(self.node, obj, start - obj.offset, end - obj.offset)
+            .await
     }
 
     /// Segment `seg` as the content cache holds it, when the file's bytes
@@ -583,28 +634,14 @@ impl FileInner {
     ) -> FsResult<Option<bytes::Bytes>> {
         let start = seg * SEG;
         let len = self.size().saturating_sub(start).min(SEG);
-        if len == 0
-            || self.tail.as_ref().is_some_and(|(t, _)| *t == seg)
-            || self.held_segment(seg).is_some()
-            || self.staged.contains_key(&seg)
-        {
+        if len == 0 || self.overlaid(seg) {
             return Ok(None);
         }
-        let obj = match self.uploaded.get(&(seg / SEGS_PER_CHUNK)) {
-            Some(obj) => obj,
-            None if start + len <= self.base_limit => {
-                let first = self.base.partition_point(|o| o.offset + o.len <= start);
-                match self.base.get(first) {
-                    Some(obj) => obj,
-                    None => return Ok(None),
-                }
-            }
-            None => return Ok(None),
-        };
-        let Some(local) = start.checked_sub(obj.offset) else {
+        let Some(obj) = self.object_covering(start, start + len) else {
             return Ok(None);
         };
-        if local % SEG != 0 || local + len > obj.len {
+        let local = start - obj.offset;
+        if !local.is_multiple_of(SEG) {
             return Ok(None);
         }
         let bytes = io.content.segment(self.node, obj, local / SEG).await?;

@@ -994,7 +994,7 @@ impl<A: VaultApi + 'static> Vfs<A> {
     }
 
     /// Reads up to `size` bytes at `offset` (fewer only at end of file).
-    pub async fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+    pub async fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> FsResult<bytes::Bytes> {
         let (file, _) = self.handle_file(ino, fh)?;
         let inner = file.inner.lock().await;
         let out = inner.read(&self.core.io(), offset, size).await?;

@@ -419,7 +419,7 @@ async fn the_page_cache_is_kept_only_while_the_file_is_unchanged() {
     }
     let fh = v.open(ino, OpenMode::default()).await.unwrap();
     assert!(!v.keep_cache(fh));
-    assert_eq!(v.read(ino, fh, 0, 10).await.unwrap(), b"two!!");
+    assert_eq!(&v.read(ino, fh, 0, 10).await.unwrap()[..], b"two!!");
     v.release(ino, fh).await.unwrap();
     let fh = v.open(ino, OpenMode::default()).await.unwrap();
     assert!(v.keep_cache(fh));
@@ -443,8 +443,8 @@ async fn an_open_file_stays_readable_after_unlink() {
     v.write(ino, fh, 5, b"still here").await.unwrap();
     v.fsync(ino, fh, false).await.unwrap();
     v.write(ino, fh, 100, b"and here").await.unwrap();
-    assert_eq!(v.read(ino, fh, 5, 10).await.unwrap(), b"still here");
-    assert_eq!(v.read(ino, fh, 100, 8).await.unwrap(), b"and here");
+    assert_eq!(&v.read(ino, fh, 5, 10).await.unwrap()[..], b"still here");
+    assert_eq!(&v.read(ino, fh, 100, 8).await.unwrap()[..], b"and here");
     v.release(ino, fh).await.unwrap();
     v.sync_all().await.unwrap();
     let left: Vec<_> = std::fs::read_dir(d.path().join("journal"))
@@ -956,7 +956,7 @@ async fn an_unlinked_open_file_stays_readable_when_nothing_is_cached() {
         v.read(a.ino, fh, 0, 300_000).await.unwrap(),
         data[..300_000]
     );
-    assert_eq!(v.read(t.ino, tfh, 0, 10).await.unwrap(), b"old");
+    assert_eq!(&v.read(t.ino, tfh, 0, 10).await.unwrap()[..], b"old");
     let nodes_open = fake.node_count();
     v.release(a.ino, fh).await.unwrap();
     v.release(t.ino, tfh).await.unwrap();
@@ -1291,7 +1291,7 @@ async fn opens_of_unchanged_files_ask_the_server_nothing() {
     let before = fake.node_gets();
     for ino in &inos {
         let fh = v.open(*ino, OpenMode::default()).await.unwrap();
-        assert_eq!(v.read(*ino, fh, 0, 10).await.unwrap(), b"one");
+        assert_eq!(&v.read(*ino, fh, 0, 10).await.unwrap()[..], b"one");
         v.release(*ino, fh).await.unwrap();
     }
     assert_eq!(fake.node_gets(), before, "no request per open");
@@ -1307,12 +1307,12 @@ async fn opens_of_unchanged_files_ask_the_server_nothing() {
         let fh = v.open(inos[7], OpenMode::default()).await.unwrap();
         let got = v.read(inos[7], fh, 0, 10).await.unwrap();
         v.release(inos[7], fh).await.unwrap();
-        if got == b"two" || std::time::Instant::now() > deadline {
+        if got[..] == b"two"[..] || std::time::Instant::now() > deadline {
             break got;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(seen, b"two");
+    assert_eq!(&seen[..], b"two");
 }
 
 #[tokio::test]
@@ -1441,5 +1441,45 @@ async fn a_sequential_read_streams_through_memory_not_the_disk_cache() {
     assert_same_bytes(&got, &data, "read ahead to disk");
     assert_eq!(fake.whole_downloads() - before, CHUNKS as u64);
     assert_eq!(w.cache_used(), CHUNKS as u64 * ct_chunk);
+    w.shutdown().await;
+}
+
+#[tokio::test]
+async fn reads_within_one_object_are_slices_of_its_plaintext_unless_written_over() {
+    let fake = Arc::new(FakeVault::new());
+    let d = tempfile::tempdir().unwrap();
+    let v = start(&fake, d.path()).await;
+    let mut model = pattern(6 * 1024 * 1024, 4);
+    write_file(&v, ROOT_INO, "f", &model).await;
+    v.sync_all().await.unwrap();
+    v.shutdown().await;
+
+    // A fresh mount: every read downloads.
+    let d2 = tempfile::tempdir().unwrap();
+    let w = start(&fake, d2.path()).await;
+    let ino = w.lookup(ROOT_INO, os("f")).await.unwrap().ino;
+    let fh = w.open(ino, RW).await.unwrap();
+    let (at, len) = (100_000u64, 300_000u32);
+    let a = w.read(ino, fh, at, len).await.unwrap();
+    let b = w.read(ino, fh, at, len).await.unwrap();
+    assert_same_bytes(
+        &a,
+        &model[at as usize..][..len as usize],
+        "within one object",
+    );
+    assert_eq!(a.as_ptr(), b.as_ptr(), "both slices of the cached object");
+    // Across the two objects: assembled, and right.
+    let across = w.read(ino, fh, (4 << 20) - 1000, 5000).await.unwrap();
+    assert_same_bytes(&across, &model[(4 << 20) - 1000..][..5000], "across");
+
+    // Written over (not yet committed): the read sees the new bytes.
+    w.write(ino, fh, at + 70_000, &[0xEE; 10]).await.unwrap();
+    model[(at + 70_000) as usize..][..10].fill(0xEE);
+    let c = w.read(ino, fh, at, len).await.unwrap();
+    assert_same_bytes(&c, &model[at as usize..][..len as usize], "written over");
+    // Still the object's bytes in the segments nothing touched.
+    let d = w.read(ino, fh, 2 << 20, 4096).await.unwrap();
+    assert_same_bytes(&d, &model[2 << 20..][..4096], "untouched segment");
+    w.release(ino, fh).await.unwrap();
     w.shutdown().await;
 }

@@ -430,3 +430,61 @@ proptest! {
         prop_assert_eq!(plaintext_len(ct).unwrap(), pt);
     }
 }
+
+fn open_in_place(ct: &[u8], len: u64) -> (Result<(), CryptoError>, Vec<u8>) {
+    let dec =
+        ObjectDecryptor::new(&key(), &binding(), &ct[..HEADER_LEN.min(ct.len())], len).unwrap();
+    let mut buf = ct.to_vec();
+    let r = dec.open_object_in_place(&mut buf);
+    (r, buf)
+}
+
+#[test]
+fn a_whole_object_opens_in_place_to_its_plaintext() {
+    for len in [
+        0,
+        1,
+        SEGMENT_SIZE - 1,
+        SEGMENT_SIZE,
+        SEGMENT_SIZE + 1,
+        3 * SEGMENT_SIZE + 17,
+        4 << 20,
+    ] {
+        let pt = pattern(len);
+        let ct = encrypt_object(&key(), &binding(), &pt).unwrap();
+        let (r, buf) = open_in_place(&ct, len as u64);
+        r.unwrap();
+        assert!(buf == pt, "len {len}");
+    }
+}
+
+#[test]
+fn a_tampered_object_opened_in_place_leaves_nothing() {
+    let len = 3 * SEGMENT_SIZE + 5;
+    let pt = pattern(len);
+    let ct = encrypt_object(&key(), &binding(), &pt).unwrap();
+    // In the last segment: the segments before it did authenticate, and
+    // their plaintext must not be left behind either.
+    for at in [HEADER_LEN + 1, ct.len() - TAG_LEN - 1, ct.len() - 1] {
+        let mut bad = ct.clone();
+        bad[at] ^= 1;
+        let mut buf = bad.clone();
+        let dec = ObjectDecryptor::new(&key(), &binding(), &bad[..HEADER_LEN], len as u64).unwrap();
+        let r = dec.open_object_in_place(&mut buf);
+        assert!(
+            matches!(r, Err(CryptoError::SegmentAuthentication { .. })),
+            "byte {at}: {r:?}"
+        );
+        assert_eq!(buf.len(), bad.len(), "byte {at}");
+        assert!(buf.iter().all(|b| *b == 0), "byte {at}: not wiped");
+    }
+    // A ciphertext of the wrong length for the listed plaintext length.
+    let (r, buf) = open_in_place(&ct[..ct.len() - 1], len as u64);
+    assert!(
+        matches!(r, Err(CryptoError::CiphertextLength { .. })),
+        "{r:?}"
+    );
+    assert!(buf.iter().all(|b| *b == 0));
+    let (r, _) = open_in_place(&ct, len as u64 + 1);
+    assert!(r.is_err(), "a longer listed length");
+}
