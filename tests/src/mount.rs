@@ -222,7 +222,21 @@ pub fn mount_at(path: &Path) -> Option<MountEntry> {
 
 /// True if a process `pid` exists and is not a zombie.
 pub fn process_alive(pid: u32) -> bool {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    if task_alive(&format!("/proc/{pid}/stat")) {
+        return true;
+    }
+    // A killed process's main thread turns zombie before the others have
+    // exited, and its files (locks) are let go only with the last of them.
+    fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| {
+        tasks
+            .flatten()
+            .any(|t| task_alive(&format!("{}/stat", t.path().display())))
+    })
+}
+
+/// Whether the thread whose `stat` file this is runs (is not a zombie).
+fn task_alive(stat_path: &str) -> bool {
+    let Ok(stat) = fs::read_to_string(stat_path) else {
         return false;
     };
     // The state follows the parenthesised command name.

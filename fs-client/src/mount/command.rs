@@ -55,9 +55,26 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> E
     }
 }
 
+/// How long `vault mount` waits for the journal of a daemon that just
+/// died (its stale mount was removed) to be let go: a killed process
+/// releases its files only once its last thread has exited, which can lag
+/// behind the process being reported gone (a thread finishing a disk
+/// write), and a mount started at once would otherwise be refused as a
+/// second mount of the vault.
+const DEAD_DAEMON_GRACE: Duration = Duration::from_secs(5);
+
+/// A mount point checked by [`check_mount_point`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct MountPoint {
+    /// The directory, resolved.
+    pub dir: PathBuf,
+    /// Whether a stale mount of a dead daemon was removed from it.
+    pub removed_stale: bool,
+}
+
 /// Checks `dir` for mounting and returns it resolved. A stale SecureVault
 /// mount on it (daemon gone) is detached first.
-pub fn check_mount_point(dir: &Path) -> Result<PathBuf, Error> {
+pub fn check_mount_point(dir: &Path) -> Result<MountPoint, Error> {
     let bad = |reason| Error::BadMountPoint {
         dir: dir.to_path_buf(),
         reason,
@@ -68,6 +85,7 @@ pub fn check_mount_point(dir: &Path) -> Result<PathBuf, Error> {
         Err(e) => return Err(io_err("resolve", dir)(e)),
     };
     let mounts = mountinfo::read().map_err(io_err("read", Path::new("/proc/self/mountinfo")))?;
+    let mut removed_stale = false;
     if let Some(entry) = mountinfo::find(&mounts, &resolved) {
         let ours = entry.is_securevault();
         if ours && mountinfo::is_stale(&resolved) {
@@ -80,6 +98,7 @@ pub fn check_mount_point(dir: &Path) -> Result<PathBuf, Error> {
                 "note: removed a stale mount on {} (its daemon had stopped)",
                 resolved.display()
             );
+            removed_stale = true;
         } else {
             return Err(Error::AlreadyMounted {
                 dir: resolved,
@@ -88,7 +107,10 @@ pub fn check_mount_point(dir: &Path) -> Result<PathBuf, Error> {
         }
     }
     match std::fs::metadata(&resolved) {
-        Ok(m) if m.is_dir() => Ok(resolved),
+        Ok(m) if m.is_dir() => Ok(MountPoint {
+            dir: resolved,
+            removed_stale,
+        }),
         Ok(_) => Err(bad("not a directory")),
         Err(e) if is_not_connected(&e) => Err(bad("a stale mount is in the way")),
         Err(e) => Err(io_err("read", &resolved)(e)),
@@ -100,13 +122,16 @@ pub async fn mount<W: Write>(cli: &Cli, args: &MountArgs, out: &mut W) -> Result
     let config = absolute(&config_dir()?)?;
     let store = FileStore::new(config.clone());
     let (server, session) = crate::cli::session_for(cli.server.as_deref(), store.load()?)?;
-    let dir = check_mount_point(&args.dir)?;
+    let MountPoint { dir, removed_stale } = check_mount_point(&args.dir)?;
     let data = data_dir()?;
-    // Refuse early (before the password) when this account is mounted here.
-    drop(JournalLock::acquire(&journal_dir(
-        &data,
-        &session.account_id,
-    ))?);
+    // Refuse early (before the password) when this account is mounted here;
+    // a daemon whose stale mount was just removed may still be letting go.
+    let journal = journal_dir(&data, &session.account_id);
+    drop(if removed_stale {
+        JournalLock::acquire_within(&journal, DEAD_DAEMON_GRACE)?
+    } else {
+        JournalLock::acquire(&journal)?
+    });
 
     let ca_file = cli.ca_file.as_deref().map(absolute).transpose()?;
     let api = HttpApi::new(
@@ -331,7 +356,10 @@ mod tests {
         std::fs::create_dir(&dir).unwrap();
         assert_eq!(
             check_mount_point(&dir).unwrap(),
-            dir.canonicalize().unwrap()
+            MountPoint {
+                dir: dir.canonicalize().unwrap(),
+                removed_stale: false
+            }
         );
         let err = check_mount_point(Path::new("/proc")).unwrap_err();
         assert_eq!(err.to_string(), "/proc is already a mount point");

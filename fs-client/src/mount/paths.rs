@@ -171,6 +171,20 @@ impl JournalLock {
         }
     }
 
+    /// [`JournalLock::acquire`], trying again for up to `wait` while the
+    /// journal is in use.
+    pub fn acquire_within(dir: &Path, wait: std::time::Duration) -> Result<Self, Error> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match Self::acquire(dir) {
+                Err(Error::VaultInUse { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// The locked directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -246,5 +260,23 @@ mod tests {
         );
         drop(lock);
         JournalLock::acquire(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_lock_let_go_while_waiting_is_taken() {
+        use std::time::Duration;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("journal").join("acc");
+        let lock = JournalLock::acquire(&dir).unwrap();
+        let started = std::time::Instant::now();
+        let err = JournalLock::acquire_within(&dir, Duration::from_millis(100)).unwrap_err();
+        assert!(matches!(err, Error::VaultInUse { .. }), "{err}");
+        assert!(started.elapsed() >= Duration::from_millis(100), "it waited");
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(150));
+            drop(lock);
+        });
+        JournalLock::acquire_within(&dir, Duration::from_secs(10)).unwrap();
+        holder.join().unwrap();
     }
 }
