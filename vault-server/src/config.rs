@@ -127,8 +127,8 @@ pub struct SettingsArgs {
     /// With a `file:` or `s3://` blob store: the objects of new small files
     /// (sent inline in batches) of at most this many bytes are kept in the
     /// database instead, one transaction per batch rather than a file or
-    /// S3 object each; 0 keeps every object in the blob store [default:
-    /// 65536].
+    /// S3 object each; 0 keeps every new object in the blob store (those
+    /// already in the database stay readable there) [default: 65536].
     #[arg(
         long,
         env = "VAULT_SMALL_OBJECTS_IN_DB",

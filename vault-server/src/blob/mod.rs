@@ -243,6 +243,19 @@ pub trait BlobStore: Send + Sync + Debug + 'static {
         range: Option<Range<u64>>,
     ) -> Result<(u64, BlobStream), BlobError>;
 
+    /// [`BlobStore::get`] of an object the caller knows to be `size` bytes
+    /// long (from its own records): a store that keeps objects in tiers by
+    /// size looks in the likely one first. The same answer as `get`.
+    async fn get_sized(
+        &self,
+        owner: AccountId,
+        id: ObjectId,
+        range: Option<Range<u64>>,
+        _size: u64,
+    ) -> Result<(u64, BlobStream), BlobError> {
+        self.get(owner, id, range).await
+    }
+
     /// Deletes the object; deleting a missing object succeeds. A stream
     /// already returned by [`Self::get`] may end early with an error.
     async fn delete(&self, owner: AccountId, id: ObjectId) -> Result<(), BlobError>;
@@ -304,14 +317,16 @@ pub async fn open(
 
 /// `main` with the small objects of batches, up to `small_max` bytes each,
 /// kept in `db` ([`TieredStore`]); `main` itself when it is the database
-/// already, when there is no database or when `small_max` is 0.
+/// already or when there is no database. With `small_max` 0 no new object
+/// goes to the database, but those an earlier run put there stay readable
+/// (and deletable): turning the setting off must not lose files.
 pub fn with_small_in_db(
     main: Arc<dyn BlobStore>,
     db: Option<DbPool>,
     small_max: u64,
 ) -> Arc<dyn BlobStore> {
     match db {
-        Some(pool) if small_max > 0 && main.backend() != "db" => {
+        Some(pool) if main.backend() != "db" => {
             Arc::new(TieredStore::new(DbStore::new(pool), main, small_max))
         }
         _ => main,

@@ -1013,15 +1013,50 @@ async fn tiered_keeps_small_batch_objects_in_the_database() {
         .unwrap();
     assert_eq!(chunks, 0, "a deleted object's chunks are gone");
 
-    // Off: no database, 0 bytes, or the database is the store already.
+    // A read of known size looks in the likely tier first, and finds
+    // objects in the other as well.
+    let kept = small(&data(50, 3));
+    let big = small(&data(300, 4));
+    s.put_many(a, &[kept.clone(), big.clone()], NO_LIMIT)
+        .await
+        .unwrap();
+    for o in [&kept, &big] {
+        for hint in [o.size(), 1, 1 << 30] {
+            let (len, got) = s.get_sized(a, o.id, None, hint).await.unwrap();
+            let got: Vec<Bytes> = got.try_collect().await.unwrap();
+            assert_eq!(
+                (len, got.concat()),
+                (o.size(), o.data.to_vec()),
+                "hint {hint}"
+            );
+        }
+    }
+    assert!(matches!(
+        s.get_sized(a, oid(), None, 1 << 30).await.err(),
+        Some(BlobError::NotFound)
+    ));
+
+    // Off: no database, or the database is the store already; with 0 bytes
+    // nothing new goes to the database, and what is there stays readable.
     assert_eq!(with_small_in_db(main.clone(), None, 100).backend(), "file");
     let off = with_small_in_db(main.clone(), Some(pool.clone()), 0);
     let o = small(b"x");
-    off.put_many(a, std::slice::from_ref(&o), NO_LIMIT)
+    let empty = small(b"");
+    off.put_many(a, &[o.clone(), empty.clone()], NO_LIMIT)
         .await
         .unwrap();
     assert!(main.object_path(a, o.id).is_file());
-    assert_eq!(rows().await, 0);
+    assert!(
+        main.object_path(a, empty.id).is_file(),
+        "not even empty ones"
+    );
+    assert_eq!(rows().await, 1, "only the earlier row");
+    assert!(read_all(&*off, a, kept.id).await == kept.data);
+    let (_, got) = off.get_sized(a, kept.id, None, kept.size()).await.unwrap();
+    let got: Vec<Bytes> = got.try_collect().await.unwrap();
+    assert_eq!(got.concat(), kept.data.to_vec());
+    off.delete(a, kept.id).await.unwrap();
+    assert_eq!(rows().await, 0, "and deletable");
     db.close().await;
 }
 

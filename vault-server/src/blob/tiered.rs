@@ -18,7 +18,12 @@
 //!   write, so two tiers never race for one name.)
 //! - reads, existence checks and deletes look in the database first (one
 //!   indexed lookup), then in the configured store; deleting from both is
-//!   idempotent, as each store's delete is.
+//!   idempotent, as each store's delete is. A read whose size the caller
+//!   knows (`get_sized`, the download handler) looks first in the tier
+//!   that size belongs in, then in the other: the limit may have been
+//!   lowered, or set to 0, since the object was stored.
+//! - with a limit of 0 nothing new goes to the database; what is there
+//!   stays readable.
 //! - the sweep sweeps both.
 
 use std::ops::Range;
@@ -45,13 +50,18 @@ pub struct TieredStore {
 
 impl TieredStore {
     /// Keeps the objects of batches of at most `small_max` bytes in
-    /// `small`, everything else in `main`.
+    /// `small` (none when it is 0), everything else in `main`.
     pub fn new(small: DbStore, main: Arc<dyn BlobStore>, small_max: u64) -> Self {
         Self {
             small,
             main,
             small_max,
         }
+    }
+
+    /// Whether a batch object of `size` bytes goes to the database.
+    fn is_small(&self, size: u64) -> bool {
+        self.small_max > 0 && size <= self.small_max
     }
 }
 
@@ -84,7 +94,7 @@ impl BlobStore for TieredStore {
         let (small, big): (Vec<SmallObject>, Vec<SmallObject>) = objects
             .iter()
             .cloned()
-            .partition(|o| o.size() <= self.small_max);
+            .partition(|o| self.is_small(o.size()));
         let checks: Vec<_> = small
             .iter()
             .map(|o| self.main.exists(owner, o.id))
@@ -108,6 +118,22 @@ impl BlobStore for TieredStore {
     ) -> Result<(u64, BlobStream), BlobError> {
         match self.small.get(owner, id, range.clone()).await {
             Err(BlobError::NotFound) => self.main.get(owner, id, range).await,
+            found => found,
+        }
+    }
+
+    async fn get_sized(
+        &self,
+        owner: AccountId,
+        id: ObjectId,
+        range: Option<Range<u64>>,
+        size: u64,
+    ) -> Result<(u64, BlobStream), BlobError> {
+        if self.is_small(size) {
+            return self.get(owner, id, range).await;
+        }
+        match self.main.get(owner, id, range.clone()).await {
+            Err(BlobError::NotFound) => self.small.get(owner, id, range).await,
             found => found,
         }
     }

@@ -403,7 +403,10 @@ async fn download(
         Wanted::Part(r) => Some(r),
         Wanted::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable { len: row.size }),
     };
-    let (total, stream) = state.blobs.get(owner, id, range.clone()).await?;
+    let (total, stream) = state
+        .blobs
+        .get_sized(owner, id, range.clone(), row.size)
+        .await?;
     if total != row.size {
         return Err(ApiError::Internal(format!(
             "object {id} is {total} bytes in the blob store but {} in the database",
