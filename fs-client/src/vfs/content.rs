@@ -460,7 +460,7 @@ impl<A: VaultApi + 'static> Content<A> {
 /// Checks the downloaded whole object `ct` against its entry `obj` (the
 /// commitment first, FORMAT.md 9.8), caches it in `disk` if given, and
 /// decrypts it in place into `mem`, whole. Nothing reaches `mem` if any
-/// segment fails (and the buffer is wiped).
+/// segment fails; the buffer goes back to the pool wiped either way.
 fn open_whole(
     key: &ContentKey,
     file: NodeId,
@@ -469,31 +469,38 @@ fn open_whole(
     disk: Option<&DiskCache>,
     mem: &SegmentCache,
 ) -> FsResult<()> {
-    if let Err(e) = obj.check.verify_whole(&ct) {
-        POOL.give(ct);
-        return Err(e.into());
+    let mut buf = Plaintext::new(ct);
+    match open_in_place(key, file, obj, &mut buf, disk) {
+        Ok(()) => {
+            mem.insert_whole(obj.id, POOL.plaintext_bytes(buf));
+            Ok(())
+        }
+        Err(e) => {
+            POOL.recycle(buf);
+            Err(e)
+        }
     }
+}
+
+/// The steps of [`open_whole`] on `buf`, which holds the ciphertext and,
+/// on success, the plaintext.
+fn open_in_place(
+    key: &ContentKey,
+    file: NodeId,
+    obj: &ObjectEntry,
+    buf: &mut Vec<u8>,
+    disk: Option<&DiskCache>,
+) -> FsResult<()> {
+    obj.check.verify_whole(buf)?;
     if let Some(disk) = disk
-        && let Err(e) = disk.insert(obj.id, &ct)
+        && let Err(e) = disk.insert(obj.id, buf)
     {
         tracing::warn!(error = %e, "cannot write to the disk cache");
     }
-    let dec = ct
+    let header = buf
         .get(..HEADER_LEN)
-        .ok_or(common::crypto::CryptoError::OutOfRange)
-        .and_then(|header| ObjectDecryptor::for_entry(key, file, obj, header));
-    let dec = match dec {
-        Ok(dec) => dec,
-        Err(e) => {
-            POOL.give(ct);
-            return Err(e.into());
-        }
-    };
-    let mut plain = Plaintext::new(ct);
-    if let Err(e) = dec.open_object_in_place(&mut plain) {
-        POOL.recycle(plain);
-        return Err(e.into());
-    }
-    mem.insert_whole(obj.id, POOL.plaintext_bytes(plain));
+        .ok_or(common::crypto::CryptoError::OutOfRange)?;
+    let dec = ObjectDecryptor::for_entry(key, file, obj, header)?;
+    dec.open_object_in_place(buf)?;
     Ok(())
 }
