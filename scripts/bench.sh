@@ -290,12 +290,12 @@ setup_systems() {
 }
 
 # EXIT hook: unmount everything (the services stop after it); keep the logs
-# of a failed run under bench/work/.
+# of a failed run (or of any run with BENCH_KEEP_LOGS=1) under bench/work/.
 on_exit() {
     local rc=$1
     BENCH_UNMOUNT_TIMEOUT=60
     bench_unmount_all
-    if [[ -n "$BENCH_WORK" && -d "$BENCH_WORK/logs" ]] && { ((rc != 0)) || ((${#FAILURES[@]})); }; then
+    if [[ -n "$BENCH_WORK" && -d "$BENCH_WORK/logs" ]] && { ((rc != 0)) || ((${#FAILURES[@]})) || [[ -n "${BENCH_KEEP_LOGS:-}" ]]; }; then
         local keep="$ROOT/bench/work/logs-$BENCH_STAMP"
         mkdir -p "$keep"
         cp -r "$BENCH_WORK/logs/." "$keep/" 2>/dev/null || true

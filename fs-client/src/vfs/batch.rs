@@ -147,8 +147,13 @@ pub(crate) async fn commit_files<A: VaultApi + 'static>(
     first_err.map_or(Ok(()), Err)
 }
 
-/// Batches one client has under way at once (see [`commit_files`]).
-const IN_FLIGHT: usize = 2;
+/// Batches one client has under way at once (see [`commit_files`]). A
+/// batch is three short transactions on the server (reserving its
+/// objects, storing them, its operations), each ending in a synced commit:
+/// with two under way the server and its database sat idle between
+/// commits much of the time (10k new small files: 2.4-2.6 s from `cp`
+/// returning until all were on the server; with four, about 1.5 s).
+const IN_FLIGHT: usize = 4;
 
 /// A prefix of the files, planned: the batch to send and the files that
 /// take the one-file path.

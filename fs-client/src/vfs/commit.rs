@@ -587,7 +587,8 @@ pub(crate) async fn uploader<A: VaultApi + 'static>(core: Arc<Core<A>>) {
         }
         let stopping = core.stopping.load(std::sync::atomic::Ordering::Acquire);
         let mut failed = false;
-        let mut resting = false;
+        // When the first of what rests now is due (see `Rest`).
+        let mut rest = Rest::default();
         // Directories made here, once they rested (their files' commits
         // would send them anyway, first).
         if super::dirs::due(&core, stopping) {
@@ -596,7 +597,7 @@ pub(crate) async fn uploader<A: VaultApi + 'static>(core: Arc<Core<A>>) {
                 tracing::warn!(error = %e, "sending new directories failed; will retry");
             }
         } else if super::dirs::waiting(&core) > 0 {
-            resting = true;
+            rest.until(super::dirs::due_at(&core));
         }
         let dirty: Vec<Ino> = lock(&core.dirty).keys().copied().collect();
         let mut set = JoinSet::new();
@@ -623,7 +624,7 @@ pub(crate) async fn uploader<A: VaultApi + 'static>(core: Arc<Core<A>>) {
                     && !core.stopping.load(std::sync::atomic::Ordering::Acquire)
                     && inner.closed_at.is_some_and(|t| t.elapsed() < COMMIT_SETTLE)
                 {
-                    resting = true;
+                    rest.until(inner.closed_at.map(|t| t + COMMIT_SETTLE));
                     continue;
                 }
                 if inner.dirty && !inner.gone && batch::batchable(&inner) {
@@ -653,7 +654,8 @@ pub(crate) async fn uploader<A: VaultApi + 'static>(core: Arc<Core<A>>) {
         }
         let stopping = core.stopping.load(std::sync::atomic::Ordering::Acquire);
         match super::records::commit(&core, Budget::Uploader, None, stopping).await {
-            Ok(rest) => resting |= rest,
+            Ok(true) => rest.until(None),
+            Ok(false) => {}
             Err(e) => {
                 failed = true;
                 tracing::warn!(error = %e, "sending directory changes failed; will retry");
@@ -665,19 +667,18 @@ pub(crate) async fn uploader<A: VaultApi + 'static>(core: Arc<Core<A>>) {
         if failed {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(30));
-        } else if resting {
+        } else if let Some(wake) = rest.wake() {
             backoff = Duration::from_millis(500);
-            tokio::time::sleep(COMMIT_SETTLE).await;
+            tokio::time::sleep_until(wake.into()).await;
         } else {
             backoff = Duration::from_millis(500);
             let wait = core.upload_wake.notified();
             tokio::select! {
                 () = wait => {
-                    // Let the burst settle: what a program does right after
-                    // close (tar and rsync set times, modes and owners) then
-                    // joins the pending commit instead of costing a request
-                    // of its own, and files closed together commit together.
-                    tokio::time::sleep(COMMIT_SETTLE).await;
+                    // Gather what comes with it: files closed together
+                    // commit together. (Each file rests COMMIT_SETTLE after
+                    // its close anyway: the next round sees to that.)
+                    tokio::time::sleep(ROUND_GAP).await;
                 }
                 () = tokio::time::sleep(Duration::from_secs(5)) => {}
             }
@@ -686,8 +687,58 @@ pub(crate) async fn uploader<A: VaultApi + 'static>(core: Arc<Core<A>>) {
 }
 
 /// How long the uploader waits after a file is closed before it commits
-/// (`fsync` and unmount do not wait).
+/// (`fsync` and unmount do not wait): what a program does right after
+/// close (tar and rsync set times, modes and owners) then joins the
+/// pending commit instead of costing a request of its own.
 pub(crate) const COMMIT_SETTLE: Duration = Duration::from_millis(200);
+
+/// The shortest pause between two rounds of the uploader: what became due
+/// meanwhile goes in one round (and so in full batches) rather than in a
+/// round each.
+const ROUND_GAP: Duration = Duration::from_millis(50);
+
+/// What is left resting after a round of the uploader, and so when the
+/// next round is due: when the first of it has rested, but not sooner
+/// than [`ROUND_GAP`] from now. Waking then, not a whole
+/// [`COMMIT_SETTLE`] after the round, keeps a stream of new files (cp -r,
+/// tar) moving: the files closed during a round are due, or nearly, when
+/// it ends, and each full pause was time the server sat idle.
+#[derive(Debug, Default)]
+struct Rest {
+    /// Something rests.
+    any: bool,
+    /// The earliest moment one of them is due, of those whose moment is
+    /// known.
+    first: Option<std::time::Instant>,
+    /// Something rests whose due moment is unknown.
+    unknown: bool,
+}
+
+impl Rest {
+    /// Something rests until `due` (unknown: `None`).
+    fn until(&mut self, due: Option<std::time::Instant>) {
+        self.any = true;
+        match due {
+            Some(t) => self.first = Some(self.first.map_or(t, |f| f.min(t))),
+            None => self.unknown = true,
+        }
+    }
+
+    /// When to start the next round, if anything rests.
+    fn wake(&self) -> Option<std::time::Instant> {
+        if !self.any {
+            return None;
+        }
+        let now = std::time::Instant::now();
+        let latest = now + COMMIT_SETTLE;
+        let due = if self.unknown {
+            latest
+        } else {
+            self.first.map_or(latest, |t| t.min(latest))
+        };
+        Some(due.max(now + ROUND_GAP))
+    }
+}
 
 fn core_parallel<A>(core: &Core<A>) -> usize {
     core.config.upload_parallelism.clamp(1, 8)
@@ -735,4 +786,59 @@ pub(crate) async fn replay<A: VaultApi + 'static>(core: &Arc<Core<A>>) -> FsResu
         );
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn nothing_resting_means_no_timed_wake() {
+        assert_eq!(Rest::default().wake(), None);
+    }
+
+    #[test]
+    fn the_next_round_starts_when_the_first_resting_file_is_due() {
+        let now = Instant::now();
+        let mut rest = Rest::default();
+        rest.until(Some(now + Duration::from_millis(150)));
+        rest.until(Some(now + Duration::from_millis(120)));
+        rest.until(Some(now + Duration::from_millis(190)));
+        let wake = rest.wake().unwrap();
+        assert!(wake >= now + Duration::from_millis(120));
+        assert!(
+            wake < now + Duration::from_millis(150),
+            "waited for a later file"
+        );
+    }
+
+    #[test]
+    fn rounds_are_at_least_a_gap_apart_and_at_most_a_settle() {
+        // Already due (closed long ago, or a directory that rested): not
+        // at once, but after the gap, so what comes meanwhile joins it.
+        let mut rest = Rest::default();
+        let before = Instant::now();
+        rest.until(Some(
+            before.checked_sub(Duration::from_secs(1)).unwrap_or(before),
+        ));
+        let wake = rest.wake().unwrap();
+        assert!(wake >= before + ROUND_GAP);
+        assert!(wake < before + COMMIT_SETTLE);
+        // Never later than a whole settle from now.
+        let mut rest = Rest::default();
+        rest.until(Some(Instant::now() + Duration::from_secs(60)));
+        assert!(rest.wake().unwrap() <= Instant::now() + COMMIT_SETTLE);
+    }
+
+    #[test]
+    fn something_resting_for_an_unknown_time_waits_a_whole_settle() {
+        let mut rest = Rest::default();
+        let before = Instant::now();
+        rest.until(Some(before + ROUND_GAP));
+        rest.until(None);
+        let wake = rest.wake().unwrap();
+        assert!(wake >= before + COMMIT_SETTLE);
+    }
 }

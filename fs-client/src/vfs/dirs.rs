@@ -257,6 +257,15 @@ pub(crate) fn waiting<A>(core: &Core<A>) -> usize {
     lock(&core.dirs).len()
 }
 
+/// When the oldest waiting directory will have rested (`None`: none
+/// waits, or one with no time, which is due at once).
+pub(crate) fn due_at<A>(core: &Core<A>) -> Option<Instant> {
+    lock(&core.dirs)
+        .front()
+        .and_then(|d| d.at)
+        .map(|t| t + COMMIT_SETTLE)
+}
+
 /// Whether the oldest waiting directory has rested (the uploader sends
 /// then).
 pub(crate) fn due<A>(core: &Core<A>, force: bool) -> bool {
