@@ -6,8 +6,10 @@
 //!    between upload and commit, or a failed upload whose abandon was lost);
 //! 2. drains the purge queue — objects released by an unlink, a replacing
 //!    rename, a commit that dropped them, an abandoned upload or step 1 —
-//!    deleting each from the blob store and only then forgetting its row
-//!    ([`TreeStore::purged`]). A delete that fails leaves the row queued,
+//!    deleting them from the blob store ([`BlobStore::delete_many`]: the
+//!    database tier in one transaction) and only then forgetting the rows
+//!    of those deleted, in one transaction
+//!    ([`TreeStore::purged_many`]). A delete that fails leaves the row queued,
 //!    so the next round retries it; nothing is ever forgotten before its
 //!    blob is gone;
 //! 3. every [`SWEEP_EVERY`] rounds, asks the blob store to sweep what
@@ -20,12 +22,12 @@
 //! (deleting a missing object is no error), and `purged` of a forgotten row
 //! is a no-op.
 //!
-//! [`TreeStore::purged`]: crate::store::TreeStore::purged
+//! [`TreeStore::purged_many`]: crate::store::TreeStore::purged_many
+//! [`BlobStore::delete_many`]: crate::blob::BlobStore::delete_many
 //! [`BlobStore::sweep`]: crate::blob::BlobStore::sweep
 
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -41,9 +43,6 @@ pub const SWEEP_EVERY: u64 = 360;
 
 /// Rows taken from the database per query.
 const BATCH: u32 = 500;
-
-/// Blob deletions in flight at once.
-const PARALLEL_DELETES: usize = 8;
 
 /// What one round did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,28 +70,29 @@ pub async fn run_once(state: &AppState) -> Result<GcStats, TreeError> {
     loop {
         let queue = state.store.purge_queue(BATCH).await?;
         let full = queue.len() >= BATCH as usize;
-        let results: Vec<bool> = futures_util::stream::iter(queue)
-            .map(|(owner, id)| async move {
-                match state.blobs.delete(owner, id).await {
-                    Ok(()) => match state.store.purged(owner, id).await {
-                        Ok(()) => true,
-                        Err(e) => {
-                            tracing::warn!(error = %e, object = %id, "cannot forget a purged object");
-                            false
-                        }
-                    },
-                    Err(e) => {
-                        tracing::warn!(error = %e, object = %id, "cannot delete an object from the blob store");
-                        false
-                    }
+        // The blobs first, all together; then the rows of those deleted,
+        // in one transaction.
+        let results = state.blobs.delete_many(&queue).await;
+        let deleted: Vec<_> = queue
+            .iter()
+            .zip(&results)
+            .filter_map(|(&(owner, id), res)| match res {
+                Ok(()) => Some((owner, id)),
+                Err(e) => {
+                    tracing::warn!(error = %e, object = %id, "cannot delete an object from the blob store");
+                    None
                 }
             })
-            .buffer_unordered(PARALLEL_DELETES)
-            .collect()
-            .await;
-        let done = results.iter().filter(|ok| **ok).count() as u64;
+            .collect();
+        let done = match state.store.purged_many(&deleted).await {
+            Ok(()) => deleted.len() as u64,
+            Err(e) => {
+                tracing::warn!(error = %e, objects = deleted.len(), "cannot forget purged objects");
+                0
+            }
+        };
         stats.purged += done;
-        stats.failed += results.len() as u64 - done;
+        stats.failed += queue.len() as u64 - done;
         // Stop when the queue is drained, or when a whole batch failed (the
         // same rows would come back at once).
         if !full || done == 0 {

@@ -192,29 +192,62 @@ impl DbStore {
     /// Deletes the object (see [`BlobStore::delete`]); true when this call
     /// found it.
     pub(super) async fn remove(&self, owner: AccountId, id: ObjectId) -> Result<bool, BlobError> {
-        let Some((upload, _)) = self.object(owner, id).await? else {
-            return Ok(false);
-        };
-        // The object disappears with this one statement; its chunks are then
-        // unclaimed, and removed next (or by the sweep).
-        let done = with_pool!(&self.pool, p => sqlx::query(DELETE_OBJECT)
-            .bind(owner.0)
-            .bind(id.as_bytes().as_slice())
-            .bind(upload.as_slice())
-            .execute(p)
-            .await
-            .map(|done| done.rows_affected()));
-        if done.map_err(backend)? == 0 {
-            // A concurrent delete got there first and removes the chunks.
-            return Ok(true);
-        }
-        let upload: [u8; 16] = upload
-            .as_slice()
-            .try_into()
-            .map_err(|_| corrupt("upload id length"))?;
-        Self::delete_upload(&self.pool, &upload).await?;
-        Ok(true)
+        let found = self.remove_many(&[(owner, id)]).await?;
+        Ok(found.first().copied().unwrap_or(false))
     }
+
+    /// Removes each of `objects` that is here, as [`Self::remove`] does,
+    /// all in one transaction; answers, in order, whether each was found.
+    pub(super) async fn remove_many(
+        &self,
+        objects: &[(AccountId, ObjectId)],
+    ) -> Result<Vec<bool>, BlobError> {
+        if objects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let done = with_pool!(&self.pool, p => async {
+            let mut tx = p.begin().await?;
+            let mut found = Vec::with_capacity(objects.len());
+            for (owner, id) in objects {
+                let row = sqlx::query_as::<_, (Vec<u8>, i64)>(OBJECT)
+                    .bind(owner.0)
+                    .bind(id.as_bytes().as_slice())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some((upload, _)) = row else {
+                    found.push(false);
+                    continue;
+                };
+                let gone = sqlx::query(DELETE_OBJECT)
+                    .bind(owner.0)
+                    .bind(id.as_bytes().as_slice())
+                    .bind(upload.as_slice())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                // None: a concurrent delete got there first and removes
+                // the chunks.
+                if gone > 0 {
+                    sqlx::query(DELETE_UPLOAD_CHUNKS)
+                        .bind(upload.as_slice())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                found.push(true);
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(found)
+        }
+        .await);
+        done.map_err(backend)
+    }
+}
+
+/// The same failure for each of `n` objects (a batch that failed as one).
+pub(super) fn each_failed(n: usize, e: &BlobError) -> Vec<Result<(), BlobError>> {
+    (0..n)
+        .map(|_| Err(BlobError::Backend(e.to_string())))
+        .collect()
 }
 
 #[async_trait]
@@ -407,6 +440,14 @@ impl BlobStore for DbStore {
 
     async fn delete(&self, owner: AccountId, id: ObjectId) -> Result<(), BlobError> {
         self.remove(owner, id).await.map(drop)
+    }
+
+    async fn delete_many(&self, objects: &[(AccountId, ObjectId)]) -> Vec<Result<(), BlobError>> {
+        match self.remove_many(objects).await {
+            // A missing object is no error.
+            Ok(found) => found.into_iter().map(|_| Ok(())).collect(),
+            Err(e) => each_failed(objects.len(), &e),
+        }
     }
 
     async fn exists(&self, owner: AccountId, id: ObjectId) -> Result<bool, BlobError> {

@@ -260,6 +260,21 @@ pub trait BlobStore: Send + Sync + Debug + 'static {
     /// already returned by [`Self::get`] may end early with an error.
     async fn delete(&self, owner: AccountId, id: ObjectId) -> Result<(), BlobError>;
 
+    /// [`Self::delete`] of each of `objects`, answered in order. A backend
+    /// may delete them together (the database store: all in one
+    /// transaction, where a `delete` each costs two commits).
+    async fn delete_many(&self, objects: &[(AccountId, ObjectId)]) -> Vec<Result<(), BlobError>> {
+        use futures_util::StreamExt as _;
+        let deletes: Vec<_> = objects
+            .iter()
+            .map(|&(owner, id)| self.delete(owner, id))
+            .collect();
+        futures_util::stream::iter(deletes)
+            .buffered(PUT_MANY_CONCURRENCY)
+            .collect()
+            .await
+    }
+
     /// Whether the object exists (complete and visible).
     async fn exists(&self, owner: AccountId, id: ObjectId) -> Result<bool, BlobError>;
 

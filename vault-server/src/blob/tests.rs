@@ -371,6 +371,7 @@ suite![
     concurrent_puts_one_wins,
     put_many_stores_each_and_checks_each,
     put_many_of_a_full_batch,
+    delete_many_deletes_each_listed_and_nothing_else,
 ];
 
 // ---------------------------------------------------------------------------
@@ -733,6 +734,46 @@ async fn put_many_stores_each_and_checks_each(f: Fixture) {
     assert!(!s.exists(a, big.id).await.unwrap());
     s.delete(a, again[0].id).await.unwrap();
     f.assert_no_leftovers(a).await;
+}
+
+async fn delete_many_deletes_each_listed_and_nothing_else(f: Fixture) {
+    let s = &*f.store;
+    let (a, b) = (owner(), owner());
+    let smalls: Vec<SmallObject> = (0..5)
+        .map(|i| small(&data(500 + i * 31, i as u64)))
+        .collect();
+    s.put_many(a, &smalls, NO_LIMIT).await.unwrap();
+    // A big one (several chunks; the configured store for the tiered one).
+    let big_id = oid();
+    let big = data(2 * MIB + 3, 40);
+    put(s, a, big_id, &big).await.unwrap();
+    // B's object under the id of one of A's that stays.
+    let shared = smalls[4].id;
+    put(s, b, shared, &data(700, 41)).await.unwrap();
+    assert!(s.delete_many(&[]).await.is_empty());
+    let listed = [
+        (a, smalls[0].id),
+        (a, big_id),
+        (a, oid()), // never existed: no error
+        (a, smalls[2].id),
+        (b, shared),
+    ];
+    let results = s.delete_many(&listed).await;
+    assert_eq!(results.len(), listed.len());
+    for (res, (who, id)) in results.iter().zip(&listed) {
+        assert!(res.is_ok(), "{res:?}");
+        assert!(!s.exists(*who, *id).await.unwrap());
+    }
+    // What was not listed is untouched, A's object under B's id too.
+    for o in [&smalls[1], &smalls[3], &smalls[4]] {
+        assert!(read_all(s, a, o.id).await == o.data);
+    }
+    // Again: all gone already, still no error.
+    assert!(s.delete_many(&listed).await.iter().all(Result::is_ok));
+    let rest: Vec<_> = [1, 3, 4].iter().map(|&i| (a, smalls[i].id)).collect();
+    assert!(s.delete_many(&rest).await.iter().all(Result::is_ok));
+    f.assert_no_leftovers(a).await;
+    f.assert_no_leftovers(b).await;
 }
 
 /// A full batch: more objects and more bytes than one statement of the

@@ -145,6 +145,35 @@ impl BlobStore for TieredStore {
         self.main.delete(owner, id).await
     }
 
+    async fn delete_many(&self, objects: &[(AccountId, ObjectId)]) -> Vec<Result<(), BlobError>> {
+        let found = match self.small.remove_many(objects).await {
+            Ok(found) => found,
+            Err(e) => return super::db::each_failed(objects.len(), &e),
+        };
+        // What the database did not have, the configured store may.
+        let rest: Vec<(AccountId, ObjectId)> = objects
+            .iter()
+            .zip(&found)
+            .filter(|(_, here)| !**here)
+            .map(|(o, _)| *o)
+            .collect();
+        let mut rest_done = self.main.delete_many(&rest).await.into_iter();
+        found
+            .into_iter()
+            .map(|here| {
+                if here {
+                    Ok(())
+                } else {
+                    rest_done.next().unwrap_or_else(|| {
+                        Err(BlobError::Backend(
+                            "the object store answered fewer deletes than asked".into(),
+                        ))
+                    })
+                }
+            })
+            .collect()
+    }
+
     async fn exists(&self, owner: AccountId, id: ObjectId) -> Result<bool, BlobError> {
         Ok(self.small.exists(owner, id).await? || self.main.exists(owner, id).await?)
     }

@@ -507,6 +507,10 @@ pub trait TreeStore: Send + Sync {
     /// collector may retry.
     async fn purged(&self, owner: AccountId, id: ObjectId) -> Result<(), TreeError>;
 
+    /// [`Self::purged`] of each of `objects`, in one transaction (one
+    /// commit for all, where a `purged` each is a commit each).
+    async fn purged_many(&self, objects: &[(AccountId, ObjectId)]) -> Result<(), TreeError>;
+
     /// Usage and quota of the account (`default_quota` when it has none set).
     async fn usage(&self, owner: AccountId, default_quota: u64) -> Result<Usage, TreeError>;
 

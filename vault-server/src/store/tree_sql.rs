@@ -1944,6 +1944,22 @@ macro_rules! impl_tree_store {
                     Ok(results)
                 }
 
+                async fn try_purged_many(
+                    &self,
+                    objects: &[(AccountId, ObjectId)],
+                ) -> Result<(), Fail> {
+                    let mut tx = self.begin_write().await?;
+                    for (owner, id) in objects {
+                        ::sqlx::query(q::FORGET_OBJECT)
+                            .bind(owner.0)
+                            .bind(id.as_bytes().as_slice())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(())
+                }
+
                 async fn try_abandon_object(
                     &self,
                     owner: AccountId,
@@ -2305,6 +2321,16 @@ macro_rules! impl_tree_store {
                         .await
                         .map_err(|e| TreeError::Store($crate::store::sql::db_err(e)))?;
                     Ok(())
+                }
+
+                async fn purged_many(
+                    &self,
+                    objects: &[(AccountId, ObjectId)],
+                ) -> Result<(), TreeError> {
+                    if objects.is_empty() {
+                        return Ok(());
+                    }
+                    retry_tree!(self.try_purged_many(objects))
                 }
 
                 async fn usage(

@@ -2093,6 +2093,22 @@ async fn purge_queue_and_stale_pending(s: &dyn Store) {
         queue,
         HashSet::from([(a, object_id(2)), (b, object_id(3)), (a, object_id(5))])
     );
+    // Several at once, in one call: released ones of both owners are
+    // forgotten; a live one, a forgotten one and another owner's id are
+    // left alone.
+    s.purged_many(&[]).await.unwrap();
+    s.purged_many(&[
+        (a, object_id(2)),
+        (b, object_id(4)),
+        (a, object_id(1)),
+        (a, object_id(3)),
+        (b, object_id(3)),
+    ])
+    .await
+    .unwrap();
+    assert!(s.object(b, object_id(4)).await.unwrap().is_some());
+    let queue: HashSet<_> = s.purge_queue(100).await.unwrap().into_iter().collect();
+    assert_eq!(queue, HashSet::from([(a, object_id(5))]));
     // Released objects no longer count: usage is what is live.
     assert_eq!(used(s, a).await, 0);
 }
