@@ -705,8 +705,6 @@ const ROUND_GAP: Duration = Duration::from_millis(50);
 /// it ends, and each full pause was time the server sat idle.
 #[derive(Debug, Default)]
 struct Rest {
-    /// Something rests.
-    any: bool,
     /// The earliest moment one of them is due, of those whose moment is
     /// known.
     first: Option<std::time::Instant>,
@@ -717,7 +715,6 @@ struct Rest {
 impl Rest {
     /// Something rests until `due` (unknown: `None`).
     fn until(&mut self, due: Option<std::time::Instant>) {
-        self.any = true;
         match due {
             Some(t) => self.first = Some(self.first.map_or(t, |f| f.min(t))),
             None => self.unknown = true,
@@ -726,15 +723,12 @@ impl Rest {
 
     /// When to start the next round, if anything rests.
     fn wake(&self) -> Option<std::time::Instant> {
-        if !self.any {
-            return None;
-        }
         let now = std::time::Instant::now();
         let latest = now + COMMIT_SETTLE;
-        let due = if self.unknown {
-            latest
-        } else {
-            self.first.map_or(latest, |t| t.min(latest))
+        let due = match (self.unknown, self.first) {
+            (true, _) => latest,
+            (false, Some(first)) => first.min(latest),
+            (false, None) => return None,
         };
         Some(due.max(now + ROUND_GAP))
     }

@@ -2314,13 +2314,7 @@ macro_rules! impl_tree_store {
                 }
 
                 async fn purged(&self, owner: AccountId, id: ObjectId) -> Result<(), TreeError> {
-                    ::sqlx::query(q::FORGET_OBJECT)
-                        .bind(owner.0)
-                        .bind(id.as_bytes().as_slice())
-                        .execute(&self.pool)
-                        .await
-                        .map_err(|e| TreeError::Store($crate::store::sql::db_err(e)))?;
-                    Ok(())
+                    self.purged_many(&[(owner, id)]).await
                 }
 
                 async fn purged_many(
