@@ -282,3 +282,80 @@ async fn the_fake_and_the_server_agree_on_a_scenario() {
 
     assert_eq!(on_fake, on_server, "server log:\n{}", srv.log());
 }
+
+/// Collects what a download hands over, refusing after `stop_after`
+/// pieces when set.
+#[derive(Default)]
+struct Collect {
+    bytes: Vec<u8>,
+    pieces: usize,
+    stop_after: Option<usize>,
+}
+
+impl fs_client::api::ObjectSink for Collect {
+    fn take(&mut self, bytes: &[u8]) -> bool {
+        self.bytes.extend_from_slice(bytes);
+        self.pieces += 1;
+        self.stop_after != Some(self.pieces)
+    }
+}
+
+/// Downloads `id` into a fresh [`Collect`].
+async fn collect(
+    api: &impl VaultApi,
+    token: &AccessToken,
+    id: ObjectId,
+    stop_after: Option<usize>,
+) -> (ApiResult<()>, Collect) {
+    let mut sink = Collect {
+        stop_after,
+        ..Collect::default()
+    };
+    let r = api.download_object_into(token, id, &mut sink).await;
+    (r, sink)
+}
+
+/// Uploads `body` as `id`, then downloads it whole into sinks: all of it,
+/// stopped after one piece, and a missing object.
+async fn stream_back(api: &impl VaultApi, token: &AccessToken, id: ObjectId, body: &[u8]) {
+    api.upload_object(token, id, Bytes::copy_from_slice(body), crc32c(body))
+        .await
+        .unwrap();
+    let (r, got) = collect(api, token, id, None).await;
+    r.unwrap();
+    assert!(got.bytes == body, "every byte, in order");
+    // A sink that refuses a piece stops the download, without error.
+    let (r, got) = collect(api, token, id, Some(1)).await;
+    r.unwrap();
+    assert_eq!(got.pieces, 1);
+    // A missing object is the server's error, and nothing is handed over.
+    let (r, got) = collect(api, token, random_object(), None).await;
+    assert_eq!(code(&r), Some(ErrorCode::NotFound));
+    assert_eq!(got.pieces, 0);
+}
+
+#[tokio::test]
+async fn a_whole_object_streams_to_a_sink_as_it_arrives() {
+    let Some(srv) = TestServer::start(Backend::Sqlite).await else {
+        return;
+    };
+    let vault = Vault::new(&srv, "client-stream").await;
+    let http = HttpApi::new(ServerUrl::parse(&srv.url).unwrap(), &HttpOptions::default()).unwrap();
+    let token = AccessToken::new(vault.token.clone());
+    // A chunk-sized object: more than one read off the connection.
+    let body: Vec<u8> = (0..(4u32 << 20) + 1234).map(|i| (i % 253) as u8).collect();
+    let id = random_object();
+    stream_back(
+        &FakeVault::new(),
+        &AccessToken::new("fake".into()),
+        id,
+        &body,
+    )
+    .await;
+    stream_back(&http, &token, id, &body).await;
+    // Over HTTP the body comes in pieces as it is read, not collected first.
+    let (_, got) = collect(&http, &token, id, None).await;
+    assert!(got.pieces > 1, "{} piece(s)", got.pieces);
+    let (_, got) = collect(&http, &token, id, Some(1)).await;
+    assert!(got.bytes.len() < body.len(), "stopped early");
+}

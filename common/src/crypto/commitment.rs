@@ -44,6 +44,16 @@ impl ObjectDigest {
         Self(hasher.finalize().into())
     }
 
+    /// Constant-time check of a finished incremental hash of a streamed
+    /// ciphertext against this digest.
+    pub fn verify_hash(&self, hasher: Sha256) -> Result<(), CryptoError> {
+        if bool::from(Self::from_hasher(hasher).0.ct_eq(&self.0)) {
+            Ok(())
+        } else {
+            Err(CryptoError::DigestMismatch)
+        }
+    }
+
     /// The raw bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
@@ -51,11 +61,7 @@ impl ObjectDigest {
 
     /// Constant-time check of `ciphertext` against this digest.
     pub fn verify(&self, ciphertext: &[u8]) -> Result<(), CryptoError> {
-        if bool::from(Self::of(ciphertext).0.ct_eq(&self.0)) {
-            Ok(())
-        } else {
-            Err(CryptoError::DigestMismatch)
-        }
+        self.verify_hash(Sha256::new_with_prefix(ciphertext))
     }
 }
 

@@ -409,6 +409,43 @@ impl ObjectDecryptor {
         ciphertext: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), CryptoError> {
+        let len = self.checked_segment_len(index, ciphertext)?;
+        let start = out.len();
+        out.resize(start + len, 0);
+        let result = match out.get_mut(start..) {
+            Some(buf) => self.open_segment_into(index, ciphertext, buf),
+            None => Err(CryptoError::OutOfRange),
+        };
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    /// Authenticates and decrypts segment `index` into `out`, which must be
+    /// exactly as long as its plaintext. On any error `out` is all zeros.
+    pub fn open_segment_into(
+        &self,
+        index: u64,
+        ciphertext: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        let len = self.checked_segment_len(index, ciphertext)?;
+        if out.len() != len {
+            out.fill(0);
+            return Err(CryptoError::OutOfRange);
+        }
+        let (body, tag) = ciphertext.split_at(len);
+        let nonce = self.cipher.nonce(index, index + 1 == self.segments)?;
+        self.cipher
+            .cipher
+            .open(nonce, &self.cipher.aad, body, tag, out)
+            .map_err(|_| CryptoError::SegmentAuthentication { index })
+    }
+
+    /// The plaintext length of segment `index`, after checking that the
+    /// segment exists and `ciphertext` is as long as it must be.
+    fn checked_segment_len(&self, index: u64, ciphertext: &[u8]) -> Result<usize, CryptoError> {
         if index >= self.segments {
             return Err(CryptoError::OutOfRange);
         }
@@ -419,22 +456,7 @@ impl ObjectDecryptor {
                 actual: ciphertext.len() as u64,
             });
         }
-        let (body, tag) = ciphertext.split_at(ciphertext.len() - TAG_LEN);
-        let nonce = self.cipher.nonce(index, index + 1 == self.segments)?;
-        let start = out.len();
-        out.resize(start + body.len(), 0);
-        let result = match out.get_mut(start..) {
-            Some(buf) => self
-                .cipher
-                .cipher
-                .open(nonce, &self.cipher.aad, body, tag, buf)
-                .map_err(|_| CryptoError::SegmentAuthentication { index }),
-            None => Err(CryptoError::OutOfRange),
-        };
-        if result.is_err() {
-            out.truncate(start);
-        }
-        result
+        usize::try_from(expected - TAG).map_err(|_| CryptoError::OutOfRange)
     }
 
     /// Authenticates and decrypts a whole object in place: `buf` holds its
@@ -576,5 +598,8 @@ pub fn open_object(
     decrypt_object(key, &binding, ciphertext, entry.len)
 }
 
+mod opener;
 #[cfg(test)]
 mod tests;
+
+pub use opener::ObjectOpener;

@@ -40,10 +40,21 @@ impl Plaintext {
 
     /// Wipes the buffer as a drop would and hands back its allocation,
     /// empty, for reuse.
-    pub fn into_wiped(mut self) -> Vec<u8> {
-        let mut buf = std::mem::take(&mut self.0);
-        wipe(&mut buf);
+    pub fn into_wiped(self) -> Vec<u8> {
+        let mut buf = self.into_zeroed();
         buf.clear();
+        std::hint::black_box(&mut buf);
+        buf
+    }
+
+    /// Wipes the buffer as a drop would and hands back its allocation full
+    /// of the zeros (its length is its capacity): a buffer that must be
+    /// zero-filled next (say, to decrypt into) needs no second pass.
+    pub fn into_zeroed(mut self) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.0);
+        buf.fill(0);
+        buf.resize(buf.capacity(), 0);
+        std::hint::black_box(&mut buf);
         buf
     }
 }
@@ -109,6 +120,17 @@ mod tests {
         assert!(v.is_empty());
         assert!(v.capacity() >= 64);
         assert_eq!(v.as_ptr(), ptr, "the same allocation");
+    }
+
+    #[test]
+    fn into_zeroed_hands_back_the_whole_allocation_as_zeros() {
+        let mut p = Plaintext::with_capacity(64);
+        p.extend_from_slice(b"secret contents");
+        let (ptr, cap) = (p.as_ptr(), p.capacity());
+        let v = p.into_zeroed();
+        assert_eq!(v.as_ptr(), ptr, "the same allocation");
+        assert_eq!(v.len(), cap, "all of it");
+        assert!(v.iter().all(|&b| b == 0));
     }
 
     #[test]

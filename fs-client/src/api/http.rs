@@ -30,7 +30,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
-use super::tree::{ByteRange, ListQuery, VaultApi};
+use super::tree::{ByteRange, ListQuery, ObjectSink, VaultApi};
 use super::{AccessToken, AccountApi, ApiError, ApiResult, AuditQuery, BoxError};
 use crate::cache::buffers::POOL;
 use crate::server_url::ServerUrl;
@@ -232,36 +232,78 @@ impl HttpApi {
     /// Sends an object request (binary in or out) and returns the status and
     /// body of a successful answer, read up to [`MAX_OBJECT_BYTES`].
     async fn send_object(&self, req: reqwest::RequestBuilder) -> ApiResult<(StatusCode, Vec<u8>)> {
-        let mut resp = req.send().await.map_err(|e| self.transport_error(e))?;
-        let status = resp.status();
-        tracing::debug!(
-            path = resp.url().path(),
-            status = status.as_u16(),
-            "object request"
-        );
-        let retry_after = retry_after(resp.headers());
+        let (status, mut resp) = self.object_response(req).await?;
         let announced = resp
             .headers()
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         let mut bytes = POOL.take(announced.unwrap_or(0).min(MAX_OBJECT_BYTES));
+        let read = self
+            .each_piece(&mut resp, MAX_OBJECT_BYTES, |chunk| {
+                bytes.extend_from_slice(chunk);
+                true
+            })
+            .await;
+        match read {
+            Ok(()) => Ok((status, bytes)),
+            Err(e) => {
+                POOL.give(bytes);
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends an object request and returns the answer, its body unread,
+    /// when it is a success; an error answer is read and returned as the
+    /// error.
+    async fn object_response(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> ApiResult<(StatusCode, reqwest::Response)> {
+        let resp = req.send().await.map_err(|e| self.transport_error(e))?;
+        let status = resp.status();
+        tracing::debug!(
+            path = resp.url().path(),
+            status = status.as_u16(),
+            "object request"
+        );
+        if status.is_success() {
+            return Ok((status, resp));
+        }
+        let retry_after = retry_after(resp.headers());
+        let mut resp = resp;
+        let mut body = Vec::new();
+        self.each_piece(&mut resp, MAX_RESPONSE_BYTES, |chunk| {
+            body.extend_from_slice(chunk);
+            true
+        })
+        .await?;
+        Err(error_from(status, &body, retry_after))
+    }
+
+    /// Hands the body of `resp` to `take` as it arrives, up to `limit`
+    /// bytes in all, until `take` refuses a piece.
+    async fn each_piece(
+        &self,
+        resp: &mut reqwest::Response,
+        limit: usize,
+        mut take: impl FnMut(&[u8]) -> bool,
+    ) -> ApiResult<()> {
+        let mut total = 0usize;
         while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport_error(e))? {
-            if bytes.len().saturating_add(chunk.len()) > MAX_OBJECT_BYTES {
+            total = total.saturating_add(chunk.len());
+            if total > limit {
                 return Err(ApiError::InvalidResponse {
-                    what: format!("object larger than {MAX_OBJECT_BYTES} bytes"),
+                    what: format!("answer larger than {limit} bytes"),
                     source: None,
                 });
             }
-            bytes.extend_from_slice(&chunk);
+            if !take(&chunk) {
+                break;
+            }
         }
-        if status.is_success() {
-            Ok((status, bytes))
-        } else {
-            let e = error_from(status, &bytes, retry_after);
-            POOL.give(bytes);
-            Err(e)
-        }
+        Ok(())
     }
 }
 
@@ -555,6 +597,28 @@ impl VaultApi for HttpApi {
                 source: None,
             }),
         }
+    }
+
+    async fn download_object_into<S: ObjectSink>(
+        &self,
+        token: &AccessToken,
+        id: ObjectId,
+        sink: &mut S,
+    ) -> ApiResult<()> {
+        let url = self.tree_url(wire::paths::OBJECT, &id.to_string(), None);
+        let req = self
+            .client
+            .get(url)
+            .header(AUTHORIZATION, format!("Bearer {}", token.expose()));
+        let (status, mut resp) = self.object_response(req).await?;
+        if status != StatusCode::OK {
+            return Err(ApiError::InvalidResponse {
+                what: format!("unexpected status {} for an object", status.as_u16()),
+                source: None,
+            });
+        }
+        self.each_piece(&mut resp, MAX_OBJECT_BYTES, |chunk| sink.take(chunk))
+            .await
     }
 
     async fn statfs(&self, token: &AccessToken) -> ApiResult<StatFs> {

@@ -35,7 +35,7 @@ use zeroize::Zeroizing;
 
 pub use error::{ApiError, BoxError};
 pub use token::{BoxFuture, StaticToken, TokenSource};
-pub use tree::{ByteRange, ListQuery, VaultApi};
+pub use tree::{ByteRange, ListQuery, ObjectSink, VaultApi};
 
 /// A JWT access token: a bearer secret, zeroized and never printed.
 #[derive(Clone, PartialEq, Eq)]

@@ -22,6 +22,13 @@ use common::{NodeId, ObjectId};
 
 use super::{AccessToken, ApiResult};
 
+/// Where [`VaultApi::download_object_into`] hands an object's body.
+pub trait ObjectSink: Send {
+    /// The next `bytes` of the body; `false` stops the download (the sink
+    /// keeps the reason).
+    fn take(&mut self, bytes: &[u8]) -> bool;
+}
+
 /// One byte range of an object, as the `Range` header names it (inclusive
 /// positions, like HTTP). The server resolves it: a range reaching past the
 /// end is cut at the end; one starting at or after the end, a `last` before
@@ -183,6 +190,23 @@ pub trait VaultApi: Send + Sync {
         id: ObjectId,
         range: Option<ByteRange>,
     ) -> impl Future<Output = ApiResult<Vec<u8>>> + Send;
+    /// `GET /v1/objects/{id}` of a whole object, handing its body to `sink`
+    /// piece by piece as it arrives (the HTTP client: each read off the
+    /// connection, not copied into one buffer first). Stops early, with
+    /// `Ok`, when the sink refuses a piece; the sink knows why. By default
+    /// a [`Self::download_object`] handed over in one piece.
+    fn download_object_into<S: ObjectSink>(
+        &self,
+        token: &AccessToken,
+        id: ObjectId,
+        sink: &mut S,
+    ) -> impl Future<Output = ApiResult<()>> + Send {
+        async move {
+            let body = self.download_object(token, id, None).await?;
+            sink.take(&body);
+            Ok(())
+        }
+    }
     /// `GET /v1/statfs`.
     fn statfs(&self, token: &AccessToken) -> impl Future<Output = ApiResult<StatFs>> + Send;
     /// `POST /v1/batch`: inline objects stored first (all or none), then

@@ -10,11 +10,16 @@
 //! Taking those buffers from here and giving them back when done skips it.
 //!
 //! Invariants:
-//! - the pool holds only empty buffers whose capacity is at least
+//! - the pool holds only buffers whose capacity is at least
 //!   [`POOLED_CAPACITY`] (and not far beyond), at most [`MAX_IDLE`] of them:
 //!   what it keeps from the system when idle is bounded (~25 MiB);
+//! - an idle buffer is empty (ciphertext came back in it), or zero bytes
+//!   all the way to its capacity;
 //! - a plaintext buffer comes back only through [`BufferPool::recycle`], which
-//!   wipes it first ([`Plaintext::into_wiped`]); ciphertext needs no wiping;
+//!   wipes it first ([`Plaintext::into_zeroed`]); ciphertext needs no wiping.
+//!   The wipe leaves zeros that [`BufferPool::plaintext_zeroed`] hands out
+//!   as they are: a download decrypted into a buffer ([`common::crypto::content::ObjectOpener`])
+//!   needs it zero-filled, and that fill would be a second pass over it;
 //! - forgetting to give a buffer back is never wrong, only slower: it is
 //!   freed as any other;
 //! - a buffer given back is not in use: [`BufferPool::into_bytes`] gives it
@@ -59,13 +64,28 @@ const REQUEST_IDLE: usize = 4;
 /// [`REQUESTS`].
 #[derive(Debug)]
 pub struct BufferPool {
-    idle: Mutex<Vec<Vec<u8>>>,
+    idle: Mutex<Idle>,
     /// Capacity of every buffer made and kept.
     capacity: usize,
     /// Requests from this size up (and up to `capacity`) are pooled.
     from: usize,
     /// Idle buffers kept at most.
     max_idle: usize,
+}
+
+/// The idle buffers of a pool.
+#[derive(Debug)]
+struct Idle {
+    /// Empty buffers.
+    empty: Vec<Vec<u8>>,
+    /// Buffers of zeros, each as long as its capacity.
+    zeroed: Vec<Vec<u8>>,
+}
+
+impl Idle {
+    fn len(&self) -> usize {
+        self.empty.len() + self.zeroed.len()
+    }
 }
 
 /// The process's pool of chunk-sized buffers.
@@ -79,14 +99,17 @@ impl BufferPool {
     /// `from..=capacity` bytes and keeping at most `max_idle` buffers.
     pub const fn new(capacity: usize, from: usize, max_idle: usize) -> Self {
         Self {
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(Idle {
+                empty: Vec::new(),
+                zeroed: Vec::new(),
+            }),
             capacity,
             from,
             max_idle,
         }
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Idle> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -95,9 +118,39 @@ impl BufferPool {
         if !(self.from..=self.capacity).contains(&len) {
             return Vec::with_capacity(len);
         }
-        self.idle()
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(self.capacity))
+        let mut idle = self.idle();
+        if let Some(buf) = idle.empty.pop() {
+            return buf;
+        }
+        let zeroed = idle.zeroed.pop();
+        drop(idle);
+        zeroed.map_or_else(
+            || Vec::with_capacity(self.capacity),
+            |mut buf| {
+                buf.clear();
+                buf
+            },
+        )
+    }
+
+    /// `len` zero bytes, in a pooled buffer when `len` is in the pool's
+    /// range: one the last wipe left zeroed when there is one (no fill),
+    /// else an empty one filled.
+    pub fn plaintext_zeroed(&self, len: usize) -> Plaintext {
+        if !(self.from..=self.capacity).contains(&len) {
+            return Plaintext::zeroed(len);
+        }
+        let mut idle = self.idle();
+        if let Some(mut buf) = idle.zeroed.pop() {
+            drop(idle);
+            buf.truncate(len);
+            return Plaintext::new(buf);
+        }
+        let empty = idle.empty.pop();
+        drop(idle);
+        let mut buf = empty.unwrap_or_else(|| Vec::with_capacity(self.capacity));
+        buf.resize(len, 0);
+        Plaintext::new(buf)
     }
 
     /// An empty plaintext buffer that holds `len` bytes without growing.
@@ -114,13 +167,20 @@ impl BufferPool {
         buf.clear();
         let mut idle = self.idle();
         if idle.len() < self.max_idle {
-            idle.push(buf);
+            idle.empty.push(buf);
         }
     }
 
-    /// Wipes `plain` and gives its allocation back.
+    /// Wipes `plain` and gives its allocation back, zeroed.
     pub fn recycle(&self, plain: Plaintext) {
-        self.give(plain.into_wiped());
+        if !self.pooled(&plain) {
+            return;
+        }
+        let buf = plain.into_zeroed();
+        let mut idle = self.idle();
+        if idle.len() < self.max_idle {
+            idle.zeroed.push(buf);
+        }
     }
 
     /// [`Self::recycle`] if this is the last reference to `plain`;
@@ -281,6 +341,35 @@ mod tests {
         let again = pool.take(CHUNK_BYTES);
         assert_eq!(again.as_ptr(), ptr);
         assert!(again.is_empty());
+    }
+
+    #[test]
+    fn a_recycled_plaintext_comes_back_zeroed_without_a_fill_or_empty() {
+        let pool = pool();
+        let mut p = pool.plaintext(CHUNK_BYTES);
+        p.extend_from_slice(&[0xaa; CHUNK_BYTES]);
+        let ptr = p.as_ptr();
+        pool.recycle(p);
+        let z = pool.plaintext_zeroed(1 << 20);
+        assert_eq!(z.as_ptr(), ptr, "the recycled buffer");
+        assert_eq!(z.len(), 1 << 20);
+        assert!(z.iter().all(|b| *b == 0), "wiped");
+        assert!(z.capacity() >= POOLED_CAPACITY);
+        pool.recycle(z);
+        // Taken for ciphertext, the same buffer comes empty.
+        let e = pool.take(2 << 20);
+        assert_eq!(e.as_ptr(), ptr);
+        assert!(e.is_empty());
+        // Ciphertext given back is filled when taken zeroed.
+        let mut c = e;
+        c.extend_from_slice(&[5; 4096]);
+        pool.give(c);
+        let z = pool.plaintext_zeroed(CHUNK_BYTES);
+        assert_eq!(z.as_ptr(), ptr);
+        assert!(z.len() == CHUNK_BYTES && z.iter().all(|b| *b == 0));
+        // Outside the pooled range: a plain zeroed buffer.
+        assert_eq!(pool.plaintext_zeroed(10).as_slice(), &[0; 10]);
+        assert_eq!(pool.idle_count(), 0);
     }
 
     #[test]

@@ -1444,6 +1444,65 @@ async fn a_sequential_read_streams_through_memory_not_the_disk_cache() {
     w.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_read_ahead_from_a_tampering_server_give_errors_not_data() {
+    const CHUNKS: usize = 3;
+    let chunk = usize::try_from(file::CHUNK).unwrap();
+    let fake = Arc::new(FakeVault::new());
+    let data = pattern(CHUNKS * chunk, 6);
+    let dir = tempfile::tempdir().unwrap();
+    let v = start(&fake, dir.path()).await;
+    write_file(&v, ROOT_INO, "big", &data).await;
+    v.sync_all().await.unwrap();
+    v.shutdown().await;
+    drop(v);
+    // A first reader leaves the first chunk in the disk cache, clean.
+    let mut cfg = config(dir.path());
+    cfg.memory_cache_bytes = 64 << 20;
+    let w = start_with(&fake, cfg.clone()).await;
+    let ino = w.lookup(ROOT_INO, os("big")).await.unwrap().ino;
+    let fh = w.open(ino, OpenMode::default()).await.unwrap();
+    let first = w.read(ino, fh, 0, 4096).await.unwrap();
+    assert_eq!(&first[..], &data[..4096]);
+    w.release(ino, fh).await.unwrap();
+    w.shutdown().await;
+    drop(w);
+
+    // Then every object on the server is changed, in a segment the reads
+    // below need; the memory cache is big enough for read-ahead to stream
+    // objects into it (`Content::download_streamed`).
+    fake.tamper_objects(|b| {
+        let i = b.len() / 3;
+        b[i] ^= 1;
+    });
+    let w = start_with(&fake, cfg).await;
+    let ino = w.lookup(ROOT_INO, os("big")).await.unwrap().ino;
+    let fh = w.open(ino, OpenMode::default()).await.unwrap();
+    let before = fake.whole_downloads();
+    let first = w.read(ino, fh, 0, 1 << 20).await.unwrap();
+    assert_eq!(&first[..], &data[..1 << 20], "from the disk cache");
+    // The read-ahead of the next chunks came and was refused.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while fake.whole_downloads() < before + (CHUNKS as u64 - 1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "read-ahead never came"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for k in 1..CHUNKS {
+        let at = (k * chunk + chunk / 2) as u64;
+        let got = w.read(ino, fh, at, 4096).await;
+        assert!(
+            matches!(&got, Err(e) if e.errno() == libc::EIO),
+            "chunk {k}: {:?}",
+            got.map(|b| b.len())
+        );
+    }
+    w.release(ino, fh).await.unwrap();
+    w.shutdown().await;
+}
+
 #[tokio::test]
 async fn reads_within_one_object_are_slices_of_its_plaintext_unless_written_over() {
     let fake = Arc::new(FakeVault::new());

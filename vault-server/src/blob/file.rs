@@ -44,8 +44,11 @@ use crate::store::AccountId;
 const TMP_DIR: &str = ".tmp";
 /// Bytes of an upload's body written per blocking call.
 const WRITE_BATCH: usize = 1 << 20;
-/// Size of the reads that feed a download stream.
-const READ_BUF: usize = 256 * 1024;
+/// Size of the reads that feed a download stream: a download holds at most
+/// two (one being sent, one read). 1 MiB rather than 256 KiB: each read is
+/// a round trip to the blocking pool, and in a profile of a cold 1 GiB read
+/// the server's CPU fell by about a tenth (1.09-1.19 to 1.00-1.03 s).
+const READ_BUF: usize = 1024 * 1024;
 
 /// Objects as files under a root directory.
 #[derive(Debug, Clone)]
