@@ -19,6 +19,7 @@
 pub mod buffers;
 pub mod disk;
 pub mod memory;
+mod pack;
 
 #[cfg(test)]
 mod tests;

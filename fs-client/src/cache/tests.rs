@@ -688,3 +688,236 @@ fn a_whole_object_answers_its_segments_and_ranges_as_slices() {
     assert_eq!(cache.get(id(1), 0), None);
     assert_eq!(cache.range(id(1), 0, 1), None);
 }
+
+/// The pack files in `objects/`.
+fn packs(dir: &Path) -> Vec<String> {
+    files(dir)
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| name.starts_with("pack-"))
+        .collect()
+}
+
+/// Objects `ns` with `len` bytes each, for `insert_many`.
+fn batch(ns: std::ops::Range<u64>, len: usize) -> Vec<(ObjectId, Vec<u8>)> {
+    ns.map(|n| (id(n), content(n, len))).collect()
+}
+
+fn insert_many(cache: &DiskCache, objects: &[(ObjectId, Vec<u8>)]) {
+    let refs: Vec<(ObjectId, &[u8])> = objects.iter().map(|(i, b)| (*i, &b[..])).collect();
+    cache.insert_many(&refs).unwrap();
+}
+
+#[test]
+fn a_batch_is_one_pack_file_that_reads_back_and_survives_a_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let objects = batch(0..50, 300);
+    {
+        let cache = DiskCache::open(tmp.path(), 100_000).unwrap();
+        insert_many(&cache, &objects);
+        assert_eq!(files(tmp.path()).len(), 1, "{:?}", files(tmp.path()));
+        assert_eq!(packs(tmp.path()).len(), 1);
+        assert_eq!(cache.len(), 50);
+        assert_eq!(cache.used_bytes(), disk_bytes(tmp.path()));
+        assert_eq!(cache.used_bytes(), 50 * 300 + 8 + 50 * 20);
+        for (i, data) in &objects {
+            assert_eq!(&cache.read_all(*i).unwrap().unwrap(), data);
+            assert_eq!(cache.read_at(*i, 10, 5).unwrap().unwrap(), data[10..15]);
+            assert_eq!(
+                cache.read_at(*i, 299, 2).unwrap_err().kind(),
+                io::ErrorKind::UnexpectedEof
+            );
+        }
+        assert_eq!(
+            mode(&objects_dir(tmp.path()).join(&packs(tmp.path())[0])),
+            0o600
+        );
+        // Already cached, listed twice, or a single one left: no new pack.
+        let mut again = batch(40..60, 300);
+        again.push((id(55), content(55, 300)));
+        insert_many(&cache, &again);
+        assert_eq!(packs(tmp.path()).len(), 2);
+        insert_many(&cache, &batch(55..61, 300));
+        assert_eq!(
+            packs(tmp.path()).len(),
+            2,
+            "one new object is a file of its own"
+        );
+        assert!(object_file(tmp.path(), id(60)).exists());
+        assert_eq!(cache.len(), 61);
+    }
+    let cache = DiskCache::open(tmp.path(), 100_000).unwrap();
+    assert_eq!(cache.len(), 61);
+    assert_eq!(cache.used_bytes(), disk_bytes(tmp.path()));
+    for (i, data) in batch(0..61, 300) {
+        assert_eq!(cache.read_all(i).unwrap().unwrap(), data);
+    }
+    // The next pack gets a new number.
+    insert_many(&cache, &batch(100..103, 10));
+    assert_eq!(packs(tmp.path()).len(), 3);
+    assert_eq!(cache.used_bytes(), disk_bytes(tmp.path()));
+}
+
+#[test]
+fn a_pack_goes_with_its_last_object_and_counts_whole_until_then() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pack_len = 3 * 1000 + 8 + 3 * 20;
+    let capacity = pack_len + 1500;
+    let cache = DiskCache::open(tmp.path(), capacity).unwrap();
+    insert_many(&cache, &batch(0..3, 1000));
+    assert_eq!(cache.used_bytes(), pack_len);
+    // Removing objects of a pack frees nothing until the last.
+    cache.remove(id(0)).unwrap();
+    assert_eq!(packs(tmp.path()).len(), 1);
+    assert_eq!(cache.used_bytes(), pack_len);
+    assert!(cache.read_all(id(0)).unwrap().is_none());
+    assert_eq!(cache.read_all(id(1)).unwrap().unwrap(), content(1, 1000));
+    // An object that does not fit evicts the least recently used: id 2,
+    // then id 1 with which the pack goes.
+    cache.insert(id(10), &content(10, 1400)).unwrap();
+    assert_eq!(cache.len(), 3, "the pack still fits");
+    cache.insert(id(11), &content(11, 1400)).unwrap();
+    assert!(packs(tmp.path()).is_empty(), "{:?}", files(tmp.path()));
+    assert!(!cache.contains(id(1)) && !cache.contains(id(2)));
+    assert_eq!(cache.used_bytes(), 2800);
+    assert_eq!(disk_bytes(tmp.path()), 2800);
+    // A pack larger than the whole cache is written as separate files.
+    insert_many(&cache, &batch(20..30, 800));
+    assert!(packs(tmp.path()).is_empty());
+    assert!(disk_bytes(tmp.path()) <= capacity);
+    assert_eq!(disk_bytes(tmp.path()), cache.used_bytes());
+}
+
+#[test]
+fn damaged_packs_cost_a_miss_never_wrong_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let cache = DiskCache::open(tmp.path(), 100_000).unwrap();
+        insert_many(&cache, &batch(0..4, 500));
+        insert_many(&cache, &batch(10..14, 500));
+    }
+    let names = packs(tmp.path());
+    assert_eq!(names.len(), 2);
+    // Cut short while closed: dropped at open.
+    let first = objects_dir(tmp.path()).join(&names[0]);
+    let len = fs::metadata(&first).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&first)
+        .unwrap()
+        .set_len(len - 1)
+        .unwrap();
+    let cache = DiskCache::open(tmp.path(), 100_000).unwrap();
+    assert_eq!(packs(tmp.path()), names[1..].to_vec());
+    assert_eq!(cache.len(), 4);
+    assert!(cache.read_all(id(0)).unwrap().is_none());
+    // Cut short while open: the read fails and drops the entry.
+    let second = objects_dir(tmp.path()).join(&names[1]);
+    let len = fs::metadata(&second).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&second)
+        .unwrap()
+        .set_len(len - 1)
+        .unwrap();
+    assert!(cache.read_all(id(10)).is_err());
+    assert!(!cache.contains(id(10)));
+    assert_eq!(cache.used_bytes(), len, "the rest of the pack still counts");
+}
+
+#[test]
+fn objects_cached_both_alone_and_in_a_pack_are_kept_once_at_open() {
+    // As an object evicted from a pack that stays, then cached again, leaves
+    // it. Whichever copy is older comes first; the other is deleted.
+    for pack_is_older in [true, false] {
+        let tmp = tempfile::tempdir().unwrap();
+        {
+            let cache = DiskCache::open(tmp.path(), 100_000).unwrap();
+            for (i, data) in batch(0..3, 100) {
+                cache.insert(i, &data).unwrap();
+            }
+        }
+        let objects = batch(0..3, 100);
+        let refs: Vec<(ObjectId, &[u8])> = objects.iter().map(|(i, b)| (*i, &b[..])).collect();
+        let (bytes, _) = super::pack::encode(&refs).unwrap();
+        let pack = objects_dir(tmp.path()).join("pack-0000000000000007");
+        fs::write(&pack, bytes).unwrap();
+        let (old, new) = (
+            SystemTime::now() - Duration::from_secs(100),
+            SystemTime::now() - Duration::from_secs(10),
+        );
+        let times = |t| FileTimes::new().set_accessed(t).set_modified(t);
+        let pack_time = if pack_is_older { old } else { new };
+        let file_time = if pack_is_older { new } else { old };
+        OpenOptions::new()
+            .write(true)
+            .open(&pack)
+            .unwrap()
+            .set_times(times(pack_time))
+            .unwrap();
+        for (i, _) in &objects {
+            OpenOptions::new()
+                .write(true)
+                .open(object_file(tmp.path(), *i))
+                .unwrap()
+                .set_times(times(file_time))
+                .unwrap();
+        }
+        let cache = DiskCache::open(tmp.path(), 100_000).unwrap();
+        assert_eq!(cache.len(), 3);
+        assert_eq!(cache.used_bytes(), disk_bytes(tmp.path()));
+        let want_files = if pack_is_older { 1 } else { 3 };
+        assert_eq!(
+            files(tmp.path()).len(),
+            want_files,
+            "{:?}",
+            files(tmp.path())
+        );
+        for (i, data) in &objects {
+            assert_eq!(&cache.read_all(*i).unwrap().unwrap(), data);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Packs among single objects, under eviction and removal: the bytes on
+    /// disk are what the cache counts and never above the bound, and a read
+    /// gives an object's bytes or nothing.
+    #[test]
+    fn packs_keep_the_bound_and_the_bytes(
+        capacity in 0..6000u64,
+        ops in proptest::collection::vec((0..4u8, 0..24u64, 1..6u64, 0..700usize), 1..60),
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = DiskCache::open(tmp.path(), capacity).unwrap();
+        let len_of = |k: u64| (k as usize * 37) % 700;
+        for (kind, k, count, _) in ops {
+            match kind {
+                0 => cache.insert(id(k), &content(k, len_of(k))).unwrap(),
+                1 => {
+                    let objects: Vec<_> = (k..k + count).map(|n| (id(n), content(n, len_of(n)))).collect();
+                    insert_many(&cache, &objects);
+                }
+                2 => cache.remove(id(k)).unwrap(),
+                _ => {
+                    if let Some(got) = cache.read_all(id(k)).unwrap() {
+                        prop_assert_eq!(got, content(k, len_of(k)));
+                    }
+                }
+            }
+            let on_disk = disk_bytes(tmp.path());
+            prop_assert!(on_disk <= capacity, "{} on disk, capacity {}", on_disk, capacity);
+            prop_assert_eq!(on_disk, cache.used_bytes());
+        }
+        drop(cache);
+        let cache = DiskCache::open(tmp.path(), capacity).unwrap();
+        prop_assert_eq!(disk_bytes(tmp.path()), cache.used_bytes());
+        for k in 0..30 {
+            if let Some(got) = cache.read_all(id(k)).unwrap() {
+                prop_assert_eq!(got, content(k, len_of(k)));
+            }
+        }
+    }
+}
