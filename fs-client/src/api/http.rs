@@ -229,6 +229,14 @@ impl HttpApi {
         self.url(&path)
     }
 
+    /// `GET /v1/objects/{id}` with the bearer token, not yet sent.
+    fn object_get(&self, token: &AccessToken, id: ObjectId) -> reqwest::RequestBuilder {
+        let url = self.tree_url(wire::paths::OBJECT, &id.to_string(), None);
+        self.client
+            .get(url)
+            .header(AUTHORIZATION, format!("Bearer {}", token.expose()))
+    }
+
     /// Sends an object request (binary in or out) and returns the status and
     /// body of a successful answer, read up to [`MAX_OBJECT_BYTES`].
     async fn send_object(&self, req: reqwest::RequestBuilder) -> ApiResult<(StatusCode, Vec<u8>)> {
@@ -581,11 +589,7 @@ impl VaultApi for HttpApi {
         id: ObjectId,
         range: Option<ByteRange>,
     ) -> ApiResult<Vec<u8>> {
-        let url = self.tree_url(wire::paths::OBJECT, &id.to_string(), None);
-        let mut req = self
-            .client
-            .get(url)
-            .header(AUTHORIZATION, format!("Bearer {}", token.expose()));
+        let mut req = self.object_get(token, id);
         if let Some(range) = &range {
             req = req.header(RANGE, range.header());
         }
@@ -605,12 +609,7 @@ impl VaultApi for HttpApi {
         id: ObjectId,
         sink: &mut S,
     ) -> ApiResult<()> {
-        let url = self.tree_url(wire::paths::OBJECT, &id.to_string(), None);
-        let req = self
-            .client
-            .get(url)
-            .header(AUTHORIZATION, format!("Bearer {}", token.expose()));
-        let (status, mut resp) = self.object_response(req).await?;
+        let (status, mut resp) = self.object_response(self.object_get(token, id)).await?;
         if status != StatusCode::OK {
             return Err(ApiError::InvalidResponse {
                 what: format!("unexpected status {} for an object", status.as_u16()),

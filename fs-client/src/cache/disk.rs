@@ -532,7 +532,9 @@ impl DiskCache {
 enum Place {
     /// Its own file, named by its id.
     Own,
-    /// At `offset` in pack `n`, a file of `file_len` bytes.
+    /// At `offset` in pack `n`, a file of `file_len` bytes (its size in
+    /// `Index::packs` too, copied here as a pack never changes, so a read
+    /// needs no second lookup).
     Pack { n: u64, offset: u64, file_len: u64 },
 }
 

@@ -107,11 +107,6 @@ impl<K: Borrow<ContentKey>> ObjectOpener<K> {
         }
     }
 
-    /// Whether an error stopped the opener.
-    pub fn failed(&self) -> bool {
-        self.failed.is_some()
-    }
-
     /// The plaintext, once all of the object arrived and checked out.
     pub fn finish(mut self) -> Result<Plaintext, CryptoError> {
         if let Some(e) = self.failed.take() {
@@ -394,7 +389,7 @@ mod tests {
             opener.feed(&bad),
             Err(CryptoError::SegmentAuthentication { index: 2 })
         );
-        assert!(opener.failed());
+        assert!(opener.failed.is_some());
         assert!(opener.out.iter().all(|b| *b == 0), "plaintext left behind");
         assert!(opener.feed(&[]).is_err(), "stays failed");
         assert!(opener.finish().is_err());
